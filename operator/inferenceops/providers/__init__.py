@@ -1,0 +1,32 @@
+"""Provider adapters: one module per provider behind `base.Provider`. See docs/providers.md."""
+
+from .base import (
+    CredentialedConfig,
+    ErrorReason,
+    Observation,
+    Phase,
+    PollResult,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    SecretKeyRef,
+    Target,
+    Workers,
+)
+from .registry import all_providers, get
+
+__all__ = [
+    "CredentialedConfig",
+    "ErrorReason",
+    "Observation",
+    "Phase",
+    "PollResult",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "SecretKeyRef",
+    "Target",
+    "Workers",
+    "all_providers",
+    "get",
+]

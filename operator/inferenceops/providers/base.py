@@ -1,0 +1,194 @@
+"""The one interface every provider adapter implements, and the values it hands back.
+
+An adapter turns targets (validated provider blocks plus their credential) into HTTP requests and
+the answers into `Observation`s. It never touches Kubernetes and knows nothing of status
+conditions: `inferenceops.status` turns observations into status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "CredentialedConfig",
+    "ErrorReason",
+    "Observation",
+    "Phase",
+    "PollResult",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "SecretKeyRef",
+    "Target",
+    "Workers",
+]
+
+
+class Phase(StrEnum):
+    """Our provider-neutral phase; each adapter documents its mapping in docs/providers.md."""
+
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    IDLE = "Idle"
+    UPDATING = "Updating"
+    DEGRADED = "Degraded"
+    SLEEPING = "Sleeping"
+    WAKING = "Waking"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """Worker counts; a field is None when the provider does not say."""
+
+    ready: int | None = None
+    total: int | None = None
+    min: int | None = None
+    max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one successful poll learned about one endpoint."""
+
+    phase: Phase
+    provider_status: str
+    provider_phase: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    progress: int | None = None
+    workers: Workers | None = None
+
+
+class ErrorReason(StrEnum):
+    """Why a poll failed; these become the `Synced` condition's reason."""
+
+    UNAUTHORIZED = "Unauthorized"
+    NOT_FOUND = "NotFound"
+    TIMEOUT = "Timeout"
+    RATE_LIMITED = "RateLimited"
+    UNREACHABLE = "Unreachable"
+    BAD_RESPONSE = "BadResponse"
+
+
+class ProviderError(Exception):
+    """A poll that did not yield an observation.
+
+    `message` is safe to show a user: it never holds a credential, and body excerpts are short.
+    """
+
+    def __init__(
+        self,
+        reason: ErrorReason,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+        self.http_status = http_status
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.reason.value}, {self.message!r})"
+
+
+PollResult = Observation | ProviderError
+
+
+class SecretKeyRef(BaseModel):
+    """A key of a Secret in the resource's own namespace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
+
+
+class ProviderConfig(BaseModel):
+    """Base of every provider block in `spec`; fields are camelCase in YAML."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class CredentialedConfig(ProviderConfig):
+    """A provider block whose requests carry a credential read from a Secret."""
+
+    credentials_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the API credential, in the resource's namespace."
+    )
+
+
+ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Target(Generic[ConfigT]):
+    """One endpoint to poll. `key` is opaque to adapters: results are returned under it."""
+
+    key: str
+    config: ConfigT
+    credential: str | None = None
+
+
+class Provider(ABC, Generic[ConfigT]):
+    """A provider adapter.
+
+    Subclasses set the class variables and implement `observe_one`, or override `observe` when
+    the provider can answer many targets with one request.
+    """
+
+    #: The key of the provider block in `spec`, e.g. "friendli".
+    name: ClassVar[str]
+    #: Shown in the Provider printer column and in docs.
+    display_name: ClassVar[str]
+    #: The pydantic model of the provider block; the CRD schema is generated from it.
+    config_model: ClassVar[type[ProviderConfig]]
+
+    def account_key(self, config: ConfigT) -> Hashable:
+        """Targets with equal keys (and equal credentials) share an HTTP client, a request budget,
+        and may be answered by one request. The core adds the credential itself."""
+        return (self.name, getattr(config, "url", None))
+
+    @abstractmethod
+    def endpoint_label(self, config: ConfigT) -> str:
+        """What identifies the remote endpoint to a human (id or URL), for `kubectl get -o wide`."""
+
+    async def observe(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[ConfigT]]
+    ) -> Mapping[str, PollResult]:
+        """Poll every target and return one result per `target.key`.
+
+        Per-target failures are returned as `ProviderError` values, not raised. The default polls
+        each target on its own, concurrently; the client's connection limit bounds concurrency.
+        """
+        results = await asyncio.gather(*(self._observe_caught(client, t) for t in targets))
+        return {t.key: r for t, r in zip(targets, results, strict=True)}
+
+    async def _observe_caught(self, client: httpx.AsyncClient, target: Target[ConfigT]) -> PollResult:
+        try:
+            return await self.observe_one(client, target)
+        except ProviderError as err:
+            return err
+
+    async def observe_one(self, client: httpx.AsyncClient, target: Target[ConfigT]) -> Observation:
+        """Poll one target; raise `ProviderError` when the poll yields no observation."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither observe nor observe_one")

@@ -1,0 +1,172 @@
+"""One GET that every adapter uses: status codes, time-outs and bodies become `ProviderError`s.
+
+Keeping this in one place means every provider answers 401/404/408/429/5xx, a dropped
+connection, a 20 MB body or an HTML error page the same way.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from .base import ErrorReason, ProviderError
+
+__all__ = ["MAX_BODY_BYTES", "excerpt", "get_json", "parse_retry_after"]
+
+#: Status bodies are a few KiB; anything near this is not a status document.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_EXCERPT_CHARS = 120
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Lets an adapter read a provider-specific error body (DataArts says "not found" with a 400).
+ErrorClassifier = Callable[[int, bytes], ProviderError | None]
+
+
+def excerpt(body: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
+    """A short single-line excerpt of a body, safe to put in a condition message."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = re.sub(r"\s+", " ", text).strip()
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_for_status(status: int, body: bytes, headers: httpx.Headers) -> ProviderError:
+    detail = excerpt(body)
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        return ProviderError(
+            ErrorReason.UNAUTHORIZED,
+            f"provider rejected the credential (HTTP {status}){suffix}",
+            http_status=status,
+        )
+    if status == 404:
+        return ProviderError(
+            ErrorReason.NOT_FOUND, f"provider has no such endpoint (HTTP 404){suffix}", http_status=404
+        )
+    if status == 408:
+        return ProviderError(
+            ErrorReason.TIMEOUT, f"provider timed out (HTTP 408){suffix}", http_status=408
+        )
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        wait = f", retry after {retry_after:g}s" if retry_after is not None else ""
+        return ProviderError(
+            ErrorReason.RATE_LIMITED,
+            f"provider is rate limiting (HTTP 429{wait})",
+            retry_after=retry_after,
+            http_status=429,
+        )
+    if status >= 500:
+        return ProviderError(
+            ErrorReason.UNREACHABLE, f"provider failed (HTTP {status}){suffix}", http_status=status
+        )
+    return ProviderError(
+        ErrorReason.BAD_RESPONSE, f"unexpected HTTP {status}{suffix}", http_status=status
+    )
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"response body of {int(declared)} bytes is larger than the {limit}-byte limit",
+            http_status=response.status_code,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ProviderError(
+                ErrorReason.BAD_RESPONSE,
+                f"response body is larger than the {limit}-byte limit",
+                http_status=response.status_code,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_summary(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+async def get_json(
+    client: httpx.AsyncClient,
+    url: str,
+    model: type[M],
+    *,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str | int] | None = None,
+    classify_error: ErrorClassifier | None = None,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> M:
+    """GET `url` and parse the JSON body into `model`, or raise `ProviderError`.
+
+    Never lets an httpx or pydantic exception escape, and never puts request headers (where
+    credentials live) into a message.
+    """
+    try:
+        async with client.stream("GET", url, headers=headers, params=params) as response:
+            body = await _read_capped(response, max_bytes)
+    except httpx.TimeoutException as err:
+        raise ProviderError(
+            ErrorReason.TIMEOUT, f"no answer from {_where(url)} in time ({type(err).__name__})"
+        ) from None
+    except httpx.TransportError as err:
+        raise ProviderError(
+            ErrorReason.UNREACHABLE, f"cannot reach {_where(url)} ({type(err).__name__})"
+        ) from None
+    status = response.status_code
+    if not 200 <= status < 300:
+        special = classify_error(status, body) if classify_error else None
+        raise special or _error_for_status(status, body, response.headers)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"response is not JSON: {excerpt(body) or '(empty body)'}",
+            http_status=status,
+        ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"response is not the documented shape ({_validation_summary(err)}): {excerpt(body, 80)}",
+            http_status=status,
+        ) from None
+
+
+def _where(url: str) -> str:
+    # Scheme, host and port only: paths and queries can carry ids users did not ask to publish.
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"

@@ -1,0 +1,96 @@
+"""NS model server (self-hosted): `GET {url}/status`.
+
+Spec: shared/providers/ns-model-server-status.md. The server answers HTTP 200 even when it has
+FAILED; only `data.stage` tells. It documents no authentication, so no credential is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
+from .http import get_json
+
+__all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
+
+URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+
+
+class NSModelServerConfig(ProviderConfig):
+    url: Annotated[
+        str,
+        Field(
+            pattern=URL_PATTERN,
+            max_length=2048,
+            description="Base URL of the model server, e.g. http://ns.ml.svc:8080.",
+        ),
+    ]
+
+
+class _Error(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    errorType: str | None = None
+    cause: str | None = None
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # A plain str, not an enum: a new stage must map to Unknown, not fail the poll.
+    stage: str
+    progress: Annotated[int, Field(ge=0, le=100)] | None = None
+    errors: list[_Error] | None = None
+
+
+class _StatusResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    data: _Data
+
+
+_STAGE_PHASES: dict[str, Phase] = {
+    "GETTING_RESOURCES": Phase.PROVISIONING,
+    "STARTING": Phase.PROVISIONING,
+    "LOADING_MODEL": Phase.PROVISIONING,
+    "BUILDING_API": Phase.PROVISIONING,
+    "READY": Phase.RUNNING,
+    "FAILED": Phase.FAILED,
+}
+
+
+def map_status(body: _StatusResponse) -> Observation:
+    data = body.data
+    phase = _STAGE_PHASES.get(data.stage, Phase.UNKNOWN)
+    error_code = error_message = None
+    if phase is Phase.FAILED:
+        first = data.errors[0] if data.errors else None
+        error_code = (first.errorType if first else None) or "FAILED"
+        error_message = first.cause if first else None
+    ready = 1 if phase is Phase.RUNNING else 0
+    return Observation(
+        phase=phase,
+        provider_status=data.stage,
+        error_code=error_code,
+        error_message=error_message,
+        progress=data.progress,
+        workers=Workers(ready=ready, total=1),
+    )
+
+
+class NSModelServerProvider(Provider[NSModelServerConfig]):
+    name = "nsModelServer"
+    display_name = "NS model server"
+    config_model = NSModelServerConfig
+
+    def endpoint_label(self, config: NSModelServerConfig) -> str:
+        return config.url
+
+    async def observe_one(
+        self, client: httpx.AsyncClient, target: Target[NSModelServerConfig]
+    ) -> Observation:
+        url = target.config.url.rstrip("/") + "/status"
+        return map_status(await get_json(client, url, _StatusResponse))
+
+
+PROVIDER = NSModelServerProvider()

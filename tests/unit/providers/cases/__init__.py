@@ -1,0 +1,1 @@
+"""One module per provider, each defining `CASE: ConformanceCase` for test_conformance.py."""
