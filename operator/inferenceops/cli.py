@@ -1,0 +1,195 @@
+"""The `inferenceops` command: run the operator, probe one endpoint, serve the emulator, print
+the CRD."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import yaml
+
+__all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+#: Bad command line, unreadable file, invalid manifest, missing INFERENCEOPS_TOKEN.
+EXIT_USAGE = 2
+#: The provider did not answer, or answered something we could not understand.
+EXIT_PROVIDER = 3
+
+TOKEN_ENV = "INFERENCEOPS_TOKEN"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inferenceops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-level", choices=("debug", "info", "warning"), default="info")
+    run.add_argument("--health-port", type=int, default=8081,
+                     help="liveness endpoint port (GET /healthz); 0 disables it")
+    run.add_argument("--metrics-port", type=int, default=9090,
+                     help="Prometheus metrics port (GET /metrics); 0 disables it")
+    run.add_argument("--shard-index", type=int, default=0)
+    run.add_argument("--shard-count", type=int, default=1,
+                     help="poll only resources whose stable hash falls in this shard")
+    run.add_argument("--requests-per-second", type=float, default=20.0,
+                     help="request budget per provider account")
+
+    probe = sub.add_parser("probe", help="poll one endpoint once, as the operator would")
+    probe.add_argument("-f", "--filename", required=True,
+                       help="InferenceEndpoint manifest (YAML or JSON); - for stdin")
+    probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+
+    emulator = sub.add_parser("emulator", help="serve the five providers' APIs on 127.0.0.1")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8400)
+    emulator.add_argument("--token", default=os.environ.get(TOKEN_ENV, "emulator-token"),
+                          help=f"accepted credential (default: ${TOKEN_ENV} or emulator-token)")
+    emulator.add_argument("--seed", help="YAML/JSON file of endpoints to create at start")
+
+    sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "probe":
+        return asyncio.run(_probe(args))
+    if args.command == "emulator":
+        from .emulator import serve_forever
+
+        asyncio.run(serve_forever(args.host, args.port, args.token, args.seed))
+        return EXIT_OK
+    from .api.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return EXIT_OK
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"inferenceops: {message}\n")
+    return code
+
+
+# --- probe -------------------------------------------------------------------------------
+
+
+def _read_manifest(filename: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()
+    except OSError as err:
+        raise ValueError(f"cannot read {filename}: {err.strerror}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as err:
+        raise ValueError(f"{filename} is not YAML or JSON: {str(err).splitlines()[0]}") from None
+    endpoints = [d for d in docs if isinstance(d, dict) and d.get("kind") == "InferenceEndpoint"]
+    if len(endpoints) != 1:
+        raise ValueError(f"{filename} must hold exactly one InferenceEndpoint "
+                         f"(found {len(endpoints)})")
+    return endpoints[0]
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    from . import status as st
+    from .accounts import AccountPool, AccountSettings
+    from .api import InvalidSpecError, parse_spec
+    from .providers import CredentialedConfig, Observation, Target
+
+    try:
+        manifest = _read_manifest(args.filename)
+        parsed = parse_spec(manifest.get("spec"))
+    except (ValueError, InvalidSpecError) as err:
+        return _fail(EXIT_USAGE, str(err))
+    credential = None
+    if isinstance(parsed.config, CredentialedConfig):
+        credential = os.environ.get(TOKEN_ENV, "").strip()
+        if not credential:
+            return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
+    name = (manifest.get("metadata") or {}).get("name", "probe")
+    target = Target(key=str(name), config=parsed.config, credential=credential)
+    accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
+    try:
+        account = accounts.get(parsed.provider.name, "probe")
+        result = (await parsed.provider.observe(account.client, [target]))[target.key]
+    finally:
+        await accounts.aclose()
+    if not isinstance(result, Observation):
+        message = result.message.replace(credential, "***") if credential else result.message
+        return _fail(EXIT_PROVIDER, f"{result.reason.value}: {message}")
+    resource = st.Resource(
+        generation=1, provider=parsed.provider.name,
+        endpoint=parsed.provider.endpoint_label(parsed.config),
+        poll_interval=parsed.poll_interval, now=datetime.now(UTC),
+    )
+    status = st.after_observation(None, result, resource)
+    shown = {k: status[k] for k in ("phase", "providerStatus", "providerPhase", "errorCode",
+                                    "errorMessage", "progress", "workers") if k in status}
+    if args.output == "json":
+        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
+    return EXIT_OK
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+    from prometheus_client import start_http_server
+
+    from .accounts import AccountSettings
+    from .handlers import Runtime, registry
+    from .scheduler import SchedulerSettings
+
+    if not 0 <= args.shard_index < args.shard_count:
+        return _fail(EXIT_USAGE, "--shard-index must be in [0, --shard-count)")
+    kopf.configure(
+        debug=args.log_level == "debug",
+        quiet=args.log_level == "warning",
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    # One line per provider request at 10,000 endpoints is noise, and URLs carry endpoint ids.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    runtime = Runtime(
+        settings=SchedulerSettings(shard_index=args.shard_index, shard_count=args.shard_count),
+        namespaces=tuple(args.namespace),
+        account_settings=AccountSettings(requests_per_second=args.requests_per_second,
+                                         burst=max(1, int(args.requests_per_second * 2))),
+    )
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    try:
+        asyncio.run(kopf.operator(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=True,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(runtime=runtime),
+        ))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

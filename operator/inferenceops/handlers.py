@@ -1,0 +1,120 @@
+"""kopf wiring, and nothing else: tells the scheduler what exists; never polls, never writes.
+
+Only `on.event` handlers are used: they add no finalizer and write no annotation to the user's
+object (kopf's change handlers would write `last-handled-configuration`, which GitOps tools see
+as drift), and a deleted resource simply disappears from the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import kopf
+
+from .accounts import AccountPool, AccountSettings
+from .api import GROUP, PLURAL, VERSION
+from .kube import client as kube_client
+from .kube import secrets
+from .kube.secrets import SecretCache
+from .kube.writer import ApiWriter
+from .metrics import Metrics
+from .scheduler import Scheduler, SchedulerSettings
+
+__all__ = ["Runtime", "registry"]
+
+log = logging.getLogger(__name__)
+
+#: Secrets that can never hold a provider credential, filtered out by the API server so that
+#: large Helm release blobs and rotating service-account tokens are never sent to us.
+SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+
+
+@dataclass
+class Runtime:
+    """What the handlers share; built by `cli.run` and handed to kopf as the memo."""
+
+    settings: SchedulerSettings
+    #: Namespaces to watch; empty means all.
+    namespaces: tuple[str, ...] = ()
+    account_settings: AccountSettings = field(default_factory=AccountSettings)
+    metrics: Metrics = field(default_factory=Metrics)
+    secrets: SecretCache = field(default_factory=SecretCache)
+    accounts: AccountPool | None = None
+    scheduler: Scheduler | None = None
+    api: httpx.AsyncClient | None = None
+    task: asyncio.Task[None] | None = None
+
+
+registry = kopf.OperatorRegistry()
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime = memo.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo:
+    return kube_client.login(**kwargs)
+
+
+@kopf.on.startup(registry=registry)
+async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
+    runtime = _runtime(memo)
+    settings.posting.enabled = False  # Events are ours, on transitions only (kube/writer.py)
+    settings.watching.chunk_size = 500
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
+    runtime.api = kube_client.api_client(kube_client.login(settings=settings))
+    loaded = await secrets.prime(runtime.api, runtime.secrets, runtime.namespaces,
+                                 SECRET_FIELD_SELECTOR)
+    log.info("credential cache primed with %d Secrets", loaded)
+    writer = ApiWriter(runtime.api, runtime.metrics)
+    runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
+    runtime.scheduler = Scheduler(writer, runtime.secrets, runtime.accounts, runtime.settings)
+    runtime.task = asyncio.create_task(runtime.scheduler.run(), name="inferenceops-scheduler")
+
+
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    if runtime.task:
+        runtime.task.cancel()
+    if runtime.accounts:
+        await runtime.accounts.aclose()
+    if runtime.api:
+        await runtime.api.aclose()
+
+
+@kopf.on.event("v1", "secrets", registry=registry)
+async def secret_event(
+    type: str | None, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    runtime = _runtime(memo)
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    if type == "DELETED":
+        runtime.secrets.delete(namespace, name)
+        return
+    runtime.secrets.put(namespace, name, body.get("data"), body.get("stringData"))
+    if runtime.scheduler is not None:
+        runtime.scheduler.secret_changed(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+async def endpoint_event(
+    type: str | None, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    scheduler = _runtime(memo).scheduler
+    if scheduler is None:
+        return
+    if type == "DELETED":
+        scheduler.forget(body.metadata.namespace or "", body.metadata.name or "")
+        return
+    # kopf marks the start-up listing with type None.
+    scheduler.upsert(body, initial=type is None)

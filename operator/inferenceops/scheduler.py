@@ -1,0 +1,430 @@
+"""One scheduler for every resource: when each is due, which share a request, backoff, writes.
+
+kopf handlers only tell it what exists (`upsert`, `forget`); it owns time. Due polls sit in one
+heap. When a poll is due, every target of the same provider account due within the coalescing
+window goes with it, so an adapter that can list (DataArts, Friendli, RunPod) answers them with
+one paged request. Results flow one way: adapter → status.py (pure) → writer (only on change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import random
+import time
+import zlib
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import status as st
+from .accounts import AccountPool, credential_fingerprint
+from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .kube.secrets import SecretCache, SecretMissing
+from .kube.writer import StatusSink, WriteError
+from .providers import CredentialedConfig, ErrorReason, Observation, Phase, ProviderError, Target
+
+__all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings", "shard_of"]
+
+log = logging.getLogger(__name__)
+
+RECONCILE_ANNOTATION = "inferenceops.io/reconcile-requested-at"
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How poll speed follows state (docs/operations.md); factors multiply `spec.pollInterval`."""
+
+    transitional_factor: float = 1 / 3
+    terminal_factor: float = 4.0
+    not_found_factor: float = 4.0
+    min_interval: float = 5.0
+    #: First retry after a failed poll; doubles per failure, never beyond the interval.
+    backoff_base: float = 2.0
+    jitter: float = 0.1
+
+    def after_success(self, phase: Phase, interval: float) -> float:
+        if phase in (Phase.PROVISIONING, Phase.UPDATING, Phase.WAKING, Phase.TERMINATING):
+            return max(self.min_interval, interval * self.transitional_factor)
+        if phase is Phase.TERMINATED:
+            return interval * self.terminal_factor
+        return interval
+
+    def after_failure(self, reason: str, failures: int, interval: float,
+                      retry_after: float | None) -> float:
+        if reason == ErrorReason.NOT_FOUND:
+            return interval * self.not_found_factor
+        if reason in st.STALLED_REASONS:
+            return interval
+        backoff = min(interval, self.backoff_base * 2.0 ** max(0, failures - 1))
+        return max(backoff, retry_after or 0.0)
+
+    def jittered(self, seconds: float) -> float:
+        return seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    #: Targets of one account due within this many seconds are polled together.
+    coalesce_window: float = 10.0
+    #: Concurrent account polls in flight (each may hold several HTTP requests).
+    max_concurrent_polls: int = 64
+    #: After a restart, polls of resources that already have a status are spread over this
+    #: fraction of their interval instead of all firing at once.
+    restart_spread: float = 1.0
+    shard_index: int = 0
+    shard_count: int = 1
+
+
+def shard_of(namespace: str, name: str, count: int) -> int:
+    """A stable shard for a resource; crc32 is stable across processes, unlike hash()."""
+    return zlib.crc32(f"{namespace}/{name}".encode()) % count if count > 1 else 0
+
+
+@dataclass(eq=False)
+class _Entry:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    parsed: ParsedSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+    reconcile_token: str | None
+    last_success: datetime | None
+    due: float = 0.0
+    failures: int = 0
+    in_flight: bool = False
+    #: Set when the spec changed or a reconcile was asked for during an in-flight poll: that
+    #: poll's result describes the old spec, so it is dropped and the resource polled again.
+    repoll: bool = False
+    group: Hashable = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def interval(self) -> float:
+        return self.parsed.poll_interval if self.parsed else 30.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        writer: StatusSink,
+        secrets: SecretCache,
+        accounts: AccountPool,
+        settings: SchedulerSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings or SchedulerSettings()
+        self._writer = writer
+        self._secrets = secrets
+        self._accounts = accounts
+        self._metrics = accounts.metrics
+        self._clock = clock
+        self._wallclock = wallclock
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._groups: dict[Hashable, set[tuple[str, str]]] = {}
+        self._heap: list[tuple[float, int, tuple[str, str]]] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
+        self._phase_counts: dict[str, int] = {}
+        #: Resources waiting for a Secret, by (namespace, secret name): polled when it appears.
+        self._awaiting_secret: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    # --- what kopf tells us -------------------------------------------------------------
+
+    def owns(self, namespace: str, name: str) -> bool:
+        s = self.settings
+        return shard_of(namespace, name, s.shard_count) == s.shard_index
+
+    def upsert(self, body: Mapping[str, Any], *, initial: bool = False) -> None:
+        """A resource was listed, added or modified. `initial` marks the start-up listing."""
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        if not self.owns(namespace, name):
+            return
+        if meta.get("deletionTimestamp"):
+            self.forget(namespace, name)
+            return
+        generation = int(meta.get("generation") or 0)
+        spec = body.get("spec") or {}
+        token = (meta.get("annotations") or {}).get(RECONCILE_ANNOTATION)
+        entry = self._entries.get((namespace, name))
+        if entry is not None and entry.uid == str(meta.get("uid", "")):
+            changed = generation != entry.generation or spec != entry.spec
+            asked = token is not None and token != entry.reconcile_token
+            if changed:
+                self._apply_spec(entry, spec, generation)
+            if asked:
+                entry.reconcile_token = token
+            if (changed or asked) and entry.in_flight:
+                entry.repoll = True
+            elif changed or asked:
+                self._schedule(entry, 0.0)
+            return
+        if entry is not None:  # same name, new object: the old one was deleted meanwhile
+            self.forget(namespace, name)
+        status = dict(body.get("status") or {})
+        entry = _Entry(
+            namespace=namespace, name=name, uid=str(meta.get("uid", "")), generation=generation,
+            spec=spec, parsed=None, spec_error=None, status=status,
+            reconcile_token=status.get("lastHandledReconcileAt"),
+            last_success=st.parse_timestamp(status.get("lastPollTime")),
+        )
+        self._apply_spec(entry, spec, generation)
+        self._entries[entry.key] = entry
+        self._count_phase(None, status.get("phase"))
+        fresh = (not status or status.get("observedGeneration") != generation
+                 or (token is not None and token != entry.reconcile_token))
+        if token is not None:
+            entry.reconcile_token = token
+        delay = 0.0
+        if initial and not fresh:
+            delay = random.uniform(0, entry.interval * self.settings.restart_spread)
+        self._schedule(entry, delay)
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """A Secret appeared or changed: resources that were missing it are polled now."""
+        for key in self._awaiting_secret.pop((namespace, name), set()):
+            entry = self._entries.get(key)
+            if entry is not None and not entry.in_flight:
+                self._schedule(entry, 0.0)
+
+    def forget(self, namespace: str, name: str) -> None:
+        entry = self._entries.pop((namespace, name), None)
+        if entry is None:
+            return
+        self._leave_group(entry)
+        self._count_phase(entry.status.get("phase"), None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def status_of(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        entry = self._entries.get((namespace, name))
+        return entry.status if entry else None
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, key = heapq.heappop(self._heap)
+                entry = self._entries.get(key)
+                if entry is None or entry.due > now:
+                    continue
+                if entry.in_flight:
+                    entry.repoll = True
+                    continue
+                self._start_group(entry, now)
+            timeout = self._heap[0][0] - now if self._heap else 60.0
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(timeout, 60.0)))
+            except TimeoutError:
+                pass
+
+    async def drain(self) -> None:
+        """Wait for in-flight polls (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _start_group(self, first: _Entry, now: float) -> None:
+        horizon = now + self.settings.coalesce_window
+        members = [first]
+        for key in self._groups.get(first.group, ()):
+            other = self._entries.get(key)
+            if other is not None and other is not first and not other.in_flight \
+                    and other.due <= horizon:
+                members.append(other)
+        for entry in members:
+            entry.in_flight = True
+            self._metrics.scheduler_lag.observe(max(0.0, now - entry.due))
+        task = asyncio.create_task(self._poll(members), name=f"poll {first.group!r}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self, entries: list[_Entry]) -> None:
+        try:
+            async with self._gate:
+                await self._poll_group(entries)
+        except Exception:
+            # A bug must be loud, not a silent "Unknown"; the resources are retried later.
+            log.exception("poll of %d resource(s) failed unexpectedly", len(entries))
+            for entry in entries:
+                await self._record(entry, st.Failure(
+                    st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"),
+                    retry_after=None)
+        finally:
+            for entry in entries:
+                entry.in_flight = False
+                if self._entries.get(entry.key) is not entry:
+                    continue
+                if entry.repoll:
+                    entry.repoll = False
+                    self._schedule(entry, 0.0)
+                elif entry.due <= self._clock():
+                    self._schedule(entry, entry.interval)
+
+    async def _poll_group(self, entries: list[_Entry]) -> None:
+        targets: list[Target[Any]] = []
+        by_key: dict[str, tuple[_Entry, str | None]] = {}
+        for entry in entries:
+            if entry.parsed is None:
+                await self._record(entry, st.Failure(st.INVALID_SPEC, entry.spec_error or ""),
+                                   retry_after=None)
+                continue
+            credential = None
+            if isinstance(entry.parsed.config, CredentialedConfig):
+                try:
+                    credential = self._secrets.lookup(
+                        entry.namespace, entry.parsed.config.credentials_secret_ref)
+                except SecretMissing as err:
+                    ref = entry.parsed.config.credentials_secret_ref
+                    self._awaiting_secret.setdefault((entry.namespace, ref.name), set()).add(
+                        entry.key)
+                    await self._record(entry, st.Failure(st.SECRET_MISSING, str(err)),
+                                       retry_after=None)
+                    continue
+            key = f"{entry.namespace}/{entry.name}"
+            by_key[key] = (entry, credential)
+            targets.append(Target(key=key, config=entry.parsed.config, credential=credential))
+        # One group can hold targets whose Secrets hold different credentials.
+        by_credential: dict[str, list[Target[Any]]] = {}
+        for target in targets:
+            by_credential.setdefault(credential_fingerprint(target.credential), []).append(target)
+        for fingerprint, batch in by_credential.items():
+            parsed = by_key[batch[0].key][0].parsed
+            assert parsed is not None
+            provider = parsed.provider
+            account = self._accounts.get(
+                provider.name, (provider.account_key(parsed.config), fingerprint))
+            try:
+                results = await provider.observe(account.client, batch)
+            except ProviderError as err:
+                results = {t.key: err for t in batch}
+            for target in batch:
+                entry, credential = by_key[target.key]
+                result = results.get(target.key) or ProviderError(
+                    ErrorReason.BAD_RESPONSE, "the provider adapter returned no result")
+                if isinstance(result, Observation):
+                    await self._record(entry, result, retry_after=None)
+                else:
+                    message = result.message
+                    if credential:
+                        message = message.replace(credential, "***")
+                    await self._record(entry, st.Failure(result.reason.value, message),
+                                       retry_after=result.retry_after)
+
+    async def _record(self, entry: _Entry, result: Observation | st.Failure,
+                      retry_after: float | None) -> None:
+        if entry.repoll:
+            return  # answered for a spec that has changed since; the re-poll will write
+        now_wall = self._wallclock()
+        parsed = entry.parsed
+        resource = st.Resource(
+            generation=entry.generation,
+            provider=parsed.provider.name if parsed else None,
+            endpoint=parsed.provider.endpoint_label(parsed.config) if parsed else None,
+            poll_interval=entry.interval,
+            now=now_wall,
+            last_success=entry.last_success,
+            reconcile_token=entry.reconcile_token,
+        )
+        policy = self.settings.policy
+        if isinstance(result, Observation):
+            new = st.after_observation(entry.status, result, resource)
+            entry.failures = 0
+            entry.last_success = now_wall
+            delay = policy.after_success(result.phase, entry.interval)
+            outcome = "ok"
+        else:
+            new = st.after_failure(entry.status, result, resource)
+            entry.failures += 1
+            if result.reason == st.INVALID_SPEC:
+                delay = math.inf  # nothing to poll until the spec changes
+            else:
+                delay = policy.after_failure(result.reason, entry.failures, entry.interval,
+                                             retry_after)
+            outcome = result.reason
+        self._metrics.polls.labels(resource.provider or "-", outcome).inc()
+        await self._write(entry, new, now_wall)
+        if self._entries.get(entry.key) is entry:
+            self._schedule(entry, policy.jittered(delay) if math.isfinite(delay) else delay)
+
+    async def _write(self, entry: _Entry, new: dict[str, Any], now: datetime) -> None:
+        patch = st.status_patch(entry.status, new, now)
+        if patch is None:
+            return
+        if self._entries.get(entry.key) is not entry:
+            return  # deleted while we polled
+        old = entry.status
+        try:
+            alive = await self._writer.patch_status(entry, patch)
+        except WriteError as err:
+            log.warning("%s", err)
+            return
+        if not alive:
+            self.forget(entry.namespace, entry.name)
+            return
+        entry.status = new
+        self._count_phase(old.get("phase"), new.get("phase"))
+        for event in st.events_between(old, new):
+            await self._writer.emit(entry, event)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _apply_spec(self, entry: _Entry, spec: Mapping[str, Any], generation: int) -> None:
+        entry.spec, entry.generation = spec, generation
+        try:
+            entry.parsed, entry.spec_error = parse_spec(spec), None
+        except InvalidSpecError as err:
+            entry.parsed, entry.spec_error = None, str(err)
+        self._leave_group(entry)
+        entry.group = self._group_of(entry)
+        self._groups.setdefault(entry.group, set()).add(entry.key)
+
+    def _group_of(self, entry: _Entry) -> Hashable:
+        parsed = entry.parsed
+        if parsed is None:
+            return ("invalid", entry.key)
+        secret = None
+        if isinstance(parsed.config, CredentialedConfig):
+            ref = parsed.config.credentials_secret_ref
+            secret = (entry.namespace, ref.name, ref.key)
+        return (parsed.provider.name, parsed.provider.account_key(parsed.config), secret)
+
+    def _leave_group(self, entry: _Entry) -> None:
+        members = self._groups.get(entry.group)
+        if members is not None:
+            members.discard(entry.key)
+            if not members:
+                del self._groups[entry.group]
+
+    def _schedule(self, entry: _Entry, delay: float) -> None:
+        entry.due = self._clock() + delay
+        if math.isfinite(entry.due):
+            self._seq += 1
+            heapq.heappush(self._heap, (entry.due, self._seq, entry.key))
+            self._wake.set()
+
+    def _count_phase(self, old: str | None, new: str | None) -> None:
+        if old == new:
+            return
+        for phase, delta in ((old, -1), (new, 1)):
+            if phase:
+                self._phase_counts[phase] = self._phase_counts.get(phase, 0) + delta
+                self._metrics.endpoints.labels(phase).set(self._phase_counts[phase])

@@ -1,0 +1,316 @@
+"""Pure status computation: previous status + what a poll learned → the next status.
+
+No I/O and no clock of its own (the caller passes `now`), so every rule here is unit-tested
+without HTTP or a cluster. The scheduler calls these; kube/writer.py writes what they return.
+
+Status dicts are the camelCase JSON written to `.status`; None values are never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .providers import ErrorReason, Observation, Phase
+
+__all__ = [
+    "READY_PHASES",
+    "STALLED_REASONS",
+    "TRANSITIONAL_PHASES",
+    "EventSpec",
+    "Failure",
+    "Resource",
+    "after_failure",
+    "after_observation",
+    "events_between",
+    "merge_patch",
+    "status_patch",
+]
+
+Status = dict[str, Any]
+
+READY_PHASES = frozenset({Phase.RUNNING, Phase.IDLE, Phase.DEGRADED})
+TRANSITIONAL_PHASES = frozenset(
+    {Phase.PENDING, Phase.PROVISIONING, Phase.UPDATING, Phase.WAKING, Phase.TERMINATING}
+)
+WARNING_PHASES = frozenset({Phase.FAILED, Phase.DEGRADED})
+
+SECRET_MISSING = "SecretMissing"
+INVALID_SPEC = "InvalidSpec"
+INTERNAL_ERROR = "InternalError"
+#: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
+STALLED_REASONS = frozenset(
+    {INVALID_SPEC, SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}
+)
+#: Ready turns Unknown when no poll succeeded for this many intervals.
+STALE_AFTER_INTERVALS = 3
+#: A poll that learns nothing new refreshes lastPollTime at most this often.
+POLL_TIME_REFRESH = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A poll that yielded no observation; `reason` becomes the Synced condition's reason."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """Facts about the resource that shape its status, independent of the poll."""
+
+    generation: int
+    provider: str | None
+    endpoint: str | None
+    poll_interval: float
+    now: datetime
+    #: When the provider last answered for this resource, if ever (may predate a restart).
+    last_success: datetime | None = None
+    reconcile_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: str  # "Normal" or "Warning"
+    reason: str
+    message: str
+
+
+def timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Resource) -> Status:
+    prev = prev or {}
+    now = timestamp(res.now)
+    status: Status = _identity(res)
+    status.update(
+        phase=obs.phase.value,
+        providerStatus=obs.provider_status,
+        providerPhase=obs.provider_phase,
+        errorCode=obs.error_code,
+        errorMessage=obs.error_message,
+        progress=obs.progress,
+        lastPollTime=now,
+        lastTransitionTime=_phase_transition_time(prev, obs.phase.value, now),
+    )
+    if obs.workers is not None:
+        workers = {k: v for k, v in (("ready", obs.workers.ready), ("total", obs.workers.total),
+                                     ("min", obs.workers.min), ("max", obs.workers.max))
+                   if v is not None}
+        status["workers"] = workers or None
+        if obs.workers.ready is not None and obs.workers.total is not None:
+            status["workerSummary"] = f"{obs.workers.ready}/{obs.workers.total}"
+    conditions = _conditions_of(prev)
+    _set(conditions, "Ready", *_ready_from_phase(obs), res)
+    _set(conditions, "Synced", "True", "Polled", "the provider answered", res)
+    _set_abnormal(conditions, obs.phase, None, _failure_text(obs), res)
+    status["conditions"] = conditions
+    return _compact(status)
+
+
+def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resource) -> Status:
+    """Keep what was last known; say why the poll failed; go stale only after 3 intervals."""
+    prev = prev or {}
+    now = timestamp(res.now)
+    status: Status = {k: v for k, v in prev.items() if k != "conditions"}
+    status.update(_identity(res))
+    phase = _phase_of(prev)
+    conditions = _conditions_of(prev)
+    if failure.reason == ErrorReason.NOT_FOUND and phase in (Phase.TERMINATING, Phase.TERMINATED):
+        # The provider finished deleting it: that is the end of the lifecycle, not an error.
+        phase = Phase.TERMINATED
+        status["phase"] = phase.value
+        status["lastTransitionTime"] = _phase_transition_time(prev, phase.value, now)
+        _set(conditions, "Ready", "False", phase.value, "the provider no longer has the endpoint",
+             res)
+    elif "phase" not in status:
+        status["phase"] = phase.value
+        _set(conditions, "Ready", "Unknown", Phase.PENDING.value,
+             f"waiting for the first successful poll: {failure.message}", res)
+    elif _is_stale(res):
+        since = timestamp(res.last_success) if res.last_success else "start-up"
+        _set(conditions, "Ready", "Unknown", "ObservationStale",
+             f"no successful poll since {since}; last known phase {phase.value}", res)
+    _set(conditions, "Synced", "False", failure.reason, failure.message, res)
+    stalled = failure if failure.reason in STALLED_REASONS else None
+    _set_abnormal(conditions, phase, stalled, _failure_text_of(status), res)
+    status["conditions"] = conditions
+    return _compact(status)
+
+
+def _identity(res: Resource) -> Status:
+    return {
+        "provider": res.provider,
+        "endpoint": res.endpoint,
+        "observedGeneration": res.generation,
+        "lastHandledReconcileAt": res.reconcile_token,
+    }
+
+
+def _phase_of(status: Mapping[str, Any]) -> Phase:
+    try:
+        return Phase(status.get("phase", Phase.PENDING.value))
+    except ValueError:
+        return Phase.UNKNOWN
+
+
+def _phase_transition_time(prev: Mapping[str, Any], phase: str, now: str) -> str:
+    if prev.get("phase") == phase and prev.get("lastTransitionTime"):
+        return str(prev["lastTransitionTime"])
+    return now
+
+
+def _is_stale(res: Resource) -> bool:
+    if res.last_success is None:
+        return True
+    limit = timedelta(seconds=STALE_AFTER_INTERVALS * res.poll_interval)
+    return res.now - res.last_success > limit
+
+
+def _ready_from_phase(obs: Observation) -> tuple[str, str, str]:
+    if obs.phase in READY_PHASES:
+        summary = ""
+        if obs.workers and obs.workers.ready is not None and obs.workers.total is not None:
+            summary = f": {obs.workers.ready}/{obs.workers.total} workers ready"
+        return "True", obs.phase.value, f"endpoint is {obs.phase.value}{summary}"
+    detail = _failure_text(obs) or obs.provider_phase or obs.provider_status
+    return "False", obs.phase.value, f"endpoint is {obs.phase.value} ({detail})"
+
+
+def _failure_text(obs: Observation) -> str:
+    return ": ".join(x for x in (obs.error_code, obs.error_message) if x)
+
+
+def _failure_text_of(status: Mapping[str, Any]) -> str:
+    return ": ".join(str(status[k]) for k in ("errorCode", "errorMessage") if status.get(k))
+
+
+def _set_abnormal(
+    conditions: list[dict[str, Any]],
+    phase: Phase,
+    stalled_by: Failure | None,
+    failure_text: str,
+    res: Resource,
+) -> None:
+    """kstatus' abnormal-true conditions: present only while True."""
+    if phase in TRANSITIONAL_PHASES:
+        _set(conditions, "Reconciling", "True", phase.value, f"endpoint is {phase.value}", res)
+    else:
+        _remove(conditions, "Reconciling")
+    if stalled_by is not None:
+        _set(conditions, "Stalled", "True", stalled_by.reason, stalled_by.message, res)
+    elif phase is Phase.FAILED:
+        _set(conditions, "Stalled", "True", Phase.FAILED.value,
+             failure_text or "the provider reports the endpoint failed", res)
+    else:
+        _remove(conditions, "Stalled")
+
+
+_CONDITION_ORDER = ("Ready", "Synced", "Reconciling", "Stalled")
+
+
+def _conditions_of(status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+
+
+def _set(
+    conditions: list[dict[str, Any]], kind: str, state: str, reason: str, message: str,
+    res: Resource,
+) -> None:
+    message = message[:1024]
+    for cond in conditions:
+        if cond.get("type") == kind:
+            if cond.get("status") != state:
+                cond["lastTransitionTime"] = timestamp(res.now)
+            cond.update(status=state, reason=reason, message=message,
+                        observedGeneration=res.generation)
+            cond.setdefault("lastTransitionTime", timestamp(res.now))
+            return
+    conditions.append({
+        "type": kind, "status": state, "reason": reason, "message": message,
+        "lastTransitionTime": timestamp(res.now), "observedGeneration": res.generation,
+    })
+    order = {name: i for i, name in enumerate(_CONDITION_ORDER)}
+    conditions.sort(key=lambda c: order.get(str(c.get("type")), len(order)))
+
+
+def _remove(conditions: list[dict[str, Any]], kind: str) -> None:
+    conditions[:] = [c for c in conditions if c.get("type") != kind]
+
+
+def _compact(status: Status) -> Status:
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """An RFC 7386 JSON merge patch turning `old` into `new` (lists are replaced whole)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            sub = merge_patch(before, value)
+            if sub:
+                patch[key] = sub
+        elif before != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+def status_patch(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """The merge patch to write, or None when the change is not worth a write.
+
+    A poll that only refreshes lastPollTime is written at most every POLL_TIME_REFRESH, so a
+    steady endpoint costs the API server nothing.
+    """
+    old = old or {}
+    patch = merge_patch(old, new)
+    if set(patch) == {"lastPollTime"}:
+        previous = parse_timestamp(old.get("lastPollTime"))
+        if previous is not None and now - previous < POLL_TIME_REFRESH:
+            return None
+    return patch or None
+
+
+def events_between(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
+    """Kubernetes Events for the transitions from `old` to `new`: phase changes and sync health."""
+    old = old or {}
+    events: list[EventSpec] = []
+    before, after = old.get("phase"), new.get("phase")
+    if after and after != before:
+        kind = "Warning" if after in WARNING_PHASES else "Normal"
+        detail = _failure_text_of(new) or new.get("providerStatus") or ""
+        message = f"phase {before or 'none'} → {after}" + (f" ({detail})" if detail else "")
+        events.append(EventSpec(kind, f"Phase{after}", message))
+    old_sync, new_sync = condition(old, "Synced"), condition(new, "Synced")
+    if new_sync is not None:
+        was = (old_sync or {}).get("status"), (old_sync or {}).get("reason")
+        now_ = new_sync.get("status"), new_sync.get("reason")
+        if now_[0] == "False" and was != now_:
+            events.append(EventSpec("Warning", str(now_[1]), str(new_sync.get("message", ""))))
+        elif now_[0] == "True" and was[0] == "False":
+            events.append(EventSpec("Normal", "Synced", "the provider answers again"))
+    return events
