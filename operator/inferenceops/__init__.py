@@ -1,3 +1,3 @@
-"""inferenceops: live status of remote model-inference endpoints, written into InferenceEndpoint resources."""
+"""inferenceops: live status of remote model-inference endpoints, in InferenceEndpoint resources."""
 
 __version__ = "0.1.0"

@@ -63,9 +63,9 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
     async def acquire(self) -> None:
-        while (wait := self.delay()) > 0:
+        # Sleeping for the computed delay is exact here: nothing else can refill the bucket.
+        while (wait := self.delay()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
-
 
 
 class _BudgetedTransport(httpx.AsyncBaseTransport):
@@ -89,7 +89,8 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
             raise
         finally:
             self._metrics.provider_latency.labels(self._provider).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
         self._metrics.provider_requests.labels(self._provider, str(response.status_code)).inc()
         if response.status_code == 429:
             wait = parse_retry_after(response.headers.get("retry-after"))
@@ -138,8 +139,9 @@ class AccountPool:
     def _open(self, provider: str) -> Account:
         s = self.settings
         inner = self._transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=s.max_connections,
-                                max_keepalive_connections=s.max_connections),
+            limits=httpx.Limits(
+                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
+            ),
             retries=0,
         )
         bucket = TokenBucket(rate=s.requests_per_second, capacity=float(s.burst))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -37,31 +38,58 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--namespace", action="append", default=[],
-                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning"), default="info")
-    run.add_argument("--health-port", type=int, default=8081,
-                     help="liveness endpoint port (GET /healthz); 0 disables it")
-    run.add_argument("--metrics-port", type=int, default=9090,
-                     help="Prometheus metrics port (GET /metrics); 0 disables it")
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=8081,
+        help="liveness endpoint port (GET /healthz); 0 disables it",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="Prometheus metrics port (GET /metrics); 0 disables it",
+    )
     run.add_argument("--shard-index", type=int, default=0)
-    run.add_argument("--shard-count", type=int, default=1,
-                     help="poll only resources whose stable hash falls in this shard")
-    run.add_argument("--requests-per-second", type=float, default=20.0,
-                     help="request budget per provider account")
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        default=1,
+        help="poll only resources whose stable hash falls in this shard",
+    )
+    run.add_argument(
+        "--requests-per-second",
+        type=float,
+        default=20.0,
+        help="request budget per provider account",
+    )
 
     probe = sub.add_parser("probe", help="poll one endpoint once, as the operator would")
-    probe.add_argument("-f", "--filename", required=True,
-                       help="InferenceEndpoint manifest (YAML or JSON); - for stdin")
+    probe.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        help="InferenceEndpoint manifest (YAML or JSON); - for stdin",
+    )
     probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
 
     emulator = sub.add_parser("emulator", help="serve the five providers' APIs on 127.0.0.1")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8400)
-    emulator.add_argument("--token", default=os.environ.get(TOKEN_ENV, "emulator-token"),
-                          help=f"accepted credential (default: ${TOKEN_ENV} or emulator-token)")
+    emulator.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV, "emulator-token"),
+        help=f"accepted credential (default: ${TOKEN_ENV} or emulator-token)",
+    )
     emulator.add_argument("--seed", help="YAML/JSON file of endpoints to create at start")
 
     sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
@@ -95,7 +123,11 @@ def _fail(code: int, message: str) -> int:
 
 def _read_manifest(filename: str) -> dict[str, Any]:
     try:
-        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()
+        if filename == "-":
+            text = sys.stdin.read()
+        else:
+            with open(filename, encoding="utf-8") as f:
+                text = f.read()
     except OSError as err:
         raise ValueError(f"cannot read {filename}: {err.strerror}") from None
     try:
@@ -104,8 +136,9 @@ def _read_manifest(filename: str) -> dict[str, Any]:
         raise ValueError(f"{filename} is not YAML or JSON: {str(err).splitlines()[0]}") from None
     endpoints = [d for d in docs if isinstance(d, dict) and d.get("kind") == "InferenceEndpoint"]
     if len(endpoints) != 1:
-        raise ValueError(f"{filename} must hold exactly one InferenceEndpoint "
-                         f"(found {len(endpoints)})")
+        raise ValueError(
+            f"{filename} must hold exactly one InferenceEndpoint (found {len(endpoints)})"
+        )
     return endpoints[0]
 
 
@@ -137,13 +170,26 @@ async def _probe(args: argparse.Namespace) -> int:
         message = result.message.replace(credential, "***") if credential else result.message
         return _fail(EXIT_PROVIDER, f"{result.reason.value}: {message}")
     resource = st.Resource(
-        generation=1, provider=parsed.provider.name,
+        generation=1,
+        provider=parsed.provider.name,
         endpoint=parsed.provider.endpoint_label(parsed.config),
-        poll_interval=parsed.poll_interval, now=datetime.now(UTC),
+        poll_interval=parsed.poll_interval,
+        now=datetime.now(UTC),
     )
     status = st.after_observation(None, result, resource)
-    shown = {k: status[k] for k in ("phase", "providerStatus", "providerPhase", "errorCode",
-                                    "errorMessage", "progress", "workers") if k in status}
+    shown = {
+        k: status[k]
+        for k in (
+            "phase",
+            "providerStatus",
+            "providerPhase",
+            "errorCode",
+            "errorMessage",
+            "progress",
+            "workers",
+        )
+        if k in status
+    }
     if args.output == "json":
         sys.stdout.write(json.dumps(shown, indent=2) + "\n")
     else:
@@ -175,21 +221,23 @@ def _run(args: argparse.Namespace) -> int:
     runtime = Runtime(
         settings=SchedulerSettings(shard_index=args.shard_index, shard_count=args.shard_count),
         namespaces=tuple(args.namespace),
-        account_settings=AccountSettings(requests_per_second=args.requests_per_second,
-                                         burst=max(1, int(args.requests_per_second * 2))),
+        account_settings=AccountSettings(
+            requests_per_second=args.requests_per_second,
+            burst=max(1, int(args.requests_per_second * 2)),
+        ),
     )
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    try:
-        asyncio.run(kopf.operator(
-            registry=registry,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            standalone=True,
-            liveness_endpoint=liveness,
-            memo=kopf.Memo(runtime=runtime),
-        ))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=not args.namespace,
+                namespaces=args.namespace,
+                standalone=True,
+                liveness_endpoint=liveness,
+                memo=kopf.Memo(runtime=runtime),
+            )
+        )
     return EXIT_OK

@@ -72,8 +72,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     settings.networking.request_timeout = 60
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
     runtime.api = kube_client.api_client(kube_client.login(settings=settings))
-    loaded = await secrets.prime(runtime.api, runtime.secrets, runtime.namespaces,
-                                 SECRET_FIELD_SELECTOR)
+    loaded = await secrets.prime(
+        runtime.api, runtime.secrets, runtime.namespaces, SECRET_FIELD_SELECTOR
+    )
     log.info("credential cache primed with %d Secrets", loaded)
     writer = ApiWriter(runtime.api, runtime.metrics)
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
@@ -93,9 +94,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("v1", "secrets", registry=registry)
-async def secret_event(
-    type: str | None, body: kopf.Body, memo: Any, **_: Any
-) -> None:
+async def secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     if type == "DELETED":
@@ -107,9 +106,7 @@ async def secret_event(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-async def endpoint_event(
-    type: str | None, body: kopf.Body, memo: Any, **_: Any
-) -> None:
+async def endpoint_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     scheduler = _runtime(memo).scheduler
     if scheduler is None:
         return

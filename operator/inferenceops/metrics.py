@@ -17,24 +17,45 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.polls = Counter(
-            "inferenceops_polls", "Endpoint observations by provider and outcome "
-            "(ok or the Synced reason).", ["provider", "outcome"], registry=r)
+            "inferenceops_polls",
+            "Endpoint observations by provider and outcome (ok or the Synced reason).",
+            ["provider", "outcome"],
+            registry=r,
+        )
         self.provider_requests = Counter(
-            "inferenceops_provider_requests", "HTTP requests sent to providers "
-            "(compare with polls to see coalescing).", ["provider", "code"], registry=r)
+            "inferenceops_provider_requests",
+            "HTTP requests sent to providers (compare with polls to see coalescing).",
+            ["provider", "code"],
+            registry=r,
+        )
         self.provider_latency = Histogram(
-            "inferenceops_provider_request_seconds", "Provider HTTP request latency.",
-            ["provider"], buckets=_LATENCY_BUCKETS, registry=r)
+            "inferenceops_provider_request_seconds",
+            "Provider HTTP request latency.",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.status_writes = Counter(
-            "inferenceops_status_writes", "Status patches sent to the API server.",
-            ["result"], registry=r)
+            "inferenceops_status_writes",
+            "Status patches sent to the API server.",
+            ["result"],
+            registry=r,
+        )
         self.events = Counter(
-            "inferenceops_events", "Kubernetes Events emitted.", ["type"], registry=r)
+            "inferenceops_events", "Kubernetes Events emitted.", ["type"], registry=r
+        )
         self.endpoints = Gauge(
-            "inferenceops_endpoints", "Tracked endpoints by phase.", ["phase"], registry=r)
+            "inferenceops_endpoints", "Tracked endpoints by phase.", ["phase"], registry=r
+        )
         self.scheduler_lag = Histogram(
-            "inferenceops_scheduler_lag_seconds", "How late polls start after they are due.",
-            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0), registry=r)
+            "inferenceops_scheduler_lag_seconds",
+            "How late polls start after they are due.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.rate_limited = Counter(
-            "inferenceops_account_pauses", "Provider accounts paused by a 429 Retry-After.",
-            ["provider"], registry=r)
+            "inferenceops_account_pauses",
+            "Provider accounts paused by a 429 Retry-After.",
+            ["provider"],
+            registry=r,
+        )

@@ -9,6 +9,7 @@ one paged request. Results flow one way: adapter → status.py (pure) → writer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import math
@@ -53,8 +54,9 @@ class PollPolicy:
             return interval * self.terminal_factor
         return interval
 
-    def after_failure(self, reason: str, failures: int, interval: float,
-                      retry_after: float | None) -> float:
+    def after_failure(
+        self, reason: str, failures: int, interval: float, retry_after: float | None
+    ) -> float:
         if reason == ErrorReason.NOT_FOUND:
             return interval * self.not_found_factor
         if reason in st.STALLED_REASONS:
@@ -178,16 +180,25 @@ class Scheduler:
             self.forget(namespace, name)
         status = dict(body.get("status") or {})
         entry = _Entry(
-            namespace=namespace, name=name, uid=str(meta.get("uid", "")), generation=generation,
-            spec=spec, parsed=None, spec_error=None, status=status,
+            namespace=namespace,
+            name=name,
+            uid=str(meta.get("uid", "")),
+            generation=generation,
+            spec=spec,
+            parsed=None,
+            spec_error=None,
+            status=status,
             reconcile_token=status.get("lastHandledReconcileAt"),
             last_success=st.parse_timestamp(status.get("lastPollTime")),
         )
         self._apply_spec(entry, spec, generation)
         self._entries[entry.key] = entry
         self._count_phase(None, status.get("phase"))
-        fresh = (not status or status.get("observedGeneration") != generation
-                 or (token is not None and token != entry.reconcile_token))
+        fresh = (
+            not status
+            or status.get("observedGeneration") != generation
+            or (token is not None and token != entry.reconcile_token)
+        )
         if token is not None:
             entry.reconcile_token = token
         delay = 0.0
@@ -232,10 +243,8 @@ class Scheduler:
                 self._start_group(entry, now)
             timeout = self._heap[0][0] - now if self._heap else 60.0
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(timeout, 60.0)))
-            except TimeoutError:
-                pass
 
     async def drain(self) -> None:
         """Wait for in-flight polls (tests and shutdown)."""
@@ -245,10 +254,15 @@ class Scheduler:
     def _start_group(self, first: _Entry, now: float) -> None:
         horizon = now + self.settings.coalesce_window
         members = [first]
-        for key in self._groups.get(first.group, ()):
+        batches = first.parsed is not None and first.parsed.provider.batches
+        for key in self._groups.get(first.group, ()) if batches else ():
             other = self._entries.get(key)
-            if other is not None and other is not first and not other.in_flight \
-                    and other.due <= horizon:
+            if (
+                other is not None
+                and other is not first
+                and not other.in_flight
+                and other.due <= horizon
+            ):
                 members.append(other)
         for entry in members:
             entry.in_flight = True
@@ -265,9 +279,13 @@ class Scheduler:
             # A bug must be loud, not a silent "Unknown"; the resources are retried later.
             log.exception("poll of %d resource(s) failed unexpectedly", len(entries))
             for entry in entries:
-                await self._record(entry, st.Failure(
-                    st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"),
-                    retry_after=None)
+                await self._record(
+                    entry,
+                    st.Failure(
+                        st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
+                    ),
+                    retry_after=None,
+                )
         finally:
             for entry in entries:
                 entry.in_flight = False
@@ -284,20 +302,24 @@ class Scheduler:
         by_key: dict[str, tuple[_Entry, str | None]] = {}
         for entry in entries:
             if entry.parsed is None:
-                await self._record(entry, st.Failure(st.INVALID_SPEC, entry.spec_error or ""),
-                                   retry_after=None)
+                await self._record(
+                    entry, st.Failure(st.INVALID_SPEC, entry.spec_error or ""), retry_after=None
+                )
                 continue
             credential = None
             if isinstance(entry.parsed.config, CredentialedConfig):
                 try:
                     credential = self._secrets.lookup(
-                        entry.namespace, entry.parsed.config.credentials_secret_ref)
+                        entry.namespace, entry.parsed.config.credentials_secret_ref
+                    )
                 except SecretMissing as err:
                     ref = entry.parsed.config.credentials_secret_ref
                     self._awaiting_secret.setdefault((entry.namespace, ref.name), set()).add(
-                        entry.key)
-                    await self._record(entry, st.Failure(st.SECRET_MISSING, str(err)),
-                                       retry_after=None)
+                        entry.key
+                    )
+                    await self._record(
+                        entry, st.Failure(st.SECRET_MISSING, str(err)), retry_after=None
+                    )
                     continue
             key = f"{entry.namespace}/{entry.name}"
             by_key[key] = (entry, credential)
@@ -311,7 +333,8 @@ class Scheduler:
             assert parsed is not None
             provider = parsed.provider
             account = self._accounts.get(
-                provider.name, (provider.account_key(parsed.config), fingerprint))
+                provider.name, (provider.account_key(parsed.config), fingerprint)
+            )
             try:
                 results = await provider.observe(account.client, batch)
             except ProviderError as err:
@@ -319,18 +342,23 @@ class Scheduler:
             for target in batch:
                 entry, credential = by_key[target.key]
                 result = results.get(target.key) or ProviderError(
-                    ErrorReason.BAD_RESPONSE, "the provider adapter returned no result")
+                    ErrorReason.BAD_RESPONSE, "the provider adapter returned no result"
+                )
                 if isinstance(result, Observation):
                     await self._record(entry, result, retry_after=None)
                 else:
                     message = result.message
                     if credential:
                         message = message.replace(credential, "***")
-                    await self._record(entry, st.Failure(result.reason.value, message),
-                                       retry_after=result.retry_after)
+                    await self._record(
+                        entry,
+                        st.Failure(result.reason.value, message),
+                        retry_after=result.retry_after,
+                    )
 
-    async def _record(self, entry: _Entry, result: Observation | st.Failure,
-                      retry_after: float | None) -> None:
+    async def _record(
+        self, entry: _Entry, result: Observation | st.Failure, retry_after: float | None
+    ) -> None:
         if entry.repoll:
             return  # answered for a spec that has changed since; the re-poll will write
         now_wall = self._wallclock()
@@ -357,8 +385,9 @@ class Scheduler:
             if result.reason == st.INVALID_SPEC:
                 delay = math.inf  # nothing to poll until the spec changes
             else:
-                delay = policy.after_failure(result.reason, entry.failures, entry.interval,
-                                             retry_after)
+                delay = policy.after_failure(
+                    result.reason, entry.failures, entry.interval, retry_after
+                )
             outcome = result.reason
         self._metrics.polls.labels(resource.provider or "-", outcome).inc()
         await self._write(entry, new, now_wall)

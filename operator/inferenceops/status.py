@@ -107,9 +107,16 @@ def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Res
         lastTransitionTime=_phase_transition_time(prev, obs.phase.value, now),
     )
     if obs.workers is not None:
-        workers = {k: v for k, v in (("ready", obs.workers.ready), ("total", obs.workers.total),
-                                     ("min", obs.workers.min), ("max", obs.workers.max))
-                   if v is not None}
+        workers = {
+            k: v
+            for k, v in (
+                ("ready", obs.workers.ready),
+                ("total", obs.workers.total),
+                ("min", obs.workers.min),
+                ("max", obs.workers.max),
+            )
+            if v is not None
+        }
         status["workers"] = workers or None
         if obs.workers.ready is not None and obs.workers.total is not None:
             status["workerSummary"] = f"{obs.workers.ready}/{obs.workers.total}"
@@ -134,16 +141,34 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
         phase = Phase.TERMINATED
         status["phase"] = phase.value
         status["lastTransitionTime"] = _phase_transition_time(prev, phase.value, now)
-        _set(conditions, "Ready", "False", phase.value, "the provider no longer has the endpoint",
-             res)
+        _set(
+            conditions,
+            "Ready",
+            "False",
+            phase.value,
+            "the provider no longer has the endpoint",
+            res,
+        )
     elif "phase" not in status:
         status["phase"] = phase.value
-        _set(conditions, "Ready", "Unknown", Phase.PENDING.value,
-             f"waiting for the first successful poll: {failure.message}", res)
+        _set(
+            conditions,
+            "Ready",
+            "Unknown",
+            Phase.PENDING.value,
+            f"waiting for the first successful poll: {failure.message}",
+            res,
+        )
     elif _is_stale(res):
         since = timestamp(res.last_success) if res.last_success else "start-up"
-        _set(conditions, "Ready", "Unknown", "ObservationStale",
-             f"no successful poll since {since}; last known phase {phase.value}", res)
+        _set(
+            conditions,
+            "Ready",
+            "Unknown",
+            "ObservationStale",
+            f"no successful poll since {since}; last known phase {phase.value}",
+            res,
+        )
     _set(conditions, "Synced", "False", failure.reason, failure.message, res)
     stalled = failure if failure.reason in STALLED_REASONS else None
     _set_abnormal(conditions, phase, stalled, _failure_text_of(status), res)
@@ -213,8 +238,14 @@ def _set_abnormal(
     if stalled_by is not None:
         _set(conditions, "Stalled", "True", stalled_by.reason, stalled_by.message, res)
     elif phase is Phase.FAILED:
-        _set(conditions, "Stalled", "True", Phase.FAILED.value,
-             failure_text or "the provider reports the endpoint failed", res)
+        _set(
+            conditions,
+            "Stalled",
+            "True",
+            Phase.FAILED.value,
+            failure_text or "the provider reports the endpoint failed",
+            res,
+        )
     else:
         _remove(conditions, "Stalled")
 
@@ -227,7 +258,11 @@ def _conditions_of(status: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _set(
-    conditions: list[dict[str, Any]], kind: str, state: str, reason: str, message: str,
+    conditions: list[dict[str, Any]],
+    kind: str,
+    state: str,
+    reason: str,
+    message: str,
     res: Resource,
 ) -> None:
     message = message[:1024]
@@ -235,14 +270,21 @@ def _set(
         if cond.get("type") == kind:
             if cond.get("status") != state:
                 cond["lastTransitionTime"] = timestamp(res.now)
-            cond.update(status=state, reason=reason, message=message,
-                        observedGeneration=res.generation)
+            cond.update(
+                status=state, reason=reason, message=message, observedGeneration=res.generation
+            )
             cond.setdefault("lastTransitionTime", timestamp(res.now))
             return
-    conditions.append({
-        "type": kind, "status": state, "reason": reason, "message": message,
-        "lastTransitionTime": timestamp(res.now), "observedGeneration": res.generation,
-    })
+    conditions.append(
+        {
+            "type": kind,
+            "status": state,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": timestamp(res.now),
+            "observedGeneration": res.generation,
+        }
+    )
     order = {name: i for i, name in enumerate(_CONDITION_ORDER)}
     conditions.sort(key=lambda c: order.get(str(c.get("type")), len(order)))
 

@@ -28,8 +28,18 @@ from .v1alpha1 import (
 __all__ = ["crd", "crd_yaml", "structural_schema"]
 
 # Keywords a structural schema accepts that pydantic's JSON schema may produce.
-_KEEP = ("type", "description", "pattern", "minLength", "maxLength", "minimum", "maximum",
-         "enum", "format", "maxItems")
+_KEEP = (
+    "type",
+    "description",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "enum",
+    "format",
+    "maxItems",
+)
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -134,8 +144,12 @@ def _printer_columns() -> list[dict[str, Any]]:
         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
         {"name": "Synced", "type": "string", "jsonPath": condition("Synced"), "priority": 1},
         {"name": "Last Poll", "type": "date", "jsonPath": ".status.lastPollTime", "priority": 1},
-        {"name": "Message", "type": "string", "jsonPath": condition("Ready", "message"),
-         "priority": 1},
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": condition("Ready", "message"),
+            "priority": 1,
+        },
     ]
 
 

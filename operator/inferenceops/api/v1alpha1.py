@@ -90,7 +90,8 @@ class Condition(_CamelModel):
     reason: Annotated[str, Field(description="CamelCase reason a user can search for.")]
     message: str = ""
     last_transition_time: Annotated[
-        str, Field(description="When status last changed.", json_schema_extra={"format": "date-time"})
+        str,
+        Field(description="When status last changed.", json_schema_extra={"format": "date-time"}),
     ]
     observed_generation: int | None = None
 
@@ -137,6 +138,8 @@ class InferenceEndpointStatus(_CamelModel):
     ] = None
     last_handled_reconcile_at: Annotated[
         str | None,
-        Field(description="Last value of the inferenceops.io/reconcile-requested-at annotation acted on."),
+        Field(
+            description="Last inferenceops.io/reconcile-requested-at value acted on."
+        ),
     ] = None
     conditions: list[Condition] | None = None

@@ -29,8 +29,13 @@ class SecretCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def put(self, namespace: str, name: str, data: Mapping[str, Any] | None,
-            string_data: Mapping[str, Any] | None = None) -> None:
+    def put(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, Any] | None,
+        string_data: Mapping[str, Any] | None = None,
+    ) -> None:
         decoded: dict[str, str] = {}
         for key, value in (data or {}).items():
             try:
@@ -50,9 +55,11 @@ class SecretCache:
             raise SecretMissing(f"Secret {namespace}/{ref.name} not found")
         value = data.get(ref.key)
         if not value:
-            raise SecretMissing(f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
-                                if value is None else
-                                f"Secret {namespace}/{ref.name} key {ref.key!r} is empty")
+            raise SecretMissing(
+                f"Secret {namespace}/{ref.name} has no key {ref.key!r}"
+                if value is None
+                else f"Secret {namespace}/{ref.name} key {ref.key!r} is empty"
+            )
         return value
 
 

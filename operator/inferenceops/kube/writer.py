@@ -39,7 +39,11 @@ class ApiWriter:
     changes cannot flood it."""
 
     def __init__(
-        self, client: httpx.AsyncClient, metrics: Metrics, *, concurrency: int = 16,
+        self,
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+        *,
+        concurrency: int = 16,
         component: str = "inferenceops",
     ) -> None:
         self._client = client
@@ -50,24 +54,28 @@ class ApiWriter:
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `.status`; False when the object is gone (deleted meanwhile)."""
-        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status")
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status"
         async with self._gate:
             try:
                 response = await self._client.patch(
-                    path, json={"status": patch},
+                    path,
+                    json={"status": patch},
                     headers={"Content-Type": "application/merge-patch+json"},
                 )
             except httpx.HTTPError as err:
                 self._metrics.status_writes.labels("error").inc()
-                raise WriteError(f"status patch of {ref.namespace}/{ref.name} failed: "
-                                 f"{type(err).__name__}") from None
+                raise WriteError(
+                    f"status patch of {ref.namespace}/{ref.name} failed: {type(err).__name__}"
+                ) from None
         if response.status_code == 404:
             self._metrics.status_writes.labels("gone").inc()
             return False
         if response.is_error:
             self._metrics.status_writes.labels("error").inc()
-            raise WriteError(f"status patch of {ref.namespace}/{ref.name} failed: "
-                             f"HTTP {response.status_code} {response.text[:300]}")
+            raise WriteError(
+                f"status patch of {ref.namespace}/{ref.name} failed: "
+                f"HTTP {response.status_code} {response.text[:300]}"
+            )
         self._metrics.status_writes.labels("ok").inc()
         return True
 
@@ -78,8 +86,11 @@ class ApiWriter:
             "kind": "Event",
             "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
             "involvedObject": {
-                "apiVersion": API_VERSION, "kind": KIND, "name": ref.name,
-                "namespace": ref.namespace, "uid": ref.uid,
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
             },
             "reason": event.reason,
             "message": event.message[:1024],
@@ -94,14 +105,17 @@ class ApiWriter:
         async with self._gate:
             try:
                 response = await self._client.post(
-                    f"/api/v1/namespaces/{ref.namespace}/events", json=body)
+                    f"/api/v1/namespaces/{ref.namespace}/events", json=body
+                )
             except httpx.HTTPError as err:
-                log.warning("event for %s/%s not posted: %s", ref.namespace, ref.name,
-                            type(err).__name__)
+                log.warning(
+                    "event for %s/%s not posted: %s", ref.namespace, ref.name, type(err).__name__
+                )
                 return
         if response.is_error:
-            log.warning("event for %s/%s not posted: HTTP %s", ref.namespace, ref.name,
-                        response.status_code)
+            log.warning(
+                "event for %s/%s not posted: HTTP %s", ref.namespace, ref.name, response.status_code
+            )
             return
         self._metrics.events.labels(event.type).inc()
 

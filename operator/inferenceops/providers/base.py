@@ -163,6 +163,12 @@ class Provider(ABC, Generic[ConfigT]):
     #: The pydantic model of the provider block; the CRD schema is generated from it.
     config_model: ClassVar[type[ProviderConfig]]
 
+    @property
+    def batches(self) -> bool:
+        """Whether one request can answer many targets (the adapter overrides `observe`); the
+        scheduler coalesces due targets only for such providers."""
+        return type(self).observe is not Provider.observe
+
     def account_key(self, config: ConfigT) -> Hashable:
         """Targets with equal keys (and equal credentials) share an HTTP client, a request budget,
         and may be answered by one request. The core adds the credential itself."""
@@ -183,7 +189,9 @@ class Provider(ABC, Generic[ConfigT]):
         results = await asyncio.gather(*(self._observe_caught(client, t) for t in targets))
         return {t.key: r for t, r in zip(targets, results, strict=True)}
 
-    async def _observe_caught(self, client: httpx.AsyncClient, target: Target[ConfigT]) -> PollResult:
+    async def _observe_caught(
+        self, client: httpx.AsyncClient, target: Target[ConfigT]
+    ) -> PollResult:
         try:
             return await self.observe_one(client, target)
         except ProviderError as err:
@@ -191,4 +199,6 @@ class Provider(ABC, Generic[ConfigT]):
 
     async def observe_one(self, client: httpx.AsyncClient, target: Target[ConfigT]) -> Observation:
         """Poll one target; raise `ProviderError` when the poll yields no observation."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither observe nor observe_one")
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither observe nor observe_one"
+        )

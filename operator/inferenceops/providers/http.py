@@ -18,7 +18,19 @@ from pydantic import BaseModel, ValidationError
 
 from .base import ErrorReason, ProviderError
 
-__all__ = ["MAX_BODY_BYTES", "excerpt", "get_json", "parse_retry_after"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SAFE_ID_PATTERN",
+    "URL_PATTERN",
+    "excerpt",
+    "get_json",
+    "parse_retry_after",
+]
+
+#: An http(s) base URL with a host and an optional path: no query, fragment or whitespace.
+URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+#: An id that is safe to put in a URL path segment (no "/", "..", "%" or whitespace).
+SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 
 #: Status bodies are a few KiB; anything near this is not a status document.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -65,7 +77,9 @@ def _error_for_status(status: int, body: bytes, headers: httpx.Headers) -> Provi
         )
     if status == 404:
         return ProviderError(
-            ErrorReason.NOT_FOUND, f"provider has no such endpoint (HTTP 404){suffix}", http_status=404
+            ErrorReason.NOT_FOUND,
+            f"provider has no such endpoint (HTTP 404){suffix}",
+            http_status=404,
         )
     if status == 408:
         return ProviderError(
@@ -160,7 +174,8 @@ async def get_json(
     except ValidationError as err:
         raise ProviderError(
             ErrorReason.BAD_RESPONSE,
-            f"response is not the documented shape ({_validation_summary(err)}): {excerpt(body, 80)}",
+            f"response is not the documented shape ({_validation_summary(err)}): "
+            f"{excerpt(body, 80)}",
             http_status=status,
         ) from None
 

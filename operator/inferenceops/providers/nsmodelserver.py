@@ -12,11 +12,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
-from .http import get_json
+from .http import URL_PATTERN, get_json
 
 __all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
-
-URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
 
 
 class NSModelServerConfig(ProviderConfig):

@@ -1,0 +1,65 @@
+# inferenceops — every set-up step lives here so a fresh machine needs only `make run` / `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Kubernetes version the local control plane is built at (tests/controlplane/go.mod pins
+# the same; change both with tests/controlplane/build.sh --regen-gomod).
+K8S_VERSION ?= v1.37.2
+export K8S_VERSION
+
+.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench e2e clean
+
+help:
+	@echo "make run         run the operator against the current kube context (or the demo without one)"
+	@echo "make test        unit + integration tests (builds the local control plane on first use)"
+	@echo "make test-unit   the fast loop: unit tests only"
+	@echo "make demo        local control plane + emulator + operator + examples, for a minute"
+	@echo "make lint        ruff + mypy --strict"
+	@echo "make crds        regenerate crds/ and the chart's copy from the models"
+	@echo "make bench       the scale benchmark (bench/)"
+
+$(PY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(PY)
+
+venv: $(PY)
+
+run: venv
+	@if kubectl config current-context >/dev/null 2>&1; then \
+		kubectl apply -f crds/ && $(VENV)/bin/inferenceops run; \
+	else \
+		echo "No kube context configured: starting the local demo instead (make demo)."; \
+		$(MAKE) demo; \
+	fi
+
+demo: venv
+	$(PY) examples/demo/demo.py
+
+controlplane:
+	bash tests/controlplane/build.sh
+
+test: venv
+	$(PY) -m pytest -q
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: venv
+	$(PY) -m pytest -q -m integration
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench examples
+	$(VENV)/bin/mypy
+
+crds: venv
+	$(VENV)/bin/inferenceops crd > crds/inferenceops.io_inferenceendpoints.yaml
+	cp crds/inferenceops.io_inferenceendpoints.yaml charts/inferenceops/crds/
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

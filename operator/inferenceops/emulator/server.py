@@ -1,0 +1,712 @@
+"""The Emulator: one aiohttp server for all five providers plus the `/_emulator` control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+import yaml
+from aiohttp import web
+
+from . import dataarts, friendli, ns, runpod, takeoff
+from ._core import (
+    HUGE_DEFAULT,
+    PROVIDERS,
+    Fault,
+    FaultKind,
+    GarbageMode,
+    Hub,
+    Provider,
+    check_provider,
+)
+
+log = logging.getLogger(__name__)
+
+Step = tuple[float, Mapping[str, Any] | None]
+KeyedStore = friendli.FriendliStore | runpod.RunpodStore | takeoff.TakeoffStore | ns.NsStore
+_KEYED: tuple[Provider, ...] = ("friendli", "runpod", "takeoff", "ns")
+
+
+class Emulator:
+    """All five provider APIs on one local HTTP server, with in-memory, scriptable state.
+
+    Use as `async with Emulator() as emu:`; see the package docstring for the full API.
+    """
+
+    def __init__(self, token: str = "emulator-token", *, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self._hub = Hub(token)
+        self.friendli = friendli.FriendliStore(self._hub)
+        self.runpod = runpod.RunpodStore(self._hub)
+        self.takeoff = takeoff.TakeoffStore(self._hub)
+        self.ns = ns.NsStore(self._hub)
+        self.dataarts = dataarts.DataArtsStore(self._hub)
+        self._runner: web.AppRunner | None = None
+        self._lifecycles: dict[int, asyncio.Task[None]] = {}
+        self._next_lifecycle = 1
+
+    # -- server -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("emulator already started")
+        self._hub.stopping = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self._add_control_routes(app)
+        friendli.add_routes(app, self._hub, self.friendli)
+        runpod.add_routes(app, self._hub, self.runpod)
+        takeoff.add_routes(app, self._hub, self.takeoff)
+        ns.add_routes(app, self._hub, self.ns)
+        dataarts.add_routes(app, self._hub, self.dataarts)
+        # Access logs off: benchmarks push thousands of requests a second through here.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        # Port 0 asks the OS for a free port; read back which one it gave.
+        self.port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        self._hub.stopping.set()
+        self.cancel_lifecycles()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def friendli_url(self) -> str:
+        return f"{self.base_url}/friendli"
+
+    @property
+    def runpod_v1_url(self) -> str:
+        return f"{self.base_url}/runpod/v1"
+
+    @property
+    def runpod_v2_url(self) -> str:
+        return f"{self.base_url}/runpod/v2"
+
+    @property
+    def dataarts_url(self) -> str:
+        return f"{self.base_url}/dataarts"
+
+    @property
+    def control_url(self) -> str:
+        return f"{self.base_url}/_emulator"
+
+    def takeoff_url(self, instance: str) -> str:
+        return f"{self.base_url}/takeoff/{instance}"
+
+    def ns_url(self, instance: str) -> str:
+        return f"{self.base_url}/ns/{instance}"
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def set_token(self, provider: Provider | None, token: str) -> None:
+        """Accept only `token` from now on, for one provider or (None) all of them."""
+        for p in PROVIDERS if provider is None else (check_provider(provider),):
+            self._hub.tokens[p] = token
+
+    def token(self, provider: Provider) -> str:
+        return self._hub.tokens[check_provider(provider)]
+
+    # -- faults -------------------------------------------------------------------------
+
+    def add_fault(
+        self,
+        provider: Provider,
+        kind: FaultKind,
+        *,
+        endpoint: str | None = None,
+        times: int | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        seconds: float = 0.0,
+        mode: GarbageMode = "html",
+        size: int = HUGE_DEFAULT,
+        body: Any = None,
+    ) -> int:
+        fault = Fault(
+            provider=provider,
+            kind=kind,
+            endpoint=endpoint,
+            times=times,
+            status=status,
+            retry_after=retry_after,
+            seconds=seconds,
+            mode=mode,
+            size=size,
+            body=body,
+        )
+        return self._hub.faults.add(fault)
+
+    def fail(
+        self,
+        provider: Provider,
+        status: int,
+        *,
+        endpoint: str | None = None,
+        times: int | None = None,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> int:
+        """Answer with `status` in the provider's error format (429 gets Retry-After: 1)."""
+        return self.add_fault(
+            provider,
+            "status",
+            endpoint=endpoint,
+            times=times,
+            status=status,
+            retry_after=retry_after,
+            body=body,
+        )
+
+    def slow(
+        self,
+        provider: Provider,
+        seconds: float,
+        *,
+        endpoint: str | None = None,
+        times: int | None = None,
+    ) -> int:
+        return self.add_fault(provider, "slow", endpoint=endpoint, times=times, seconds=seconds)
+
+    def garbage(
+        self,
+        provider: Provider,
+        mode: GarbageMode = "html",
+        *,
+        endpoint: str | None = None,
+        times: int | None = None,
+        status: int | None = None,
+    ) -> int:
+        return self.add_fault(
+            provider, "garbage", endpoint=endpoint, times=times, mode=mode, status=status
+        )
+
+    def huge(
+        self,
+        provider: Provider,
+        *,
+        size: int = HUGE_DEFAULT,
+        endpoint: str | None = None,
+        times: int | None = None,
+    ) -> int:
+        return self.add_fault(provider, "huge", endpoint=endpoint, times=times, size=size)
+
+    def list_faults(self) -> list[Fault]:
+        return self._hub.faults.list()
+
+    def remove_fault(self, fault_id: int) -> bool:
+        return self._hub.faults.remove(fault_id)
+
+    def clear_faults(self, provider: Provider | None = None, endpoint: str | None = None) -> int:
+        return self._hub.faults.clear(provider, endpoint)
+
+    # -- lifecycles ---------------------------------------------------------------------
+
+    def lifecycle(
+        self,
+        provider: Provider,
+        key: str,
+        steps: Sequence[Step],
+        *,
+        workspace: str | None = None,
+    ) -> int:
+        """Apply `(after_seconds, update)` steps on a timer; offsets count from now.
+
+        An update patches the endpoint (or creates it with put() if it does not exist);
+        `None` deletes it. Needs a running event loop; stop() cancels what is left.
+        """
+        check_provider(provider)
+        if provider == "dataarts" and workspace is None:
+            raise ValueError("dataarts lifecycles need a workspace")
+        plan = sorted(((float(after), update) for after, update in steps), key=lambda s: s[0])
+        if any(after < 0 for after, _ in plan):
+            raise ValueError("step offsets must be >= 0")
+        lifecycle_id = self._next_lifecycle
+        self._next_lifecycle += 1
+        task = asyncio.get_running_loop().create_task(
+            self._run_lifecycle(provider, key, plan, workspace),
+            name=f"emulator-lifecycle-{lifecycle_id}",
+        )
+        self._lifecycles[lifecycle_id] = task
+        task.add_done_callback(lambda _t: self._lifecycles.pop(lifecycle_id, None))
+        return lifecycle_id
+
+    async def _run_lifecycle(
+        self, provider: Provider, key: str, plan: list[Step], workspace: str | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for after, update in plan:
+            delay = start + after - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                self.apply(provider, key, update, workspace=workspace)
+            except (KeyError, TypeError, ValueError):
+                log.exception("lifecycle step for %s %s failed; lifecycle stopped", provider, key)
+                return
+
+    def apply(
+        self,
+        provider: Provider,
+        key: str,
+        update: Mapping[str, Any] | None,
+        *,
+        workspace: str | None = None,
+    ) -> None:
+        """One lifecycle step: patch if present, put if absent, delete on None."""
+        if provider == "dataarts":
+            if workspace is None:
+                raise ValueError("dataarts needs a workspace")
+            if update is None:
+                self.dataarts.delete(workspace, key)
+            elif self.dataarts.get(workspace, key) is None:
+                self.dataarts.put(workspace, key, **update)
+            else:
+                self.dataarts.patch(workspace, key, **update)
+            return
+        store = self.store(provider)
+        if update is None:
+            store.delete(key)
+        elif store.get(key) is None:
+            store.put(key, **update)
+        else:
+            store.patch(key, **update)
+
+    async def wait_lifecycle(self, lifecycle_id: int) -> None:
+        task = self._lifecycles.get(lifecycle_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def active_lifecycles(self) -> list[int]:
+        return sorted(self._lifecycles)
+
+    def cancel_lifecycle(self, lifecycle_id: int) -> bool:
+        task = self._lifecycles.pop(lifecycle_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def cancel_lifecycles(self) -> None:
+        for lifecycle_id in list(self._lifecycles):
+            self.cancel_lifecycle(lifecycle_id)
+
+    # -- accounting ---------------------------------------------------------------------
+
+    def requests(
+        self,
+        provider: Provider | None = None,
+        endpoint: str | None = None,
+        *,
+        path: str | None = None,
+    ) -> int:
+        """Provider requests received (control API excluded), faulted and rejected ones too.
+
+        `endpoint` is an endpoint id or instance name (or, for DataArts, a workspace id);
+        `path` is the exact request path, e.g. "/friendli/dedicated/beta/endpoint/ep1/status".
+        """
+        return self._hub.accounting.count(provider, endpoint, path)
+
+    def request_summary(self) -> dict[str, Any]:
+        return self._hub.accounting.snapshot()
+
+    def reset_requests(self) -> None:
+        self._hub.accounting.reset()
+
+    def changed_at(self, provider: Provider, key: str) -> float:
+        """Wall-clock time (time.time()) of the last put/patch/delete of an endpoint.
+
+        `key` is the endpoint id or instance name (DataArts: the endpoint id). KeyError if the
+        emulator never held it.
+        """
+        return self._hub.changed[(check_provider(provider), key)]
+
+    # -- bulk state ---------------------------------------------------------------------
+
+    def store(self, provider: Provider) -> KeyedStore:
+        """The store of a provider keyed by one id (all but DataArts, which has workspaces)."""
+        stores: dict[str, KeyedStore] = {
+            "friendli": self.friendli,
+            "runpod": self.runpod,
+            "takeoff": self.takeoff,
+            "ns": self.ns,
+        }
+        if provider not in stores:
+            raise ValueError(f"{provider!r} has no single-key store")
+        return stores[provider]
+
+    def bulk(
+        self,
+        provider: Provider,
+        count: int,
+        *,
+        prefix: str | None = None,
+        workspace: str | None = None,
+        **fields: Any,
+    ) -> list[str]:
+        """Create `count` endpoints named `{prefix}{n:06d}` with the same put() fields."""
+        check_provider(provider)
+        prefix = f"{provider}-" if prefix is None else prefix
+        ids = [f"{prefix}{n:06d}" for n in range(count)]
+        if provider == "dataarts":
+            if workspace is None:
+                raise ValueError("dataarts bulk needs a workspace")
+            put_da = self.dataarts.put
+            for endpoint_id in ids:
+                put_da(workspace, endpoint_id, **fields)
+        else:
+            put = self.store(provider).put
+            for endpoint_id in ids:
+                put(endpoint_id, **fields)
+        return ids
+
+    def seed(self, document: Mapping[str, Any]) -> None:
+        """Load a seed document (the format in the package docstring)."""
+        unknown = set(document) - {*PROVIDERS, "bulk", "faults"}
+        if unknown:
+            raise ValueError(f"unknown seed sections: {sorted(unknown)}")
+        for provider in _KEYED:
+            entries = document.get(provider) or {}
+            for key, fields in _items(entries, provider):
+                self.store(provider).put(str(key), **(fields or {}))
+        for workspace, endpoints in _items(document.get("dataarts") or {}, "dataarts"):
+            self.dataarts.create_workspace(str(workspace))
+            for endpoint_id, fields in _items(endpoints or {}, f"dataarts.{workspace}"):
+                self.dataarts.put(str(workspace), str(endpoint_id), **(fields or {}))
+        for spec in document.get("bulk") or []:
+            spec = dict(spec)
+            self.bulk(
+                check_provider(spec.pop("provider")),
+                int(spec.pop("count")),
+                prefix=spec.pop("prefix", None),
+                workspace=spec.pop("workspace", None),
+                **dict(spec.pop("fields", None) or {}),
+            )
+            if spec:
+                raise ValueError(f"unknown bulk keys: {sorted(spec)}")
+        for fault in document.get("faults") or []:
+            self._hub.faults.add(Fault(**fault))
+
+    def load_seed(self, path: str | Path) -> None:
+        """Load a seed file: JSON if it ends in .json, YAML otherwise."""
+        text = Path(path).read_text()
+        document = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        if document is None:
+            return
+        if not isinstance(document, Mapping):
+            raise ValueError(f"{path}: the seed document must be a mapping")
+        self.seed(document)
+
+    def reset(self) -> None:
+        """Forget all endpoints, faults, lifecycles and request counts (tokens stay)."""
+        self.cancel_lifecycles()
+        for p in _KEYED:
+            self.store(p).clear()
+        self.dataarts.clear()
+        self._hub.faults.clear()
+        self._hub.accounting.reset()
+        self._hub.changed.clear()
+
+    # -- control API --------------------------------------------------------------------
+
+    def _add_control_routes(self, app: web.Application) -> None:
+        r = app.router
+        c = "/_emulator"
+        keyed = "{provider:friendli|runpod|takeoff|ns}"
+        r.add_get(c, _control(self._c_info))
+        r.add_get(c + "/", _control(self._c_info))
+        r.add_post(c + "/reset", _control(self._c_reset))
+        r.add_post(c + "/seed", _control(self._c_seed))
+        r.add_post(c + "/bulk", _control(self._c_bulk))
+        r.add_put(c + "/tokens", _control(self._c_token))
+        r.add_put(c + "/tokens/{provider}", _control(self._c_token))
+        r.add_get(c + "/faults", _control(self._c_faults))
+        r.add_post(c + "/faults", _control(self._c_add_fault))
+        r.add_delete(c + "/faults", _control(self._c_clear_faults))
+        r.add_delete(c + "/faults/{id}", _control(self._c_remove_fault))
+        r.add_get(c + "/lifecycles", _control(self._c_lifecycles))
+        r.add_post(c + "/lifecycles", _control(self._c_add_lifecycle))
+        r.add_delete(c + "/lifecycles", _control(self._c_cancel_lifecycles))
+        r.add_delete(c + "/lifecycles/{id}", _control(self._c_cancel_lifecycle))
+        r.add_get(c + "/requests", _control(self._c_requests))
+        r.add_get(c + "/requests/summary", _control(self._c_request_summary))
+        r.add_delete(c + "/requests", _control(self._c_reset_requests))
+        r.add_get(c + "/changed_at/{provider}/{key}", _control(self._c_changed_at))
+        r.add_get(c + "/dataarts", _control(self._c_workspaces))
+        r.add_get(c + "/dataarts/{workspace}", _control(self._c_workspace))
+        r.add_put(c + "/dataarts/{workspace}", _control(self._c_workspace))
+        r.add_delete(c + "/dataarts/{workspace}", _control(self._c_workspace))
+        r.add_route("*", c + "/dataarts/{workspace}/{key}", _control(self._c_dataarts))
+        r.add_get(c + "/" + keyed, _control(self._c_list))
+        r.add_route("*", c + "/" + keyed + "/{key}", _control(self._c_endpoint))
+
+    async def _c_info(self, _request: web.Request) -> Any:
+        return {
+            "providers": list(PROVIDERS),
+            "urls": {
+                "friendli": self.friendli_url,
+                "runpod_v1": self.runpod_v1_url,
+                "runpod_v2": self.runpod_v2_url,
+                "dataarts": self.dataarts_url,
+                "takeoff": self.takeoff_url("{instance}"),
+                "ns": self.ns_url("{instance}"),
+            },
+        }
+
+    async def _c_reset(self, _request: web.Request) -> Any:
+        self.reset()
+        return {"ok": True}
+
+    async def _c_seed(self, request: web.Request) -> Any:
+        self.seed(await _body(request))
+        return {"ok": True}
+
+    async def _c_bulk(self, request: web.Request) -> Any:
+        body = dict(await _body(request))
+        ids = self.bulk(
+            check_provider(body.pop("provider", "")),
+            int(body.pop("count")),
+            prefix=body.pop("prefix", None),
+            workspace=body.pop("workspace", None),
+            **dict(body.pop("fields", None) or {}),
+        )
+        if body:
+            raise ValueError(f"unknown keys: {sorted(body)}")
+        return {"count": len(ids), "first": ids[0] if ids else None}
+
+    async def _c_token(self, request: web.Request) -> Any:
+        body = await _body(request)
+        provider = request.match_info.get("provider")
+        token = body.get("token")
+        if not isinstance(token, str):
+            raise ValueError("body needs a string 'token'")
+        self.set_token(None if provider is None else check_provider(provider), token)
+        return {"ok": True}
+
+    async def _c_faults(self, _request: web.Request) -> Any:
+        return {"faults": [f.to_json() for f in self.list_faults()]}
+
+    async def _c_add_fault(self, request: web.Request) -> Any:
+        body = dict(await _body(request))
+        body.pop("id", None)
+        return {"id": self._hub.faults.add(Fault(**body))}
+
+    async def _c_clear_faults(self, request: web.Request) -> Any:
+        provider = request.query.get("provider")
+        removed = self.clear_faults(
+            None if provider is None else check_provider(provider), request.query.get("endpoint")
+        )
+        return {"removed": removed}
+
+    async def _c_remove_fault(self, request: web.Request) -> Any:
+        if not self.remove_fault(int(request.match_info["id"])):
+            raise KeyError(request.match_info["id"])
+        return {"ok": True}
+
+    async def _c_lifecycles(self, _request: web.Request) -> Any:
+        return {"active": self.active_lifecycles()}
+
+    async def _c_add_lifecycle(self, request: web.Request) -> Any:
+        body = await _body(request)
+        steps: list[Step] = []
+        for step in body.get("steps") or []:
+            if isinstance(step, Mapping):
+                after, update = step.get("after", 0), step.get("set")
+            else:
+                after, update = step
+            if update is not None and not isinstance(update, Mapping):
+                raise ValueError(f"step update must be an object or null: {step!r}")
+            steps.append((float(after), update))
+        lifecycle_id = self.lifecycle(
+            check_provider(str(body.get("provider"))),
+            str(body["key"]),
+            steps,
+            workspace=body.get("workspace"),
+        )
+        return {"id": lifecycle_id}
+
+    async def _c_cancel_lifecycles(self, _request: web.Request) -> Any:
+        self.cancel_lifecycles()
+        return {"ok": True}
+
+    async def _c_cancel_lifecycle(self, request: web.Request) -> Any:
+        if not self.cancel_lifecycle(int(request.match_info["id"])):
+            raise KeyError(request.match_info["id"])
+        return {"ok": True}
+
+    async def _c_requests(self, request: web.Request) -> Any:
+        q = request.query
+        provider = q.get("provider")
+        count = self.requests(
+            None if provider is None else check_provider(provider),
+            q.get("endpoint"),
+            path=q.get("path"),
+        )
+        return {"count": count}
+
+    async def _c_request_summary(self, _request: web.Request) -> Any:
+        return self.request_summary()
+
+    async def _c_reset_requests(self, _request: web.Request) -> Any:
+        self.reset_requests()
+        return {"ok": True}
+
+    async def _c_changed_at(self, request: web.Request) -> Any:
+        provider = check_provider(request.match_info["provider"])
+        return {"changed_at": self.changed_at(provider, request.match_info["key"])}
+
+    async def _c_workspaces(self, _request: web.Request) -> Any:
+        return {"workspaces": self.dataarts.workspaces()}
+
+    async def _c_workspace(self, request: web.Request) -> Any:
+        workspace = request.match_info["workspace"]
+        if request.method == "PUT":
+            self.dataarts.create_workspace(workspace)
+        elif request.method == "DELETE":
+            if not self.dataarts.delete_workspace(workspace):
+                raise KeyError(workspace)
+            return {"ok": True}
+        if self.dataarts.workspace(workspace) is None:
+            raise KeyError(workspace)
+        return {"workspace": workspace, "ids": self.dataarts.ids(workspace)}
+
+    async def _c_dataarts(self, request: web.Request) -> Any:
+        workspace, key = request.match_info["workspace"], request.match_info["key"]
+        if request.method == "PUT":
+            return describe(self.dataarts.put(workspace, key, **(await _body(request))))
+        if request.method == "PATCH":
+            return describe(self.dataarts.patch(workspace, key, **(await _body(request))))
+        if request.method == "DELETE":
+            if not self.dataarts.delete(workspace, key):
+                raise KeyError(key)
+            return {"ok": True}
+        if request.method == "GET":
+            rec = self.dataarts.get(workspace, key)
+            if rec is None:
+                raise KeyError(key)
+            return describe(rec)
+        raise _MethodNotAllowed(request.method)
+
+    async def _c_list(self, request: web.Request) -> Any:
+        provider = check_provider(request.match_info["provider"])
+        return {"ids": self.store(provider).ids()}
+
+    async def _c_endpoint(self, request: web.Request) -> Any:
+        store = self.store(check_provider(request.match_info["provider"]))
+        key = request.match_info["key"]
+        if request.method == "PUT":
+            return describe(store.put(key, **(await _body(request))))
+        if request.method == "PATCH":
+            return describe(store.patch(key, **(await _body(request))))
+        if request.method == "DELETE":
+            if not store.delete(key):
+                raise KeyError(key)
+            return {"ok": True}
+        if request.method == "GET":
+            rec = store.get(key)
+            if rec is None:
+                raise KeyError(key)
+            return describe(rec)
+        raise _MethodNotAllowed(request.method)
+
+
+class _MethodNotAllowed(Exception):
+    pass
+
+
+def describe(record: Any) -> dict[str, Any]:
+    data = cast(dict[str, Any], json.loads(json.dumps(dataclasses.asdict(record), default=str)))
+    data.pop("rendered", None)
+    return data
+
+
+def _items(value: Any, where: str) -> list[tuple[Any, Any]]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"seed section {where} must be a mapping")
+    return list(value.items())
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("the request body must be a JSON object")
+    return data
+
+
+def _control(
+    handler: Callable[[web.Request], Awaitable[Any]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Turn a control handler's result or exception into a JSON reply."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        try:
+            result = await handler(request)
+        except KeyError as exc:
+            return web.json_response({"error": f"not found: {exc.args[0]!s}"}, status=404)
+        except _MethodNotAllowed as exc:
+            return web.json_response({"error": f"method {exc} not allowed"}, status=405)
+        except (TypeError, ValueError) as exc:
+            # TypeError: an unknown keyword for put(); ValueError covers bad JSON too.
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(result)
+
+    return serve
+
+
+async def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8089,
+    token: str = "emulator-token",
+    seed: str | None = None,
+    *,
+    ready: Callable[[Emulator], None] | None = None,
+) -> None:
+    """Run an Emulator until cancelled (the `inferenceops emulator` command).
+
+    `seed` is a YAML or JSON seed file; `ready` is called with the running emulator, e.g. to
+    print its URLs.
+    """
+    emu = Emulator(token=token, host=host, port=port)
+    if seed is not None:
+        emu.load_seed(seed)
+    async with emu:
+        log.info(
+            "provider emulator listening on %s (control API %s)", emu.base_url, emu.control_url
+        )
+        if ready is not None:
+            ready(emu)
+        await asyncio.Event().wait()

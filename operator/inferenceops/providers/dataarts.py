@@ -1,0 +1,410 @@
+"""Huawei Cloud DataArts Fabric: `GET {url}/v1/workspaces/{workspaceId}/endpoints`.
+
+Spec: shared/providers/dataarts-fabric-list-endpoints.md (plus NOTES.md); mapping in
+docs/providers/dataarts-fabric.md. Only the list API is used, so that one paged listing can answer
+every endpoint of a workspace: a single target is asked for with the `endpoint_id` filter, several
+targets of one workspace share one listing. DataArts says "does not exist" with HTTP 400 and an
+`error_code`, which `classify_error` turns into NotFound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Annotated, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .base import (
+    CredentialedConfig,
+    ErrorReason,
+    Observation,
+    Phase,
+    PollResult,
+    Provider,
+    ProviderError,
+    Target,
+    Workers,
+)
+from .http import URL_PATTERN, excerpt, get_json
+
+__all__ = [
+    "ENDPOINT_ID_PATTERN",
+    "PAGE_LIMIT",
+    "PROVIDER",
+    "WORKSPACE_ID_PATTERN",
+    "DataArtsFabricConfig",
+    "DataArtsFabricProvider",
+    "classify_error",
+    "map_endpoint",
+]
+
+WORKSPACE_ID_PATTERN = r"^[A-Za-z0-9-]{1,36}$"
+ENDPOINT_ID_PATTERN = r"^[A-Za-z0-9-]{32,36}$"
+
+#: The documented maximum page size.
+PAGE_LIMIT = 100
+#: A workspace listing that has not ended after this many pages is not converging (the provider
+#: keeps raising `total`, or ignores `offset`); stop rather than poll forever.
+MAX_PAGES = 100
+
+# DataArts error codes are "<service>.<8 digits>"; only the digits are stable across services.
+_CODE_NOT_EXIST = "00010009"
+_CODE_WORKSPACE_NOT_EXIST = "00010003"
+_CODE_BUSY = "00000001"
+
+
+class DataArtsFabricConfig(CredentialedConfig):
+    """The Secret key holds an IAM token, sent as `X-Auth-Token`."""
+
+    url: Annotated[
+        str,
+        Field(
+            pattern=URL_PATTERN,
+            max_length=2048,
+            description=(
+                "Regional DataArts Fabric API base URL, "
+                "e.g. https://fabric.cn-north-4.myhuaweicloud.com."
+            ),
+        ),
+    ]
+    workspace_id: Annotated[
+        str,
+        Field(
+            pattern=WORKSPACE_ID_PATTERN,
+            description="Workspace ID: 1 to 36 letters, digits and hyphens.",
+        ),
+    ]
+    endpoint_id: Annotated[
+        str,
+        Field(
+            pattern=ENDPOINT_ID_PATTERN,
+            description="Endpoint ID: 32 to 36 letters, digits and hyphens.",
+        ),
+    ]
+
+
+class _Tolerant(BaseModel):
+    # The 403 example in the docs has a numeric `error_code`; accept numbers wherever a string is.
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class _ResourceDef(_Tolerant):
+    warm_up_num: int | None = None
+    max_num: int | None = None
+
+
+class _ReservedResource(_Tolerant):
+    apu: _ResourceDef | None = None
+
+
+class _WorkerGroup(_Tolerant):
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+
+class _RayResource(_Tolerant):
+    worker_group_spec: list[_WorkerGroup] | None = None
+
+
+class _Endpoint(_Tolerant):
+    id: str
+    # Plain str, not enums: a new status or type must map to Unknown, not fail the poll.
+    status: str
+    type: str | None = None
+    reserved_resource: _ReservedResource | None = None
+    ray_resource: _RayResource | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+class _ListResponse(_Tolerant):
+    total: int | None = None
+    # Entries stay raw until one is wanted: a malformed entry for someone else's endpoint must not
+    # fail the poll of every endpoint that shares the listing.
+    endpoints: list[dict[str, Any]]
+
+
+class _ErrorBody(_Tolerant):
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+_STATUS_PHASES: dict[str, Phase] = {
+    "CREATING": Phase.PROVISIONING,
+    "RUNNING": Phase.RUNNING,
+    "UPDATING": Phase.UPDATING,
+    "CREATE_FAILED": Phase.FAILED,
+    "UPDATE_FAILED": Phase.FAILED,
+    "DELETE_FAILED": Phase.FAILED,
+    "DELETING": Phase.TERMINATING,
+    "DELETED": Phase.TERMINATED,
+    "FROZEN": Phase.SUSPENDED,
+    "INACTIVE": Phase.SUSPENDED,
+    "TRIAL_ENDED": Phase.SUSPENDED,
+}
+
+_RAY_TYPES = frozenset({"ray", "ray_service"})
+
+
+def _sum(values: list[int | None]) -> int | None:
+    # A group without the bound makes the total unknown; a partial sum would understate it.
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
+def _workers(endpoint: _Endpoint) -> Workers | None:
+    low: int | None
+    high: int | None
+    if (endpoint.type or "").lower() in _RAY_TYPES:
+        groups = (endpoint.ray_resource.worker_group_spec if endpoint.ray_resource else None) or []
+        low = _sum([g.min_replicas for g in groups])
+        high = _sum([g.max_replicas for g in groups])
+    else:
+        apu = endpoint.reserved_resource.apu if endpoint.reserved_resource else None
+        low = apu.warm_up_num if apu else None
+        # Documented: a blank max_num means "no elastic resources", i.e. max = warm-up count.
+        high = apu.max_num if apu and apu.max_num is not None else low
+    if low is None and high is None:
+        return None
+    # The list API says nothing about how many resources are up right now.
+    return Workers(min=low, max=high)
+
+
+def map_endpoint(endpoint: _Endpoint) -> Observation:
+    phase = _STATUS_PHASES.get(endpoint.status, Phase.UNKNOWN)
+    error_code = error_message = None
+    if phase is Phase.FAILED:
+        error_code = endpoint.error_code or endpoint.status
+        error_message = endpoint.error_msg
+    return Observation(
+        phase=phase,
+        provider_status=endpoint.status,
+        error_code=error_code,
+        error_message=error_message,
+        workers=_workers(endpoint),
+    )
+
+
+class _WorkspaceMissing(ProviderError):
+    """NotFound for the workspace itself, so it holds for every endpoint in it."""
+
+
+def classify_error(
+    status: int, body: bytes, workspace_id: str | None = None, endpoint_id: str | None = None
+) -> ProviderError | None:
+    """The DataArts error bodies that mean something other than their HTTP status says.
+
+    The ids only name things in the message; pass the ones the request was about.
+    """
+    if status not in (400, 500):
+        return None
+    try:
+        parsed = _ErrorBody.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        return None
+    code = parsed.error_code or ""
+    detail = f" ({code}: {excerpt(parsed.error_msg or '', 100)})"
+    if status == 400 and code.endswith(_CODE_NOT_EXIST):
+        what = f"endpoint {endpoint_id}" if endpoint_id else "endpoint"
+        return ProviderError(
+            ErrorReason.NOT_FOUND, f"{what} does not exist (HTTP 400){detail}", http_status=400
+        )
+    if status == 400 and code.endswith(_CODE_WORKSPACE_NOT_EXIST):
+        what = f"workspace {workspace_id}" if workspace_id else "workspace"
+        return _WorkspaceMissing(
+            ErrorReason.NOT_FOUND, f"{what} does not exist (HTTP 400){detail}", http_status=400
+        )
+    if status == 500 and code.endswith(_CODE_BUSY):
+        return ProviderError(
+            ErrorReason.UNREACHABLE, f"provider is busy, retry (HTTP 500){detail}", http_status=500
+        )
+    return None
+
+
+def _workspace_wide(err: ProviderError) -> bool:
+    """Whether a failed workspace listing would fail the same way for each endpoint's own request.
+
+    Retrying those per endpoint only multiplies requests (and 429s) against the same account.
+    """
+    if err.reason in (ErrorReason.UNAUTHORIZED, ErrorReason.RATE_LIMITED):
+        return True
+    # The filtered request uses the very same path, so a missing workspace or path is missing
+    # for it too.
+    return isinstance(err, _WorkspaceMissing) or (
+        err.reason is ErrorReason.NOT_FOUND and err.http_status == 404
+    )
+
+
+def _validation_summary(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
+
+
+class _Pages:
+    """Offset paging through one listing query, filtered to `endpoint_id` when given.
+
+    Ends on `total`, on an empty page, or (as an error) after MAX_PAGES.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        config: DataArtsFabricConfig,
+        credential: str | None,
+        endpoint_id: str | None = None,
+    ) -> None:
+        self._client = client
+        self._workspace_id = config.workspace_id
+        self._endpoint_id = endpoint_id
+        self._url = f"{config.url.rstrip('/')}/v1/workspaces/{config.workspace_id}/endpoints"
+        self._headers = {"X-Auth-Token": credential} if credential is not None else {}
+        self.offset = 0
+        self.total: int | None = None
+        self.pages = 0
+        self.done = False
+
+    def _classify(self, status: int, body: bytes) -> ProviderError | None:
+        return classify_error(status, body, self._workspace_id, self._endpoint_id)
+
+    def remaining_pages(self) -> int | None:
+        if self.total is None:
+            return None
+        return math.ceil(max(0, self.total - self.offset) / PAGE_LIMIT)
+
+    async def fetch(self) -> list[dict[str, Any]]:
+        if self.pages >= MAX_PAGES:
+            raise ProviderError(
+                ErrorReason.BAD_RESPONSE,
+                f"endpoint listing did not end after {MAX_PAGES} pages of {PAGE_LIMIT}",
+            )
+        params: dict[str, str | int] = {"offset": self.offset, "limit": PAGE_LIMIT}
+        if self._endpoint_id is not None:
+            params["endpoint_id"] = self._endpoint_id
+        body = await get_json(
+            self._client,
+            self._url,
+            _ListResponse,
+            headers=self._headers,
+            params=params,
+            classify_error=self._classify,
+        )
+        self.pages += 1
+        page = body.endpoints
+        # Advance by what came back, not by the limit we asked for: a server that caps pages
+        # lower than 100 must not make us skip entries.
+        self.offset += len(page)
+        self.total = body.total
+        if not page:
+            self.done = True
+        elif body.total is not None:
+            self.done = self.offset >= body.total
+        else:
+            # Without `total` a short page is the only end marker there is.
+            self.done = len(page) < PAGE_LIMIT
+        return page
+
+
+def _observe_entry(raw: dict[str, Any]) -> PollResult:
+    try:
+        return map_endpoint(_Endpoint.model_validate(raw))
+    except ValidationError as err:
+        return ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"endpoint entry is not the documented shape ({_validation_summary(err)}): "
+            f"{excerpt(json.dumps(raw), 80)}",
+        )
+
+
+def _not_found(config: DataArtsFabricConfig) -> ProviderError:
+    return ProviderError(
+        ErrorReason.NOT_FOUND,
+        f"endpoint {config.endpoint_id} not found in workspace {config.workspace_id}",
+    )
+
+
+class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
+    name = "dataArtsFabric"
+    display_name = "DataArts Fabric"
+    config_model = DataArtsFabricConfig
+
+    def account_key(self, config: DataArtsFabricConfig) -> Hashable:
+        # One listing answers a whole workspace, so the workspace is part of what can be batched.
+        return (self.name, config.url, config.workspace_id)
+
+    def endpoint_label(self, config: DataArtsFabricConfig) -> str:
+        return config.endpoint_id
+
+    async def observe(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[DataArtsFabricConfig]]
+    ) -> Mapping[str, PollResult]:
+        """One filtered request for a lone target; one shared workspace listing for several.
+
+        Targets the listing did not answer (a listing race, or a listing that failed for a reason
+        that is not workspace-wide) fall back to their own filtered request, so a listing never
+        reports a false NotFound.
+        """
+        if len(targets) <= 1:
+            return await super().observe(client, targets)
+        found, failure = await self._list_workspace(client, targets)
+        results: dict[str, PollResult] = {}
+        fallback: list[Target[DataArtsFabricConfig]] = []
+        for target in targets:
+            entry = found.get(target.config.endpoint_id)
+            if entry is not None:
+                results[target.key] = _observe_entry(entry)
+            elif failure is not None and _workspace_wide(failure):
+                results[target.key] = failure
+            else:
+                fallback.append(target)
+        if fallback:
+            results.update(await super().observe(client, fallback))
+        return results
+
+    async def observe_one(
+        self, client: httpx.AsyncClient, target: Target[DataArtsFabricConfig]
+    ) -> Observation:
+        config = target.config
+        pages = _Pages(client, config, target.credential, endpoint_id=config.endpoint_id)
+        # The filter should make this one request; paging still copes with a server that treats
+        # the id filter loosely (or ignores it).
+        while not pages.done:
+            for raw in await pages.fetch():
+                if raw.get("id") == config.endpoint_id:
+                    result = _observe_entry(raw)
+                    if isinstance(result, ProviderError):
+                        raise result
+                    return result
+        raise _not_found(config)
+
+    async def _list_workspace(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[DataArtsFabricConfig]]
+    ) -> tuple[dict[str, dict[str, Any]], ProviderError | None]:
+        """Page through the workspace until every target is found or the listing ends.
+
+        Stops early, leaving the rest to filtered requests, once the pages still to read outnumber
+        the targets still missing: a few endpoints in a huge workspace should not cost a full scan.
+        """
+        first = targets[0]
+        wanted = {t.config.endpoint_id for t in targets}
+        found: dict[str, dict[str, Any]] = {}
+        pages = _Pages(client, first.config, first.credential)
+        try:
+            while not pages.done:
+                for raw in await pages.fetch():
+                    ident = raw.get("id")
+                    if isinstance(ident, str) and ident in wanted:
+                        found[ident] = raw
+                missing = len(wanted) - len(found)
+                remaining = pages.remaining_pages()
+                if missing == 0 or (remaining is not None and remaining > missing):
+                    break
+        except ProviderError as err:
+            return found, err
+        return found, None
+
+
+PROVIDER = DataArtsFabricProvider()

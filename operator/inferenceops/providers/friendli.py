@@ -1,0 +1,332 @@
+"""FriendliAI Dedicated Endpoints: `GET {url}/dedicated/beta/endpoint/{id}/status`, plus details.
+
+Spec: shared/providers/friendli-dedicated-endpoint-status.md and NOTES.md (list and details calls).
+The status document carries no worker counts, so they come from the endpoint details
+(`GET {url}/dedicated/beta/endpoint/{id}`). Details are a nice-to-have: a details call that fails
+in any way leaves the observation without workers, it never fails the poll.
+
+With two or more endpoints in one account the list call (`GET {url}/dedicated/beta/endpoint`)
+answers all of them in a page or a few, and details are refreshed only when an endpoint's status
+changed or its cached details are older than `details_max_age`. See docs/providers/friendli.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+
+from .base import (
+    CredentialedConfig,
+    ErrorReason,
+    Observation,
+    Phase,
+    PollResult,
+    Provider,
+    ProviderError,
+    Target,
+    Workers,
+)
+from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+
+__all__ = ["PROVIDER", "FriendliConfig", "FriendliProvider", "map_status"]
+
+DEFAULT_URL = "https://api.friendli.ai"
+ENDPOINT_ID_PATTERN = SAFE_ID_PATTERN
+# Friendli does not document the team id's format; this only keeps it a safe header value.
+TEAM_ID_PATTERN = r"^[!-~]{1,256}$"
+
+#: Largest page the list call accepts (NOTES.md: `limit` 1-100).
+LIST_PAGE_SIZE = 100
+#: Stops a provider that keeps handing out cursors from holding a poll forever (10,000 endpoints).
+MAX_LIST_PAGES = 100
+#: Cached details of an endpoint no target has asked about for this long are dropped.
+CACHE_IDLE_SECONDS = 3600.0
+
+
+class FriendliConfig(CredentialedConfig):
+    endpoint_id: Annotated[
+        str,
+        Field(
+            pattern=ENDPOINT_ID_PATTERN,
+            description="ID of the Friendli Dedicated Endpoint.",
+        ),
+    ]
+    team_id: Annotated[
+        str | None,
+        Field(
+            pattern=TEAM_ID_PATTERN,
+            description="Team to run requests as (sent as X-Friendli-Team); the key's default "
+            "team when unset.",
+        ),
+    ] = None
+    url: Annotated[
+        str,
+        Field(
+            pattern=URL_PATTERN,
+            max_length=2048,
+            description="Base URL of the Friendli API.",
+        ),
+    ] = DEFAULT_URL
+
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Plain str, not enums: a new status, phase or error code must map to Unknown or pass through
+    # verbatim, not fail the poll.
+    status: str
+    phase: str | None = None
+    errorCode: str | None = None
+
+
+class _ListPage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Entries are validated one by one so that one odd entry sends only its own endpoint to the
+    # per-endpoint fallback instead of discarding the whole page.
+    data: dict[str, object]
+    nextCursor: str | None = None
+
+
+class _Details(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    currReplicaCnt: NonNegativeInt | None = None
+    desiredReplicaCnt: NonNegativeInt | None = None
+    autoscalingMin: NonNegativeInt | None = None
+    autoscalingMax: NonNegativeInt | None = None
+
+
+_STATUS_PHASES: dict[str, Phase] = {
+    "INITIALIZING": Phase.PROVISIONING,
+    "RUNNING": Phase.RUNNING,
+    "READY": Phase.RUNNING,
+    "UPDATING": Phase.UPDATING,
+    "SLEEPING": Phase.SLEEPING,
+    "AWAKING": Phase.WAKING,
+    "FAILED": Phase.FAILED,
+    "STOPPING": Phase.TERMINATING,
+    "TERMINATING": Phase.TERMINATING,
+    "TERMINATED": Phase.TERMINATED,
+    "UNKNOWN": Phase.UNKNOWN,
+}
+
+
+def map_status(body: _Status, workers: Workers | None = None) -> Observation:
+    phase = _STATUS_PHASES.get(body.status, Phase.UNKNOWN)
+    error_code = (body.errorCode or "FAILED") if phase is Phase.FAILED else None
+    return Observation(
+        phase=phase,
+        provider_status=body.status,
+        provider_phase=body.phase,
+        error_code=error_code,
+        workers=workers,
+    )
+
+
+def map_details(body: _Details) -> Workers:
+    return Workers(
+        ready=body.currReplicaCnt,
+        total=body.desiredReplicaCnt,
+        min=body.autoscalingMin,
+        max=body.autoscalingMax,
+    )
+
+
+def _parse_status(raw: object) -> _Status | None:
+    try:
+        return _Status.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+@dataclass(slots=True)
+class _CachedDetails:
+    status: str
+    workers: Workers
+    fetched_at: float
+    seen_at: float
+
+
+#: (base URL, team id, endpoint id): the same id in another team or deployment is another endpoint.
+_CacheKey = tuple[str, str | None, str]
+
+
+class FriendliProvider(Provider[FriendliConfig]):
+    name = "friendli"
+    display_name = "FriendliAI"
+    config_model = FriendliConfig
+
+    def __init__(
+        self,
+        *,
+        details_max_age: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.details_max_age = details_max_age
+        self._clock = clock
+        self._details: dict[_CacheKey, _CachedDetails] = {}
+
+    def account_key(self, config: FriendliConfig) -> Hashable:
+        return (self.name, config.base_url(), config.team_id)
+
+    def endpoint_label(self, config: FriendliConfig) -> str:
+        return config.endpoint_id
+
+    async def observe(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[FriendliConfig]]
+    ) -> Mapping[str, PollResult]:
+        self._evict(self._clock())
+        # The core already groups by account and credential; grouping again keeps a direct caller
+        # that mixes accounts from having one account's answers attributed to another.
+        groups: dict[tuple[Hashable, str | None], list[Target[FriendliConfig]]] = {}
+        for target in targets:
+            key = (self.account_key(target.config), target.credential)
+            groups.setdefault(key, []).append(target)
+        results: dict[str, PollResult] = {}
+        parts = await asyncio.gather(*(self._observe_account(client, g) for g in groups.values()))
+        for part in parts:
+            results.update(part)
+        return results
+
+    async def _observe_account(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[FriendliConfig]]
+    ) -> dict[str, PollResult]:
+        config = targets[0].config
+        base, team = config.base_url(), config.team_id
+        headers = _headers(targets[0])
+        ids = list(dict.fromkeys(t.config.endpoint_id for t in targets))
+        batched = len(ids) >= 2
+
+        statuses: dict[str, _Status | ProviderError] = {}
+        list_error: ProviderError | None = None
+        if batched:
+            listed, list_error = await self._list(client, base, headers, set(ids))
+            statuses.update(listed)
+        missing = [i for i in ids if i not in statuses]
+        if list_error is not None and list_error.reason is ErrorReason.RATE_LIMITED:
+            # One more request per endpoint would only dig the hole deeper; everyone waits.
+            statuses.update(dict.fromkeys(missing, list_error))
+        else:
+            fetched = await asyncio.gather(
+                *(self._status(client, base, i, headers) for i in missing)
+            )
+            statuses.update(zip(missing, fetched, strict=True))
+
+        now = self._clock()
+        refresh = [
+            (i, s)
+            for i, s in statuses.items()
+            if isinstance(s, _Status) and (not batched or self._stale((base, team, i), s, now))
+        ]
+        refreshed = await asyncio.gather(
+            *(self._details_or_none(client, base, i, headers) for i, _ in refresh)
+        )
+        for (i, status), workers in zip(refresh, refreshed, strict=True):
+            if workers is None:
+                # Forget stale counts: the next poll asks again instead of showing old numbers.
+                self._details.pop((base, team, i), None)
+            else:
+                self._details[(base, team, i)] = _CachedDetails(status.status, workers, now, now)
+
+        observations: dict[str, PollResult] = {}
+        for i, answer in statuses.items():
+            if isinstance(answer, ProviderError):
+                observations[i] = answer
+                continue
+            cached = self._details.get((base, team, i))
+            if cached is not None:
+                cached.seen_at = now
+            observations[i] = map_status(answer, cached.workers if cached else None)
+        return {t.key: observations[t.config.endpoint_id] for t in targets}
+
+    async def _list(
+        self,
+        client: httpx.AsyncClient,
+        base: str,
+        headers: Mapping[str, str],
+        wanted: set[str],
+    ) -> tuple[dict[str, _Status], ProviderError | None]:
+        """Status of the wanted endpoints the list shows, and the error that cut it short."""
+        found: dict[str, _Status] = {}
+        cursor: str | None = None
+        used: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):
+            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
+            if cursor:
+                params["cursor"] = cursor
+            try:
+                page = await get_json(
+                    client,
+                    f"{base}/dedicated/beta/endpoint",
+                    _ListPage,
+                    headers=headers,
+                    params=params,
+                )
+            except ProviderError as err:
+                return found, err
+            for endpoint_id, raw in page.data.items():
+                if endpoint_id in wanted and (status := _parse_status(raw)) is not None:
+                    found[endpoint_id] = status
+            cursor = page.nextCursor
+            # Stop as soon as every wanted endpoint is seen; a repeated cursor would loop forever.
+            if wanted <= found.keys() or not cursor or cursor in used:
+                break
+            used.add(cursor)
+        return found, None
+
+    async def _status(
+        self,
+        client: httpx.AsyncClient,
+        base: str,
+        endpoint_id: str,
+        headers: Mapping[str, str],
+    ) -> _Status | ProviderError:
+        url = f"{base}/dedicated/beta/endpoint/{endpoint_id}/status"
+        try:
+            return await get_json(client, url, _Status, headers=headers)
+        except ProviderError as err:
+            return err
+
+    async def _details_or_none(
+        self,
+        client: httpx.AsyncClient,
+        base: str,
+        endpoint_id: str,
+        headers: Mapping[str, str],
+    ) -> Workers | None:
+        url = f"{base}/dedicated/beta/endpoint/{endpoint_id}"
+        try:
+            return map_details(await get_json(client, url, _Details, headers=headers))
+        except ProviderError:
+            return None
+
+    def _stale(self, key: _CacheKey, status: _Status, now: float) -> bool:
+        cached = self._details.get(key)
+        return (
+            cached is None
+            or cached.status != status.status
+            or now - cached.fetched_at >= self.details_max_age
+        )
+
+    def _evict(self, now: float) -> None:
+        for key in [k for k, v in self._details.items() if now - v.seen_at > CACHE_IDLE_SECONDS]:
+            del self._details[key]
+
+
+def _headers(target: Target[FriendliConfig]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if target.credential is not None:
+        headers["Authorization"] = f"Bearer {target.credential}"
+    if target.config.team_id is not None:
+        headers["X-Friendli-Team"] = target.config.team_id
+    return headers
+
+
+PROVIDER = FriendliProvider()

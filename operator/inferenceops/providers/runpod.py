@@ -1,0 +1,364 @@
+"""RunPod Serverless endpoints, over REST v2 (default) or the deprecated REST v1.
+
+Specs: shared/providers/runpod-get-endpoint.md (v1) and NOTES.md (v2). RunPod has no endpoint
+status word: the phase is derived from the endpoint's workers, and `providerStatus` summarises
+the counts it was derived from.
+
+- v2: `GET {url}/serverless/{id}` (min/max) and `GET {url}/serverless/{id}/workers` (summary).
+  Both must answer: without the summary there is nothing to derive a phase from.
+- v1: `GET {url}/endpoints/{id}?includeWorkers=true`.
+
+Two or more endpoints in one account are answered from the list calls (`GET {url}/serverless`,
+`GET {url}/endpoints?includeWorkers=true`), with per-endpoint calls for whatever the list misses.
+See docs/providers/runpod.md for the mapping and the request counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Annotated, Literal, TypeVar
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
+
+from .base import (
+    CredentialedConfig,
+    ErrorReason,
+    Observation,
+    Phase,
+    PollResult,
+    Provider,
+    ProviderError,
+    Target,
+    Workers,
+)
+from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+
+__all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_v1", "map_v2"]
+
+ENDPOINT_ID_PATTERN = SAFE_ID_PATTERN
+DEFAULT_URLS: dict[str, str] = {
+    "v1": "https://rest.runpod.io/v1",
+    "v2": "https://api.runpod.io/v2",
+}
+#: Error code of an endpoint whose only workers are unhealthy.
+WORKERS_UNHEALTHY = "WorkersUnhealthy"
+
+
+class RunPodConfig(CredentialedConfig):
+    endpoint_id: Annotated[
+        str,
+        Field(pattern=ENDPOINT_ID_PATTERN, description="ID of the RunPod Serverless endpoint."),
+    ]
+    api: Annotated[
+        Literal["v1", "v2"],
+        Field(description="RunPod REST API version; v1 is deprecated (retired 2026-11-15)."),
+    ] = "v2"
+    url: Annotated[
+        str | None,
+        Field(
+            pattern=URL_PATTERN,
+            max_length=2048,
+            description="Base URL including the version path; defaults to "
+            "https://api.runpod.io/v2 for v2 and https://rest.runpod.io/v1 for v1.",
+        ),
+    ] = None
+
+    def base_url(self) -> str:
+        return (self.url or DEFAULT_URLS[self.api]).rstrip("/")
+
+
+# --- v1 --------------------------------------------------------------------------------------
+
+
+class _V1Worker(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Plain str: RUNNING, EXITED, TERMINATED today, whatever tomorrow.
+    desiredStatus: str | None = None
+
+
+class _V1Endpoint(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    # Absent when the endpoint has no workers as well as empty: both mean none are listed.
+    workers: list[_V1Worker] | None = None
+    workersMin: NonNegativeInt | None = None
+    workersMax: NonNegativeInt | None = None
+
+
+class _V1List(RootModel[list[object]]):
+    pass
+
+
+def map_v1(body: _V1Endpoint) -> Observation:
+    workers = body.workers or []
+    # desiredStatus is RunPod's intent for the worker, the closest v1 comes to observed health.
+    ready = sum(1 for w in workers if w.desiredStatus == "RUNNING")
+    total = len(workers)
+    if ready >= 1:
+        phase = Phase.RUNNING
+    elif total == 0:
+        phase = Phase.IDLE
+    else:
+        phase = Phase.PROVISIONING
+    return Observation(
+        phase=phase,
+        provider_status=f"workers running={ready} total={total}",
+        workers=Workers(ready=ready, total=total, min=body.workersMin, max=body.workersMax),
+    )
+
+
+# --- v2 --------------------------------------------------------------------------------------
+
+
+class _V2Scaling(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    min: NonNegativeInt | None = None
+    max: NonNegativeInt | None = None
+
+
+class _V2Endpoint(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    workers: _V2Scaling | None = None
+
+
+class _V2List(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    endpoints: list[object]
+
+
+class _V2Summary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    running: NonNegativeInt = 0
+    idle: NonNegativeInt = 0
+    initializing: NonNegativeInt = 0
+    throttled: NonNegativeInt = 0
+    unhealthy: NonNegativeInt = 0
+    total: NonNegativeInt | None = None
+
+
+class _V2Worker(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    status: str | None = None
+
+
+class _V2Workers(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    summary: _V2Summary | None = None
+    workers: list[_V2Worker] | None = None
+
+    @model_validator(mode="after")
+    def _has_counts(self) -> _V2Workers:
+        if self.summary is None and self.workers is None:
+            raise ValueError("neither summary nor workers")
+        return self
+
+    def counts(self) -> _V2Summary:
+        if self.summary is not None:
+            return self.summary
+        # No summary (older or trimmed answer): count the listed workers ourselves.
+        listed = [(w.status or "").lower() for w in self.workers or []]
+        return _V2Summary(
+            running=listed.count("running"),
+            idle=listed.count("idle"),
+            initializing=listed.count("initializing"),
+            throttled=listed.count("throttled"),
+            unhealthy=listed.count("unhealthy"),
+            total=len(listed),
+        )
+
+
+def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
+    c = workers.counts()
+    ready = c.running + c.idle
+    total = (
+        c.total
+        if c.total is not None
+        else c.running + c.idle + c.initializing + c.throttled + c.unhealthy
+    )
+    error_code = error_message = None
+    if ready >= 1:
+        phase = Phase.DEGRADED if c.unhealthy >= 1 else Phase.RUNNING
+    elif total == 0:
+        phase = Phase.IDLE
+    elif c.initializing + c.throttled >= 1:
+        # Workers still coming up win over unhealthy ones: the endpoint may yet serve.
+        phase = Phase.PROVISIONING
+    elif c.unhealthy >= 1:
+        phase = Phase.FAILED
+        error_code = WORKERS_UNHEALTHY
+        error_message = f"all {c.unhealthy} worker(s) are unhealthy"
+    else:
+        # `total` counts workers in a state the summary has no column for.
+        phase = Phase.UNKNOWN
+    scaling = endpoint.workers or _V2Scaling()
+    return Observation(
+        phase=phase,
+        provider_status=(
+            f"running={c.running} idle={c.idle} initializing={c.initializing} "
+            f"throttled={c.throttled} unhealthy={c.unhealthy}"
+        ),
+        error_code=error_code,
+        error_message=error_message,
+        workers=Workers(ready=ready, total=total, min=scaling.min, max=scaling.max),
+    )
+
+
+# --- adapter ---------------------------------------------------------------------------------
+
+_Fetch = Callable[[str], Awaitable[PollResult]]
+
+
+class RunPodProvider(Provider[RunPodConfig]):
+    name = "runpod"
+    display_name = "RunPod"
+    config_model = RunPodConfig
+
+    def account_key(self, config: RunPodConfig) -> Hashable:
+        return (self.name, config.api, config.base_url())
+
+    def endpoint_label(self, config: RunPodConfig) -> str:
+        return config.endpoint_id
+
+    async def observe(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
+    ) -> Mapping[str, PollResult]:
+        # The core already groups by account and credential; grouping again keeps a direct caller
+        # that mixes accounts from having one account's answers attributed to another.
+        groups: dict[tuple[Hashable, str | None], list[Target[RunPodConfig]]] = {}
+        for target in targets:
+            key = (self.account_key(target.config), target.credential)
+            groups.setdefault(key, []).append(target)
+        results: dict[str, PollResult] = {}
+        parts = await asyncio.gather(*(self._observe_account(client, g) for g in groups.values()))
+        for part in parts:
+            results.update(part)
+        return results
+
+    async def _observe_account(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
+    ) -> dict[str, PollResult]:
+        config = targets[0].config
+        base = config.base_url()
+        headers = _headers(targets[0])
+        ids = list(dict.fromkeys(t.config.endpoint_id for t in targets))
+        if config.api == "v1":
+            by_id = await self._observe_v1(client, base, headers, ids)
+        else:
+            by_id = await self._observe_v2(client, base, headers, ids)
+        return {t.key: by_id[t.config.endpoint_id] for t in targets}
+
+    async def _observe_v1(
+        self, client: httpx.AsyncClient, base: str, headers: Mapping[str, str], ids: list[str]
+    ) -> dict[str, PollResult]:
+        async def one(endpoint_id: str) -> PollResult:
+            url = f"{base}/endpoints/{endpoint_id}"
+            params = {"includeWorkers": "true"}
+            return map_v1(await get_json(client, url, _V1Endpoint, headers=headers, params=params))
+
+        async def listing() -> dict[str, _V1Endpoint]:
+            url = f"{base}/endpoints"
+            params = {"includeWorkers": "true"}
+            body = await get_json(client, url, _V1List, headers=headers, params=params)
+            return _index(body.root, _V1Endpoint)
+
+        wanted = set(ids)
+        found: dict[str, PollResult] = {}
+        list_error: ProviderError | None = None
+        if len(ids) >= 2:
+            try:
+                found = {i: map_v1(e) for i, e in (await listing()).items() if i in wanted}
+            except ProviderError as err:
+                list_error = err
+        return found | await _fallback(ids, found, list_error, one)
+
+    async def _observe_v2(
+        self, client: httpx.AsyncClient, base: str, headers: Mapping[str, str], ids: list[str]
+    ) -> dict[str, PollResult]:
+        async def workers(endpoint: _V2Endpoint) -> PollResult:
+            url = f"{base}/serverless/{endpoint.id}/workers"
+            return map_v2(endpoint, await get_json(client, url, _V2Workers, headers=headers))
+
+        async def one(endpoint_id: str) -> PollResult:
+            url = f"{base}/serverless/{endpoint_id}"
+            endpoint = await get_json(client, url, _V2Endpoint, headers=headers)
+            return await workers(endpoint)
+
+        wanted = set(ids)
+        listed: dict[str, _V2Endpoint] = {}
+        list_error: ProviderError | None = None
+        if len(ids) >= 2:
+            try:
+                body = await get_json(client, f"{base}/serverless", _V2List, headers=headers)
+            except ProviderError as err:
+                list_error = err
+            else:
+                listed = {
+                    i: e for i, e in _index(body.endpoints, _V2Endpoint).items() if i in wanted
+                }
+        in_list = list(listed)
+        answers = await asyncio.gather(*(_caught(workers(listed[i])) for i in in_list))
+        found: dict[str, PollResult] = dict(zip(in_list, answers, strict=True))
+        return found | await _fallback(ids, found, list_error, one)
+
+
+_Endpoint = TypeVar("_Endpoint", _V1Endpoint, _V2Endpoint)
+
+
+def _index(entries: list[object], model: type[_Endpoint]) -> dict[str, _Endpoint]:
+    """List entries by id. An entry the model rejects is left out, so only that endpoint goes to
+    the per-endpoint fallback instead of the whole list being thrown away."""
+    indexed: dict[str, _Endpoint] = {}
+    for raw in entries:
+        entry = _parse(raw, model)
+        if entry is not None:
+            indexed[entry.id] = entry
+    return indexed
+
+
+def _parse(raw: object, model: type[_Endpoint]) -> _Endpoint | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+async def _caught(answer: Awaitable[PollResult]) -> PollResult:
+    try:
+        return await answer
+    except ProviderError as err:
+        return err
+
+
+async def _fallback(
+    ids: list[str],
+    found: Mapping[str, PollResult],
+    list_error: ProviderError | None,
+    one: _Fetch,
+) -> dict[str, PollResult]:
+    """Per-endpoint answers for the ids the list call did not answer."""
+    missing = [i for i in ids if i not in found]
+    if list_error is not None and list_error.reason is ErrorReason.RATE_LIMITED:
+        # One more request per endpoint would only dig the hole deeper; everyone waits.
+        return dict.fromkeys(missing, list_error)
+    answers = await asyncio.gather(*(_caught(one(i)) for i in missing))
+    return dict(zip(missing, answers, strict=True))
+
+
+def _headers(target: Target[RunPodConfig]) -> dict[str, str]:
+    if target.credential is None:
+        return {}
+    return {"Authorization": f"Bearer {target.credential}"}
+
+
+PROVIDER = RunPodProvider()

@@ -1,0 +1,139 @@
+"""Takeoff (self-hosted): `GET {url}/status` on the management API (port 3001 by default).
+
+Spec: shared/providers/takeoff-management-status.md; mapping in docs/providers/takeoff.md.
+Takeoff reports readers (model worker processes), not an endpoint state: the phase is derived
+from how many readers are live, loading and dead. `/status` answers 503 while the server is not
+available, which `get_json` already reports as Unreachable. Takeoff documents no authentication
+for its management API, so no credential is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
+from .http import URL_PATTERN, excerpt, get_json
+
+__all__ = ["CONSUMER_GROUP_PATTERN", "PROVIDER", "TakeoffConfig", "TakeoffProvider", "map_status"]
+
+CONSUMER_GROUP_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
+#: The errorCode when every reader (in the consumer group) is dead.
+READERS_DEAD = "ReadersDead"
+
+
+class TakeoffConfig(ProviderConfig):
+    url: Annotated[
+        str,
+        Field(
+            pattern=URL_PATTERN,
+            max_length=2048,
+            description="Base URL of the Takeoff management API, e.g. http://takeoff.ml.svc:3001.",
+        ),
+    ]
+    consumer_group: Annotated[
+        str | None,
+        Field(
+            pattern=CONSUMER_GROUP_PATTERN,
+            description=(
+                "Only count readers in this consumer group (Takeoff's `consumer_groups`); "
+                "all readers when unset."
+            ),
+        ),
+    ] = None
+
+
+class _Reader(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Documented as required, but only the filter needs it: a reader without it is simply in no
+    # group, rather than a reason to fail the whole poll.
+    consumer_groups: list[str] = Field(default_factory=list)
+    model_name: str | None = None
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Missing or null maps count as empty, so a version that omits an empty map still parses.
+    live_readers: dict[str, _Reader] | None = None
+    loading_readers: dict[str, _Reader] | None = None
+    dead_readers: dict[str, _Reader] | None = None
+
+
+class _StatusResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Required but nullable: without the key the body is not a Takeoff status document at all,
+    # while `null` is Takeoff saying it has no reader state yet. `config` is deliberately absent.
+    status: _Status | None
+
+
+def _in_group(readers: dict[str, _Reader] | None, group: str | None) -> list[str]:
+    if not readers:
+        return []
+    return sorted(rid for rid, r in readers.items() if group is None or group in r.consumer_groups)
+
+
+def _dead_message(dead: list[str], total: int) -> str:
+    return excerpt(f"{len(dead)} of {total} readers dead: {', '.join(dead)}", 200)
+
+
+def map_status(body: _StatusResponse, consumer_group: str | None = None) -> Observation:
+    status = body.status
+    if status is None:
+        # Takeoff answers `status: null` before its readers have registered: it is starting.
+        return Observation(phase=Phase.PROVISIONING, provider_status="status=null")
+    live = _in_group(status.live_readers, consumer_group)
+    loading = _in_group(status.loading_readers, consumer_group)
+    dead = _in_group(status.dead_readers, consumer_group)
+    total = len(live) + len(loading) + len(dead)
+    counts = f"live={len(live)} loading={len(loading)} dead={len(dead)}"
+    workers = Workers(ready=len(live), total=total)
+    if live:
+        if dead:
+            return Observation(
+                phase=Phase.DEGRADED,
+                provider_status=counts,
+                error_message=_dead_message(dead, total),
+                workers=workers,
+            )
+        return Observation(phase=Phase.RUNNING, provider_status=counts, workers=workers)
+    if loading:
+        return Observation(phase=Phase.PROVISIONING, provider_status=counts, workers=workers)
+    if dead:
+        return Observation(
+            phase=Phase.FAILED,
+            provider_status=counts,
+            error_code=READERS_DEAD,
+            error_message=_dead_message(dead, total),
+            workers=workers,
+        )
+    # No readers at all: nothing serves, and nothing has failed either. A server still spawning
+    # readers looks exactly like this, so Provisioning; the status text says why it is not
+    # Running, since a misspelt consumer group also lands here.
+    where = f" in consumer group {consumer_group!r}" if consumer_group is not None else ""
+    return Observation(
+        phase=Phase.PROVISIONING, provider_status=f"{counts} (no readers{where})", workers=workers
+    )
+
+
+class TakeoffProvider(Provider[TakeoffConfig]):
+    name = "takeoff"
+    display_name = "Takeoff"
+    config_model = TakeoffConfig
+
+    def endpoint_label(self, config: TakeoffConfig) -> str:
+        if config.consumer_group is None:
+            return config.url
+        return f"{config.url}#{config.consumer_group}"
+
+    async def observe_one(
+        self, client: httpx.AsyncClient, target: Target[TakeoffConfig]
+    ) -> Observation:
+        url = target.config.url.rstrip("/") + "/status"
+        body = await get_json(client, url, _StatusResponse)
+        return map_status(body, target.config.consumer_group)
+
+
+PROVIDER = TakeoffProvider()

@@ -1,0 +1,581 @@
+"""The Helm chart (charts/inferenceops) against a real API server.
+
+Uses the session fixture ``control_plane`` (tests/conftest.py): a local kube-apiserver + etcd,
+or the current kubeconfig's cluster with USE_EXISTING_CLUSTER=1 (kind, see docs/kind.md).
+
+- `helm lint` (also `--strict`) with several value sets,
+- `helm template` with several value sets, each applied with `kubectl apply --dry-run=server`,
+- the values schema rejecting bad values,
+- `helm install`, then RBAC checked with `kubectl auth can-i --as=<the operator's SA>`.
+
+The bare API server has no controllers: Deployments get no Pods, namespaces never finish
+deleting. Every test therefore uses its own namespaces (random suffix) and leaves them behind.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "inferenceops"
+RELEASE = "iops"
+FULLNAME = "iops-inferenceops"
+GROUP = "inferenceops.io"
+IE = f"inferenceendpoints.{GROUP}"
+SM_KIND = "ServiceMonitor"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _suffix() -> str:
+    return secrets.token_hex(3)
+
+
+def _ensure_namespace(cp: Any, name: str) -> None:
+    cp.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+
+
+def _values_args(tmp_path: Path, values: dict[str, Any] | None) -> list[str]:
+    if not values:
+        return []
+    f = tmp_path / f"values-{_suffix()}.yaml"
+    f.write_text(yaml.safe_dump(values))
+    return ["--values", str(f)]
+
+
+def _template(
+    cp: Any,
+    tmp_path: Path,
+    namespace: str,
+    values: dict[str, Any] | None = None,
+    *extra: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    return cp.helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        *_values_args(tmp_path, values),
+        *extra,
+        check=check,
+    )
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = _by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def _dry_run_apply(cp: Any, docs: list[dict[str, Any]]) -> str:
+    """Server-side dry-run apply; returns kubectl's output (one line per object)."""
+    out = cp.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert out.count("(server dry run)") == len(docs), out
+    return out
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _can_i(
+    cp: Any,
+    sa: str,
+    verb: str,
+    resource: str,
+    *,
+    namespace: str | None,
+    subresource: str | None = None,
+) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={sa}"]
+    args += ["--all-namespaces"] if namespace is None else ["--namespace", namespace]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    proc = cp.kubectl(*args, check=False)
+    answer = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout!r} {proc.stderr!r}"
+    return answer == "yes"
+
+
+@pytest.fixture
+def ns(control_plane: Any) -> str:
+    """A fresh release namespace."""
+    name = f"helm-{_suffix()}"
+    _ensure_namespace(control_plane, name)
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# lint
+# ---------------------------------------------------------------------------------------------
+
+LINT_VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "watch-namespaces": {"watchNamespaces": ["a", "b"]},
+    "service-monitor": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "p"}}}
+    },
+    "sharding": {"sharding": {"enabled": True, "replicas": 3}},
+    "no-metrics-no-rbac": {
+        "metrics": {"enabled": False},
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": "existing"},
+    },
+}
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
+@pytest.mark.parametrize("values", LINT_VALUE_SETS.values(), ids=LINT_VALUE_SETS.keys())
+def test_helm_lint(
+    control_plane: Any, tmp_path: Path, values: dict[str, Any], strict: bool
+) -> None:
+    args = ["lint", str(CHART), *_values_args(tmp_path, values)]
+    if strict:
+        args.append("--strict")
+    out = control_plane.helm(*args).stdout
+    assert "0 chart(s) failed" in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# template + server-side dry run
+# ---------------------------------------------------------------------------------------------
+
+
+def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    docs = _docs(_template(control_plane, tmp_path, ns, None, "--include-crds").stdout)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Service",
+            "Deployment",
+        ]
+    ), kinds
+    for d in docs:
+        if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == ns, d["metadata"]
+
+    crd = _one(docs, "CustomResourceDefinition")
+    assert crd["metadata"]["name"] == IE
+    assert crd["spec"]["scope"] == "Namespaced"
+
+    dep = _one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    c = _container(dep)
+    assert c["image"] == "inferenceops:0.1.0"
+    assert c["args"] == [
+        "run",
+        "--log-format=json",
+        "--log-level=info",
+        "--health-port=8081",
+        "--metrics-port=9090",
+    ]
+    assert "command" not in c  # the image's ENTRYPOINT is `inferenceops`
+    # security
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # resources: requests, memory limit, no CPU limit
+    assert c["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    # probes on the health port
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8081, "metrics": 9090}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # writable /tmp only
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
+    assert pod["serviceAccountName"] == FULLNAME
+    # selector labels are on the pods
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+    svc = _one(docs, "Service")
+    assert svc["metadata"]["name"] == f"{FULLNAME}-metrics"
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+    cr = _one(docs, "ClusterRole")
+    groups = {g for rule in cr["rules"] for g in rule["apiGroups"]}
+    assert groups == {GROUP, "", "events.k8s.io", "apiextensions.k8s.io"}
+    crb = _one(docs, "ClusterRoleBinding")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
+    assert crb["roleRef"]["name"] == cr["metadata"]["name"]
+
+    _dry_run_apply(control_plane, docs)
+
+
+def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    a, b = f"{ns}-a", f"{ns}-b"
+    for n in (a, b):
+        _ensure_namespace(control_plane, n)
+    docs = _docs(_template(control_plane, tmp_path, ns, {"watchNamespaces": [a, b]}).stdout)
+
+    args = _container(_one(docs, "Deployment"))["args"]
+    assert [x for x in args if x.startswith("--namespace")] == [
+        f"--namespace={a}",
+        f"--namespace={b}",
+    ]
+
+    roles = _by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == [a, b]
+    bindings = _by_kind(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in bindings) == [a, b]
+    for rb in bindings:
+        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
+    # the only cluster-wide rules left are CRD and namespace discovery
+    cr = _one(docs, "ClusterRole")
+    assert sorted((tuple(r["apiGroups"]), tuple(r["resources"])) for r in cr["rules"]) == [
+        (("",), ("namespaces",)),
+        (("apiextensions.k8s.io",), ("customresourcedefinitions",)),
+    ]
+    for rule in cr["rules"]:
+        assert sorted(rule["verbs"]) == ["get", "list", "watch"]
+
+    _dry_run_apply(control_plane, docs)
+
+
+def test_metrics_and_service_monitor(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    values = {
+        "metrics": {
+            "port": 9100,
+            "service": {"port": 8443, "annotations": {"a": "b"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "15s",
+                "scrapeTimeout": "10s",
+                "labels": {"release": "prometheus"},
+            },
+        }
+    }
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+
+    sm = _one(docs, SM_KIND)
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [ns]}
+    svc = _one(docs, "Service")
+    # the ServiceMonitor selects the metrics Service
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert svc["metadata"]["annotations"] == {"a": "b"}
+    assert svc["spec"]["ports"][0]["port"] == 8443
+    c = _container(_one(docs, "Deployment"))
+    assert "--metrics-port=9100" in c["args"]
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in c["ports"]
+
+    # The bare API server has no monitoring.coreos.com CRDs: dry-run everything else.
+    _dry_run_apply(control_plane, [d for d in docs if d["kind"] != SM_KIND])
+
+
+def test_metrics_disabled(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    docs = _docs(_template(control_plane, tmp_path, ns, {"metrics": {"enabled": False}}).stdout)
+    assert not _by_kind(docs, "Service")
+    c = _container(_one(docs, "Deployment"))
+    assert [p["name"] for p in c["ports"]] == ["health"]
+    bad = _template(
+        control_plane,
+        tmp_path,
+        ns,
+        {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+        check=False,
+    )
+    assert bad.returncode != 0 and "metrics.enabled" in bad.stderr, bad.stderr
+
+
+def test_sharding(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    docs = _docs(
+        _template(
+            control_plane, tmp_path, ns, {"sharding": {"enabled": True, "replicas": 3}}
+        ).stdout
+    )
+    assert not _by_kind(docs, "Deployment")
+    sts = _one(docs, "StatefulSet")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    headless = [s for s in _by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
+    assert [s["metadata"]["name"] for s in headless] == [sts["spec"]["serviceName"]]
+    c = _container(sts)
+    assert "--shard-count=3" in c["args"]
+    assert "--shard-index=$(INFERENCEOPS_SHARD_INDEX)" in c["args"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["INFERENCEOPS_SHARD_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+
+    _dry_run_apply(control_plane, docs)
+
+
+def test_scheduling_env_and_image(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    digest = "sha256:" + "ab" * 32
+    values = {
+        "image": {
+            "repository": "registry.example/inferenceops",
+            "tag": "1.2.3",
+            "digest": digest,
+            "pullPolicy": "Always",
+        },
+        "imagePullSecrets": [{"name": "regcred"}],
+        "logFormat": "text",
+        "logLevel": "debug",
+        "extraEnv": [
+            {"name": "FOO", "value": "bar"},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
+        "extraArgs": ["--some-flag=1"],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/arch",
+                                    "operator": "In",
+                                    "values": ["amd64", "arm64"],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "priorityClassName": "system-cluster-critical",
+        "podAnnotations": {"example.com/note": "x"},
+        "podLabels": {"team": "ml", "app.kubernetes.io/name": "must-not-override"},
+        "serviceAccount": {"name": "custom-sa", "annotations": {"iam.example/role": "r"}},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    dep = _one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    meta = dep["spec"]["template"]["metadata"]
+    c = _container(dep)
+    assert c["image"] == f"registry.example/inferenceops:1.2.3@{digest}"
+    assert c["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert c["args"][1:3] == ["--log-format=text", "--log-level=debug"]
+    assert c["args"][-1] == "--some-flag=1"
+    assert c["env"] == values["extraEnv"]
+    assert pod["nodeSelector"] == values["nodeSelector"]
+    assert pod["tolerations"] == values["tolerations"]
+    assert pod["affinity"] == values["affinity"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert meta["annotations"] == values["podAnnotations"]
+    assert meta["labels"]["team"] == "ml"
+    assert meta["labels"]["app.kubernetes.io/name"] == "inferenceops"  # selector labels win
+    assert dep["spec"]["selector"]["matchLabels"].items() <= meta["labels"].items()
+    assert c["resources"] == values["resources"]
+    assert pod["serviceAccountName"] == "custom-sa"
+    sa = _one(docs, "ServiceAccount")
+    assert sa["metadata"]["name"] == "custom-sa"
+    assert sa["metadata"]["annotations"] == {"iam.example/role": "r"}
+    assert _one(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "custom-sa"
+
+    _dry_run_apply(control_plane, docs)
+
+
+def test_no_rbac_no_service_account(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    values = {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}}
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
+    assert _one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+    _dry_run_apply(control_plane, docs)
+
+
+# ---------------------------------------------------------------------------------------------
+# schema
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (["--set", "logFormat=xml"], "logFormat"),
+        (["--set", "logLevel=loud"], "logLevel"),
+        (["--set", "noSuchValue=1"], "noSuchValue"),
+        (["--set", "image.tagg=1"], "tagg"),
+        (["--set", "replicaCount=2"], "replicaCount"),
+        (["--set", "watchNamespaces={Bad_NS}"], "watchNamespaces"),
+        (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
+    ],
+    ids=lambda x: x[1] if isinstance(x, list) else None,
+)
+def test_schema_rejects(control_plane: Any, tmp_path: Path, bad: list[str], needle: str) -> None:
+    proc = _template(control_plane, tmp_path, "default", None, *bad, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "schema" in proc.stderr.lower() and needle in proc.stderr, proc.stderr
+
+
+def test_chart_is_a_valid_subchart_target(control_plane: Any, tmp_path: Path) -> None:
+    """Parents pass `global`; the strict schema must still accept it."""
+    _template(control_plane, tmp_path, "default", {"global": {"imageRegistry": "x"}})
+
+
+# ---------------------------------------------------------------------------------------------
+# install + RBAC
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def installed(control_plane: Any, tmp_path: Path) -> Iterator[Any]:
+    """Installs releases on request: installed(namespace, values) -> ServiceAccount user name."""
+    releases: list[str] = []
+
+    def install(namespace: str, values: dict[str, Any] | None = None) -> str:
+        control_plane.helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "--skip-crds",
+            *_values_args(tmp_path, values),
+        )
+        releases.append(namespace)
+        return f"system:serviceaccount:{namespace}:{FULLNAME}"
+
+    yield install
+    for namespace in releases:
+        control_plane.helm("uninstall", RELEASE, "--namespace", namespace, check=False)
+
+
+def _objects(cp: Any, kind: str, namespace: str | None) -> list[str]:
+    scope = ["--all-namespaces"] if namespace is None else ["--namespace", namespace]
+    out = cp.kubectl(
+        "get", kind, *scope, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json"
+    ).stdout
+    return [i["metadata"]["name"] for i in json.loads(out)["items"]]
+
+
+def test_install_cluster_wide_rbac(control_plane: Any, installed: Any) -> None:
+    ns = f"helm-{_suffix()}"
+    other = f"{ns}-other"
+    _ensure_namespace(control_plane, other)
+    sa = installed(ns)
+
+    status = json.loads(control_plane.helm("status", RELEASE, "-n", ns, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    assert _objects(control_plane, "deployment", ns) == [FULLNAME]
+    assert _objects(control_plane, "serviceaccount", ns) == [FULLNAME]
+    assert _objects(control_plane, "service", ns) == [f"{FULLNAME}-metrics"]
+    assert f"{FULLNAME}-{ns}" in _objects(control_plane, "clusterrole", None)
+    assert f"{FULLNAME}-{ns}" in _objects(control_plane, "clusterrolebinding", None)
+
+    for where in (ns, other, None):
+        assert _can_i(control_plane, sa, "list", IE, namespace=where)
+        assert _can_i(control_plane, sa, "watch", IE, namespace=where)
+        assert _can_i(control_plane, sa, "patch", IE, namespace=where, subresource="status")
+        assert _can_i(control_plane, sa, "get", "secrets", namespace=where)
+        assert _can_i(control_plane, sa, "create", "events", namespace=where)
+        assert _can_i(control_plane, sa, "create", "events.events.k8s.io", namespace=where)
+        assert not _can_i(control_plane, sa, "delete", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "update", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "patch", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "create", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "update", IE, namespace=where, subresource="status")
+        assert not _can_i(control_plane, sa, "create", "secrets", namespace=where)
+        assert not _can_i(control_plane, sa, "delete", "secrets", namespace=where)
+        assert not _can_i(control_plane, sa, "list", "configmaps", namespace=where)
+    assert _can_i(
+        control_plane, sa, "list", "customresourcedefinitions.apiextensions.k8s.io", namespace=None
+    )
+    assert _can_i(control_plane, sa, "watch", "namespaces", namespace=None)
+    assert not _can_i(
+        control_plane,
+        sa,
+        "create",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        namespace=None,
+    )
+
+    if control_plane.audit_log is None:  # a real cluster (kind): the operator must come up
+        control_plane.kubectl(
+            "rollout", "status", f"deployment/{FULLNAME}", "-n", ns, "--timeout=180s", timeout=200
+        )
+
+
+def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> None:
+    ns = f"helm-{_suffix()}"
+    a, b, other = f"{ns}-a", f"{ns}-b", f"{ns}-other"
+    for n in (a, b, other):
+        _ensure_namespace(control_plane, n)
+    sa = installed(ns, {"watchNamespaces": [a, b]})
+
+    assert _objects(control_plane, "role", a) == [FULLNAME]
+    assert _objects(control_plane, "rolebinding", b) == [FULLNAME]
+    assert _objects(control_plane, "role", other) == []
+    args = json.loads(
+        control_plane.kubectl("get", "deployment", FULLNAME, "-n", ns, "-o", "json").stdout
+    )["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--namespace={a}" in args and f"--namespace={b}" in args
+
+    for where in (a, b):
+        assert _can_i(control_plane, sa, "get", "secrets", namespace=where)
+        assert _can_i(control_plane, sa, "list", IE, namespace=where)
+        assert _can_i(control_plane, sa, "patch", IE, namespace=where, subresource="status")
+        assert not _can_i(control_plane, sa, "update", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "delete", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "create", "secrets", namespace=where)
+    for where in (other, ns, None):
+        assert not _can_i(control_plane, sa, "get", "secrets", namespace=where)
+        assert not _can_i(control_plane, sa, "list", IE, namespace=where)
+        assert not _can_i(control_plane, sa, "patch", IE, namespace=where, subresource="status")
+    # discovery stays cluster-wide
+    assert _can_i(
+        control_plane, sa, "list", "customresourcedefinitions.apiextensions.k8s.io", namespace=None
+    )
+    assert _can_i(control_plane, sa, "list", "namespaces", namespace=None)

@@ -1,0 +1,538 @@
+"""RunPod adapter: v1 and v2 mapping, URLs, config, and the batched (list) paths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from inferenceops.providers import (
+    ErrorReason,
+    Observation,
+    Phase,
+    PollResult,
+    ProviderError,
+    Target,
+    Workers,
+)
+from inferenceops.providers.runpod import RunPodConfig, RunPodProvider
+
+TOKEN = "rp_test_token"
+SECRET_REF = {"name": "runpod", "key": "token"}
+V2 = "https://api.runpod.io/v2"
+V1 = "https://rest.runpod.io/v1"
+
+
+def config(endpoint_id: str = "ep1", **extra: Any) -> RunPodConfig:
+    return RunPodConfig.model_validate(
+        {"endpointId": endpoint_id, "credentialsSecretRef": SECRET_REF, **extra}
+    )
+
+
+def target(endpoint_id: str = "ep1", key: str | None = None, **extra: Any) -> Target[RunPodConfig]:
+    return Target(
+        key=key or f"ns/{endpoint_id}", config=config(endpoint_id, **extra), credential=TOKEN
+    )
+
+
+def summary(
+    running: int = 0,
+    idle: int = 0,
+    initializing: int = 0,
+    throttled: int = 0,
+    unhealthy: int = 0,
+    total: int | None = None,
+) -> dict[str, int]:
+    counts = {
+        "running": running,
+        "idle": idle,
+        "initializing": initializing,
+        "throttled": throttled,
+        "unhealthy": unhealthy,
+    }
+    counts["total"] = sum(counts.values()) if total is None else total
+    return counts
+
+
+class FakeRunPod:
+    """Answers like RunPod v1 and v2 from in-memory state and records every request."""
+
+    def __init__(self, endpoints: Sequence[str] = ("ep1",)) -> None:
+        self.endpoints: dict[str, dict[str, Any]] = {
+            i: {"id": i, "name": f"endpoint {i}", "workers": {"min": 0, "max": 3, "idleTimeout": 5}}
+            for i in endpoints
+        }
+        self.summaries: dict[str, dict[str, int]] = {i: summary(running=1) for i in endpoints}
+        self.v1_workers: dict[str, list[dict[str, Any]]] = {
+            i: [{"id": "w1", "desiredStatus": "RUNNING"}] for i in endpoints
+        }
+        self.unlisted: set[str] = set()
+        self.overrides: dict[str, httpx.Response] = {}
+        self.requests: list[httpx.Request] = []
+
+    def urls(self) -> list[str]:
+        return [str(r.url) for r in self.requests]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if path in self.overrides:
+            return self.overrides[path]
+        match path.split("/"):
+            case ["", "v2", "serverless"]:
+                listed = [e for i, e in self.endpoints.items() if i not in self.unlisted]
+                return httpx.Response(200, json={"endpoints": listed})
+            case ["", "v2", "serverless", endpoint_id] if endpoint_id in self.endpoints:
+                return httpx.Response(200, json=self.endpoints[endpoint_id])
+            case ["", "v2", "serverless", endpoint_id, "workers"] if endpoint_id in self.endpoints:
+                return httpx.Response(
+                    200,
+                    json={
+                        "workers": [],
+                        "summary": self.summaries[endpoint_id],
+                        "endpointVersion": 1,
+                    },
+                )
+            case ["", "v2", *_]:
+                return httpx.Response(
+                    404,
+                    json={"title": "Not Found", "status": 404, "detail": "endpoint not found"},
+                    headers={"content-type": "application/problem+json"},
+                )
+            case ["", "v1", "endpoints"]:
+                assert request.url.params["includeWorkers"] == "true"
+                return httpx.Response(
+                    200,
+                    json=[self._v1(i) for i in self.endpoints if i not in self.unlisted],
+                )
+            case ["", "v1", "endpoints", endpoint_id] if endpoint_id in self.endpoints:
+                assert request.url.params["includeWorkers"] == "true"
+                return httpx.Response(200, json=self._v1(endpoint_id))
+            case ["", "v1", *_]:
+                return httpx.Response(404, json={"message": "endpoint not found"})
+        raise AssertionError(f"unexpected request {request.url}")
+
+    def _v1(self, endpoint_id: str) -> dict[str, Any]:
+        return {
+            "id": endpoint_id,
+            "name": f"endpoint {endpoint_id}",
+            "workersMin": 0,
+            "workersMax": 3,
+            "workers": self.v1_workers[endpoint_id],
+        }
+
+
+async def observe(
+    fake: FakeRunPod, targets: Sequence[Target[RunPodConfig]]
+) -> dict[str, PollResult]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
+        return dict(await RunPodProvider().observe(client, targets))
+
+
+async def observe_one(fake: FakeRunPod, t: Target[RunPodConfig] | None = None) -> PollResult:
+    t = t or target()
+    return (await observe(fake, [t]))[t.key]
+
+
+def ok(result: PollResult) -> Observation:
+    assert isinstance(result, Observation), result
+    return result
+
+
+def failed(result: PollResult) -> ProviderError:
+    assert isinstance(result, ProviderError), result
+    return result
+
+
+# --- v2 mapping ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "phase", "ready", "total"),
+    [
+        (summary(running=1), Phase.RUNNING, 1, 1),
+        (summary(idle=2), Phase.RUNNING, 2, 2),
+        (summary(running=1, idle=1, initializing=1, throttled=1), Phase.RUNNING, 2, 4),
+        (summary(running=1, unhealthy=1), Phase.DEGRADED, 1, 2),
+        (summary(idle=1, unhealthy=3, initializing=1), Phase.DEGRADED, 1, 5),
+        (summary(), Phase.IDLE, 0, 0),
+        (summary(initializing=1), Phase.PROVISIONING, 0, 1),
+        (summary(throttled=2), Phase.PROVISIONING, 0, 2),
+        (summary(initializing=1, throttled=1), Phase.PROVISIONING, 0, 2),
+        (summary(initializing=1, unhealthy=1), Phase.PROVISIONING, 0, 2),
+        (summary(unhealthy=2), Phase.FAILED, 0, 2),
+        (summary(total=3), Phase.UNKNOWN, 0, 3),
+    ],
+)
+async def test_v2_summary_maps_to_phase(
+    counts: dict[str, int], phase: Phase, ready: int, total: int
+) -> None:
+    fake = FakeRunPod()
+    fake.summaries["ep1"] = counts
+    obs = ok(await observe_one(fake))
+    assert obs.phase is phase
+    assert obs.workers == Workers(ready=ready, total=total, min=0, max=3)
+    assert obs.provider_status == (
+        f"running={counts['running']} idle={counts['idle']} "
+        f"initializing={counts['initializing']} throttled={counts['throttled']} "
+        f"unhealthy={counts['unhealthy']}"
+    )
+    if phase is Phase.FAILED:
+        assert obs.error_code == "WorkersUnhealthy"
+        assert obs.error_message
+    else:
+        assert obs.error_code is None
+
+
+async def test_v2_null_or_missing_min_max_stay_none() -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.endpoints["a"]["workers"] = {"min": None, "max": None}
+    del fake.endpoints["b"]["workers"]
+    for endpoint_id in ("a", "b"):
+        obs = ok(await observe_one(fake, target(endpoint_id)))
+        assert obs.workers == Workers(ready=1, total=1, min=None, max=None)
+
+
+async def test_v2_missing_total_is_the_sum() -> None:
+    fake = FakeRunPod()
+    fake.summaries["ep1"] = {"running": 1, "idle": 2, "unhealthy": 1}
+    obs = ok(await observe_one(fake))
+    assert obs.phase is Phase.DEGRADED
+    assert obs.workers == Workers(ready=3, total=4, min=0, max=3)
+
+
+async def test_v2_without_summary_counts_the_workers_list() -> None:
+    fake = FakeRunPod()
+    workers = [{"id": "a", "status": "IDLE"}, {"id": "b", "status": "UNHEALTHY"}, {"id": "c"}]
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json={"workers": workers})
+    obs = ok(await observe_one(fake))
+    assert obs.phase is Phase.DEGRADED
+    assert obs.workers == Workers(ready=1, total=3, min=0, max=3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"summary": {"running": -1}},
+        {"summary": {"running": "one"}},
+        {"summary": 1},
+        {"workers": "many"},
+    ],
+)
+async def test_v2_unreadable_workers_answer_is_bad_response(body: dict[str, Any]) -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json=body)
+    assert failed(await observe_one(fake)).reason is ErrorReason.BAD_RESPONSE
+
+
+async def test_v2_endpoint_without_id_is_bad_response() -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v2/serverless/ep1"] = httpx.Response(200, json={"workers": {"min": 0}})
+    assert failed(await observe_one(fake)).reason is ErrorReason.BAD_RESPONSE
+
+
+async def test_v2_endpoint_failure_fails_the_poll_without_asking_for_workers() -> None:
+    fake = FakeRunPod([])
+    err = failed(await observe_one(fake))
+    assert err.reason is ErrorReason.NOT_FOUND
+    assert "endpoint not found" in err.message
+    assert fake.urls() == [f"{V2}/serverless/ep1"]
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (httpx.Response(500, json={"title": "Internal", "status": 500}), ErrorReason.UNREACHABLE),
+        (httpx.Response(404, json={"title": "Not Found", "status": 404}), ErrorReason.NOT_FOUND),
+        (httpx.Response(429, headers={"Retry-After": "3"}), ErrorReason.RATE_LIMITED),
+        (httpx.Response(200, text="<html>"), ErrorReason.BAD_RESPONSE),
+    ],
+)
+async def test_v2_workers_failure_fails_the_poll(
+    response: httpx.Response, reason: ErrorReason
+) -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v2/serverless/ep1/workers"] = response
+    assert failed(await observe_one(fake)).reason is reason
+
+
+async def test_v2_problem_detail_is_in_the_message() -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v2/serverless/ep1"] = httpx.Response(
+        403, json={"title": "Forbidden", "status": 403, "detail": "key lacks endpoint:read"}
+    )
+    err = failed(await observe_one(fake))
+    assert err.reason is ErrorReason.UNAUTHORIZED
+    assert "key lacks endpoint:read" in err.message
+
+
+# --- v1 mapping ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "phase", "ready"),
+    [
+        (["RUNNING"], Phase.RUNNING, 1),
+        (["RUNNING", "EXITED"], Phase.RUNNING, 1),
+        (["RUNNING", "RUNNING", "TERMINATED"], Phase.RUNNING, 2),
+        ([], Phase.IDLE, 0),
+        (["EXITED"], Phase.PROVISIONING, 0),
+        (["TERMINATED", "SOMETHING_NEW", None], Phase.PROVISIONING, 0),
+    ],
+)
+async def test_v1_workers_map_to_phase(
+    statuses: list[str | None], phase: Phase, ready: int
+) -> None:
+    fake = FakeRunPod()
+    fake.v1_workers["ep1"] = [{"id": f"w{n}", "desiredStatus": s} for n, s in enumerate(statuses)]
+    obs = ok(await observe_one(fake, target(api="v1")))
+    assert obs.phase is phase
+    assert obs.workers == Workers(ready=ready, total=len(statuses), min=0, max=3)
+    assert obs.provider_status == f"workers running={ready} total={len(statuses)}"
+    assert obs.error_code is None
+
+
+async def test_v1_missing_workers_list_is_idle() -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v1/endpoints/ep1"] = httpx.Response(200, json={"id": "ep1"})
+    obs = ok(await observe_one(fake, target(api="v1")))
+    assert obs.phase is Phase.IDLE
+    assert obs.workers == Workers(ready=0, total=0, min=None, max=None)
+
+
+async def test_v1_message_body_is_in_the_error() -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v1/endpoints/ep1"] = httpx.Response(401, json={"message": "invalid api key"})
+    err = failed(await observe_one(fake, target(api="v1")))
+    assert err.reason is ErrorReason.UNAUTHORIZED
+    assert "invalid api key" in err.message
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"id": "ep1", "workers": "many"}, {"id": "ep1", "workersMax": -1}, []]
+)
+async def test_v1_unreadable_endpoint_is_bad_response(body: Any) -> None:
+    fake = FakeRunPod()
+    fake.overrides["/v1/endpoints/ep1"] = httpx.Response(200, json=body)
+    assert failed(await observe_one(fake, target(api="v1"))).reason is ErrorReason.BAD_RESPONSE
+
+
+# --- requests and config ---------------------------------------------------------------------
+
+
+async def test_v2_default_urls_and_bearer_token() -> None:
+    fake = FakeRunPod()
+    await observe_one(fake)
+    assert fake.urls() == [f"{V2}/serverless/ep1", f"{V2}/serverless/ep1/workers"]
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake.requests)
+
+
+async def test_v1_default_url_and_bearer_token() -> None:
+    fake = FakeRunPod()
+    await observe_one(fake, target(api="v1"))
+    assert fake.urls() == [f"{V1}/endpoints/ep1?includeWorkers=true"]
+    assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_custom_url_is_used_as_the_versioned_base() -> None:
+    fake = FakeRunPod()
+    await observe_one(fake, target(url="http://runpod.mock:9000/v2/"))
+    assert fake.urls() == [
+        "http://runpod.mock:9000/v2/serverless/ep1",
+        "http://runpod.mock:9000/v2/serverless/ep1/workers",
+    ]
+
+
+def test_config_defaults_and_base_urls() -> None:
+    c = config("ep_1-x")
+    assert (c.endpoint_id, c.api, c.url) == ("ep_1-x", "v2", None)
+    assert c.base_url() == V2
+    assert config(api="v1").base_url() == V1
+    assert config(api="v1", url="https://proxy.test/runpod/v1/").base_url() == (
+        "https://proxy.test/runpod/v1"
+    )
+
+
+def test_account_key_and_label() -> None:
+    provider = RunPodProvider()
+    assert provider.account_key(config()) == ("runpod", "v2", V2)
+    assert provider.account_key(config(api="v1")) == ("runpod", "v1", V1)
+    assert provider.endpoint_label(config("abc")) == "abc"
+
+
+@pytest.mark.parametrize(
+    "endpoint_id", ["", "-ep", "_ep", "ep/1", "../x", "ep 1", "ep?x=1", "é", "x" * 129]
+)
+def test_config_rejects_bad_endpoint_ids(endpoint_id: str) -> None:
+    with pytest.raises(ValidationError):
+        config(endpoint_id)
+
+
+@pytest.mark.parametrize("api", ["v3", "V2", "2", "", None])
+def test_config_rejects_unknown_api(api: Any) -> None:
+    with pytest.raises(ValidationError):
+        config(api=api)
+
+
+@pytest.mark.parametrize("url", ["rest.runpod.io/v1", "ftp://x", "https://x y"])
+def test_config_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ValidationError):
+        config(url=url)
+
+
+# --- batched ---------------------------------------------------------------------------------
+
+
+async def test_v2_batch_is_one_list_plus_one_workers_call_per_target() -> None:
+    fake = FakeRunPod(["a", "b", "c", "unrelated"])
+    fake.summaries["b"] = summary(unhealthy=1)
+    fake.endpoints["c"]["workers"] = {"min": 2, "max": 5}
+    results = await observe(fake, [target("a"), target("b"), target("c")])
+    assert ok(results["ns/a"]).phase is Phase.RUNNING
+    assert ok(results["ns/b"]).phase is Phase.FAILED
+    assert ok(results["ns/c"]).workers == Workers(ready=1, total=1, min=2, max=5)
+    assert fake.urls()[0] == f"{V2}/serverless"
+    assert sorted(fake.urls()[1:]) == [f"{V2}/serverless/{i}/workers" for i in "abc"]
+
+
+async def test_v2_target_missing_from_the_list_falls_back() -> None:
+    fake = FakeRunPod(["a", "hidden"])
+    fake.unlisted = {"hidden"}
+    results = await observe(fake, [target("a"), target("hidden"), target("gone")])
+    assert ok(results["ns/a"]).phase is Phase.RUNNING
+    assert ok(results["ns/hidden"]).phase is Phase.RUNNING
+    assert failed(results["ns/gone"]).reason is ErrorReason.NOT_FOUND
+    assert sorted(fake.urls()) == sorted(
+        [
+            f"{V2}/serverless",
+            f"{V2}/serverless/a/workers",
+            f"{V2}/serverless/hidden",
+            f"{V2}/serverless/hidden/workers",
+            f"{V2}/serverless/gone",
+        ]
+    )
+
+
+async def test_v2_malformed_list_entry_falls_back() -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.overrides["/v2/serverless"] = httpx.Response(
+        200, json={"endpoints": [fake.endpoints["a"], {"id": "b", "workers": "x"}, "junk"]}
+    )
+    results = await observe(fake, [target("a"), target("b")])
+    assert all(ok(r).phase is Phase.RUNNING for r in results.values())
+    assert f"{V2}/serverless/b" in fake.urls()
+    assert f"{V2}/serverless/a" not in fake.urls()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(500, json={"title": "Internal", "status": 500}),
+        httpx.Response(403, json={"title": "Forbidden", "status": 403}),
+        httpx.Response(200, json={"endpoints": "nope"}),
+        httpx.Response(200, text="<html>"),
+    ],
+    ids=["500", "403", "wrong-shape", "html"],
+)
+async def test_v2_failing_list_falls_back_per_endpoint(response: httpx.Response) -> None:
+    fake = FakeRunPod(["a", "b", "c"])
+    fake.overrides["/v2/serverless"] = response
+    results = await observe(fake, [target(i) for i in "abc"])
+    assert all(ok(r).phase is Phase.RUNNING for r in results.values())
+    assert len(fake.requests) == 1 + 2 * 3
+
+
+async def test_v2_rate_limited_list_fails_the_batch_without_more_requests() -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.overrides["/v2/serverless"] = httpx.Response(429, headers={"Retry-After": "9"})
+    results = await observe(fake, [target("a"), target("b")])
+    for result in results.values():
+        err = failed(result)
+        assert err.reason is ErrorReason.RATE_LIMITED
+        assert err.retry_after == 9
+    assert len(fake.requests) == 1
+
+
+async def test_v2_batch_workers_failure_fails_only_that_target() -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.overrides["/v2/serverless/b/workers"] = httpx.Response(502)
+    results = await observe(fake, [target("a"), target("b")])
+    assert ok(results["ns/a"]).phase is Phase.RUNNING
+    assert failed(results["ns/b"]).reason is ErrorReason.UNREACHABLE
+
+
+async def test_v1_batch_is_one_request() -> None:
+    fake = FakeRunPod(["a", "b", "c", "unrelated"])
+    fake.v1_workers["b"] = []
+    fake.v1_workers["c"] = [{"desiredStatus": "EXITED"}]
+    results = await observe(fake, [target(i, api="v1") for i in "abc"])
+    assert ok(results["ns/a"]).phase is Phase.RUNNING
+    assert ok(results["ns/b"]).phase is Phase.IDLE
+    assert ok(results["ns/c"]).phase is Phase.PROVISIONING
+    assert fake.urls() == [f"{V1}/endpoints?includeWorkers=true"]
+
+
+async def test_v1_target_missing_from_the_list_falls_back() -> None:
+    fake = FakeRunPod(["a", "hidden"])
+    fake.unlisted = {"hidden"}
+    results = await observe(fake, [target(i, api="v1") for i in ("a", "hidden", "gone")])
+    assert ok(results["ns/a"]).phase is Phase.RUNNING
+    assert ok(results["ns/hidden"]).phase is Phase.RUNNING
+    err = failed(results["ns/gone"])
+    assert err.reason is ErrorReason.NOT_FOUND
+    assert "endpoint not found" in err.message
+    assert sorted(fake.urls()) == [
+        f"{V1}/endpoints/gone?includeWorkers=true",
+        f"{V1}/endpoints/hidden?includeWorkers=true",
+        f"{V1}/endpoints?includeWorkers=true",
+    ]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(500, json={"message": "boom"}),
+        httpx.Response(200, json={"endpoints": []}),
+        httpx.Response(200, text="<html>"),
+    ],
+    ids=["500", "object-not-list", "html"],
+)
+async def test_v1_failing_list_falls_back_per_endpoint(response: httpx.Response) -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.overrides["/v1/endpoints"] = response
+    results = await observe(fake, [target(i, api="v1") for i in "ab"])
+    assert all(ok(r).phase is Phase.RUNNING for r in results.values())
+    assert len(fake.requests) == 3
+
+
+async def test_v1_rate_limited_list_fails_the_batch_without_more_requests() -> None:
+    fake = FakeRunPod(["a", "b"])
+    fake.overrides["/v1/endpoints"] = httpx.Response(429, headers={"Retry-After": "4"})
+    results = await observe(fake, [target(i, api="v1") for i in "ab"])
+    assert all(failed(r).reason is ErrorReason.RATE_LIMITED for r in results.values())
+    assert len(fake.requests) == 1
+
+
+async def test_targets_sharing_an_endpoint_share_requests() -> None:
+    fake = FakeRunPod()
+    results = await observe(fake, [target(key="ns/a"), target(key="ns/b")])
+    assert ok(results["ns/a"]) == ok(results["ns/b"])
+    assert len(fake.requests) == 2
+
+
+async def test_v1_and_v2_targets_in_one_call_are_polled_separately() -> None:
+    fake = FakeRunPod(["a", "b"])
+    results = await observe(fake, [target("a", api="v1"), target("b")])
+    assert ok(results["ns/a"]).provider_status == "workers running=1 total=1"
+    assert ok(results["ns/b"]).provider_status.startswith("running=1 ")
+    assert sorted(fake.urls()) == sorted(
+        [
+            f"{V1}/endpoints/a?includeWorkers=true",
+            f"{V2}/serverless/b",
+            f"{V2}/serverless/b/workers",
+        ]
+    )

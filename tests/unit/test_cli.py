@@ -1,0 +1,181 @@
+"""`inferenceops probe` and friends, run as a user would: a subprocess against a local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+SECRET = "flp_cli_test_secret_0123456789"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.startswith("/ns/failed/status"):
+            body = {
+                "data": {
+                    "stage": "FAILED",
+                    "progress": 100,
+                    "errors": [
+                        {"errorType": "INVALID_MODEL", "cause": "Unexpected error during loadModel"}
+                    ],
+                }
+            }
+        elif self.path.startswith("/ns/ok/status"):
+            body = {"data": {"stage": "LOADING_MODEL", "progress": 40}}
+        elif self.path.startswith("/friendli/dedicated/beta/endpoint/ep1"):
+            if self.headers.get("Authorization") != f"Bearer {SECRET}":
+                self._send(401, {"detail": f"invalid token {self.headers.get('Authorization')}"})
+                return
+            body = {"status": "RUNNING", "createdAt": "2026-01-01T00:00:00Z"}
+        else:
+            self._send(404, {"detail": "Not Found"})
+            return
+        self._send(200, body)
+
+    def _send(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def probe(
+    manifest: str, *args: str, token: str | None = None, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "ie.yaml"
+    path.write_text(manifest)
+    env = {k: v for k, v in os.environ.items() if k != "INFERENCEOPS_TOKEN"}
+    if token is not None:
+        env["INFERENCEOPS_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def ns_manifest(url: str) -> str:
+    return f"""
+apiVersion: inferenceops.io/v1alpha1
+kind: InferenceEndpoint
+metadata: {{name: demo}}
+spec:
+  nsModelServer: {{url: "{url}"}}
+"""
+
+
+def test_probe_prints_status(server: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest(f"{server}/ns/ok"), "-o", "json", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "phase": "Provisioning",
+        "providerStatus": "LOADING_MODEL",
+        "progress": 40,
+        "workers": {"ready": 0, "total": 1},
+    }
+
+
+def test_probe_failed_endpoint_is_still_exit_zero(server: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest(f"{server}/ns/failed"), tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "phase: Failed" in out.stdout and "errorCode: INVALID_MODEL" in out.stdout
+
+
+def friendli_manifest(url: str) -> str:
+    return f"""
+apiVersion: inferenceops.io/v1alpha1
+kind: InferenceEndpoint
+metadata: {{name: f}}
+spec:
+  friendli:
+    endpointId: ep1
+    url: "{url}/friendli"
+    credentialsSecretRef: {{name: creds, key: token}}
+"""
+
+
+def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
+    out = probe(friendli_manifest(server), "-o", "json", token=SECRET, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["phase"] == "Running"
+    assert SECRET not in out.stdout + out.stderr
+
+
+def test_probe_provider_error_is_one_line_no_secret(server: str, tmp_path: Path) -> None:
+    wrong = SECRET[::-1]
+    out = probe(friendli_manifest(server), token=wrong, tmp_path=tmp_path)
+    assert out.returncode == 3
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "Unauthorized" in out.stderr
+    assert wrong not in out.stderr and SECRET not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("manifest", "needle"),
+    [
+        ("kind: InferenceEndpoint\nspec: {}\n", "exactly one provider block"),
+        (
+            "kind: InferenceEndpoint\nspec: {pollInterval: 1s, nsModelServer: {url: 'http://x'}}",
+            "minimum of 5s",
+        ),
+        ("kind: InferenceEndpoint\nspec: {nsModelServer: {url: 'ftp://x'}}", "url"),
+        ("kind: ConfigMap\n", "exactly one InferenceEndpoint"),
+        ("{{{{", "not YAML"),
+    ],
+)
+def test_probe_usage_errors(manifest: str, needle: str, tmp_path: Path) -> None:
+    out = probe(manifest, tmp_path=tmp_path)
+    assert out.returncode == 2, out
+    assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_probe_needs_token_for_credentialed_provider(server: str, tmp_path: Path) -> None:
+    out = probe(friendli_manifest(server), tmp_path=tmp_path)
+    assert out.returncode == 2 and "INFERENCEOPS_TOKEN" in out.stderr
+
+
+def test_probe_unreachable(tmp_path: Path) -> None:
+    out = probe(ns_manifest("http://127.0.0.1:9"), tmp_path=tmp_path)
+    assert out.returncode == 3 and "Unreachable" in out.stderr
+
+
+def test_bad_arguments_exit_2() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "inferenceops", "probe"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_crd_command_prints_the_crd() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "inferenceops", "crd"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "kind: CustomResourceDefinition" in out.stdout

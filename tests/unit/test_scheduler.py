@@ -1,0 +1,268 @@
+"""The scheduler end to end with an in-memory writer and a mock provider transport."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from inferenceops.accounts import AccountPool
+from inferenceops.kube.secrets import SecretCache
+from inferenceops.scheduler import RECONCILE_ANNOTATION, Scheduler, SchedulerSettings, shard_of
+from inferenceops.status import EventSpec, condition
+
+TOKEN = "flp_scheduler_test_token_123456"
+
+
+@dataclass
+class FakeWriter:
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, EventSpec]] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def patch_status(self, ref: Any, patch: Any) -> bool:
+        if ref.name in self.gone:
+            return False
+        self.patches.append((ref.name, dict(patch)))
+        self.changed.set()
+        return True
+
+    async def emit(self, ref: Any, event: EventSpec) -> None:
+        self.events.append((ref.name, event))
+
+    async def wait_for(self, count: int, within: float = 5.0) -> None:
+        async def _wait() -> None:
+            while len(self.patches) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(_wait(), within)
+
+
+@dataclass
+class Provider:
+    """A scriptable provider behind httpx.MockTransport, counting requests by path."""
+
+    handler: Callable[[httpx.Request], httpx.Response]
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.handler(request)
+
+
+def ns_ready(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"data": {"stage": "READY", "progress": 100}})
+
+
+def body(
+    name: str,
+    spec: dict[str, Any],
+    *,
+    generation: int = 1,
+    uid: str | None = None,
+    annotations: dict[str, str] | None = None,
+    status: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "namespace": "ml",
+        "name": name,
+        "uid": uid or f"uid-{name}",
+        "generation": generation,
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    out: dict[str, Any] = {"metadata": meta, "spec": spec}
+    if status:
+        out["status"] = status
+    return out
+
+
+NS_SPEC = {"pollInterval": "30s", "nsModelServer": {"url": "http://ns.test:8080"}}
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider(ns_ready)
+
+
+@pytest.fixture
+def writer() -> FakeWriter:
+    return FakeWriter()
+
+
+@pytest.fixture
+def secrets() -> SecretCache:
+    return SecretCache()
+
+
+@pytest.fixture
+async def scheduler(
+    provider: Provider, writer: FakeWriter, secrets: SecretCache
+) -> AsyncIterator[Scheduler]:
+    accounts = AccountPool(transport=httpx.MockTransport(provider))
+    sched = Scheduler(writer, secrets, accounts, SchedulerSettings())
+    task = asyncio.create_task(sched.run())
+    yield sched
+    task.cancel()
+    await sched.drain()
+    await accounts.aclose()
+
+
+async def test_new_resource_is_polled_at_once_and_written_once(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    scheduler.upsert(body("a", NS_SPEC))
+    await writer.wait_for(1)
+    name, patch = writer.patches[0]
+    assert name == "a" and patch["phase"] == "Running" and patch["provider"] == "nsModelServer"
+    assert [e.reason for _, e in writer.events] == ["PhaseRunning"]
+    # A reconcile request polls again at once; nothing changed, so nothing is written but
+    # the handled token.
+    scheduler.upsert(body("a", NS_SPEC, annotations={RECONCILE_ANNOTATION: "now"}))
+    await writer.wait_for(2)
+    assert writer.patches[1][1] == {"lastHandledReconcileAt": "now"}
+    assert len(provider.requests) == 2
+    # The same annotation value again is not a new request.
+    scheduler.upsert(body("a", NS_SPEC, annotations={RECONCILE_ANNOTATION: "now"}))
+    await asyncio.sleep(0.2)
+    assert len(provider.requests) == 2 and len(writer.patches) == 2
+
+
+async def test_invalid_spec_reported_without_polling(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    scheduler.upsert(body("bad", {"pollInterval": "30s"}))
+    await writer.wait_for(1)
+    patch = writer.patches[0][1]
+    synced = condition(patch, "Synced")
+    assert synced and synced["reason"] == "InvalidSpec"
+    assert "exactly one provider block" in synced["message"]
+    assert provider.requests == []
+    # Fixing the spec (new generation) polls at once.
+    scheduler.upsert(body("bad", NS_SPEC, generation=2))
+    await writer.wait_for(2)
+    assert writer.patches[1][1]["phase"] == "Running"
+    assert writer.patches[1][1]["observedGeneration"] == 2
+
+
+def friendli_spec(endpoint: str = "ep1") -> dict[str, Any]:
+    return {
+        "friendli": {
+            "endpointId": endpoint,
+            "url": "http://friendli.test",
+            "credentialsSecretRef": {"name": "creds", "key": "token"},
+        }
+    }
+
+
+def friendli_running(request: httpx.Request) -> httpx.Response:
+    if request.headers.get("authorization") != f"Bearer {TOKEN}":
+        return httpx.Response(401, json={"detail": "bad token"})
+    if request.url.path.endswith("/status"):
+        return httpx.Response(200, json={"status": "RUNNING", "createdAt": "2026-01-01T00:00:00Z"})
+    return httpx.Response(
+        200,
+        json={
+            "id": "ep1",
+            "currReplicaCnt": 1,
+            "desiredReplicaCnt": 1,
+            "autoscalingMin": 0,
+            "autoscalingMax": 2,
+        },
+    )
+
+
+async def test_secret_missing_then_created(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+) -> None:
+    provider.handler = friendli_running
+    scheduler.upsert(body("f", friendli_spec()))
+    await writer.wait_for(1)
+    synced = condition(writer.patches[0][1], "Synced")
+    assert synced and synced["reason"] == "SecretMissing"
+    assert provider.requests == []
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
+    scheduler.secret_changed("ml", "creds")
+    await writer.wait_for(2)
+    patch = writer.patches[1][1]
+    assert patch["phase"] == "Running" and patch["workers"] == {
+        "ready": 1,
+        "total": 1,
+        "min": 0,
+        "max": 2,
+    }
+    assert [e.reason for _, e in writer.events][-2:] == ["PhaseRunning", "Synced"]
+
+
+async def test_credential_never_in_status(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text=f"internal error for {request.headers['authorization']}")
+
+    provider.handler = echo
+    secrets.put("ml", "creds", None, {"token": TOKEN})
+    scheduler.upsert(body("f", friendli_spec()))
+    await writer.wait_for(1)
+    text = repr(writer.patches) + repr(writer.events)
+    assert TOKEN not in text
+    assert "***" in text
+
+
+async def test_failure_keeps_last_phase_and_backs_off(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    scheduler.upsert(body("a", NS_SPEC))
+    await writer.wait_for(1)
+    provider.handler = lambda r: httpx.Response(503, text="down")
+    scheduler.upsert(body("a", NS_SPEC, annotations={RECONCILE_ANNOTATION: "1"}))
+    await writer.wait_for(2)
+    patch = writer.patches[1][1]
+    assert "phase" not in patch, "the last known phase is kept"
+    synced = next(c for c in patch["conditions"] if c["type"] == "Synced")
+    assert synced["status"] == "False" and synced["reason"] == "Unreachable"
+    # The first retry comes after the backoff base (2 s ± jitter), not in a tight loop.
+    await asyncio.sleep(1.0)
+    assert len(provider.requests) == 2
+
+
+async def test_deleted_resource_stops_polling(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    scheduler.upsert(body("a", NS_SPEC))
+    await writer.wait_for(1)
+    scheduler.forget("ml", "a")
+    assert len(scheduler) == 0
+    scheduler.upsert(body("b", NS_SPEC))  # wakes the loop; "a" must not be polled again
+    await writer.wait_for(2)
+    assert [r.url.host for r in provider.requests] == ["ns.test", "ns.test"]
+    assert [name for name, _ in writer.patches] == ["a", "b"]
+
+
+async def test_resume_spreads_polls_of_resources_with_status(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    status = {"phase": "Running", "observedGeneration": 1, "lastPollTime": "2026-11-23T12:00:00Z"}
+    for i in range(20):
+        scheduler.upsert(body(f"r{i}", NS_SPEC, status=status), initial=True)
+    scheduler.upsert(body("new", NS_SPEC), initial=True)
+    await writer.wait_for(1)
+    await asyncio.sleep(0.2)
+    # Only the never-polled resource goes at once; the others are spread over 30 s.
+    assert len(provider.requests) <= 3
+
+
+def test_shards_partition_resources() -> None:
+    names = [f"ep-{i}" for i in range(1000)]
+    shards = [shard_of("ml", n, 3) for n in names]
+    assert set(shards) == {0, 1, 2}
+    assert all(250 < shards.count(s) < 420 for s in range(3))
+    assert shard_of("ml", "ep-1", 3) == shard_of("ml", "ep-1", 3)
+    assert shard_of("ml", "x", 1) == 0
