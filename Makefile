@@ -29,7 +29,7 @@ venv: $(PY)
 
 run: venv
 	@if kubectl config current-context >/dev/null 2>&1; then \
-		kubectl apply -f crds/ && $(VENV)/bin/inferenceops run; \
+		kubectl apply -k crds/ && $(VENV)/bin/inferenceops run; \
 	else \
 		echo "No kube context configured: starting the local demo instead (make demo)."; \
 		$(MAKE) demo; \

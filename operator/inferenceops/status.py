@@ -230,23 +230,27 @@ def _set_abnormal(
     failure_text: str,
     res: Resource,
 ) -> None:
-    """kstatus' abnormal-true conditions: present only while True."""
-    if phase in TRANSITIONAL_PHASES:
+    """kstatus' abnormal-true conditions: present only while True, and never both at once.
+
+    kstatus reads Reconciling before Stalled, so a Stalled resource that still said Reconciling
+    would look "in progress" to Flux and time out instead of failing fast.
+    """
+    stalled: tuple[str, str] | None = None
+    if stalled_by is not None:
+        stalled = (stalled_by.reason, stalled_by.message)
+    elif phase is Phase.FAILED:
+        stalled = (Phase.FAILED.value, failure_text or "the provider reports the endpoint failed")
+    elif phase is Phase.TERMINATED:
+        # Terminated is the end of the endpoint's life: nothing will bring it back by waiting.
+        stalled = (Phase.TERMINATED.value, "the provider has terminated the endpoint")
+    if stalled is not None:
+        _set(conditions, "Stalled", "True", *stalled, res)
+        _remove(conditions, "Reconciling")
+    elif phase in TRANSITIONAL_PHASES:
         _set(conditions, "Reconciling", "True", phase.value, f"endpoint is {phase.value}", res)
+        _remove(conditions, "Stalled")
     else:
         _remove(conditions, "Reconciling")
-    if stalled_by is not None:
-        _set(conditions, "Stalled", "True", stalled_by.reason, stalled_by.message, res)
-    elif phase is Phase.FAILED:
-        _set(
-            conditions,
-            "Stalled",
-            "True",
-            Phase.FAILED.value,
-            failure_text or "the provider reports the endpoint failed",
-            res,
-        )
-    else:
         _remove(conditions, "Stalled")
 
 

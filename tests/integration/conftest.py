@@ -90,7 +90,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
 
 @pytest.fixture(scope="session")
 def crds(control_plane: Any) -> None:
-    control_plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        str(ROOT / "crds" / "inferenceops.io_inferenceendpoints.yaml"),
+    )
     control_plane.kubectl(
         "wait",
         "--for=condition=Established",

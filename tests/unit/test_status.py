@@ -83,9 +83,7 @@ def test_transitional_phases_are_reconciling(phase: Phase) -> None:
     assert cond(s, "Stalled") is None
 
 
-@pytest.mark.parametrize(
-    "phase", [Phase.SLEEPING, Phase.SUSPENDED, Phase.TERMINATED, Phase.UNKNOWN]
-)
+@pytest.mark.parametrize("phase", [Phase.SLEEPING, Phase.SUSPENDED, Phase.UNKNOWN])
 def test_steady_not_ready_phases_have_no_abnormal_conditions(phase: Phase) -> None:
     s = st.after_observation(None, Observation(phase, "x"), res())
     assert cond(s, "Ready")["status"] == "False"  # type: ignore[index]
@@ -162,7 +160,8 @@ def test_first_poll_failing_is_pending() -> None:
     assert s["phase"] == "Pending"
     ready = cond(s, "Ready")
     assert ready and ready["status"] == "Unknown" and ready["reason"] == "Pending"
-    assert cond(s, "Reconciling") is not None and cond(s, "Stalled") is not None
+    # Stalled wins: kstatus reads Reconciling first, and Flux must fail fast here.
+    assert cond(s, "Reconciling") is None and cond(s, "Stalled") is not None
 
 
 @pytest.mark.parametrize("last", [Phase.TERMINATING, Phase.TERMINATED])
@@ -255,3 +254,18 @@ def test_events_on_transitions() -> None:
         ("Normal", "PhaseRunning"),
         ("Normal", "Synced"),
     ]
+
+
+def test_terminated_is_stalled() -> None:
+    s = st.after_observation(None, Observation(Phase.TERMINATED, "TERMINATED"), res())
+    assert cond(s, "Stalled")["reason"] == "Terminated"  # type: ignore[index]
+    assert cond(s, "Reconciling") is None
+
+
+@pytest.mark.parametrize("reason", ["SecretMissing", "Unauthorized", "NotFound"])
+def test_stalled_replaces_reconciling(reason: str) -> None:
+    prev = st.after_observation(None, Observation(Phase.PROVISIONING, "INITIALIZING"), res())
+    assert cond(prev, "Reconciling") is not None
+    s = st.after_failure(prev, st.Failure(reason, "x"), res(last_success=T0))
+    assert cond(s, "Reconciling") is None and cond(s, "Stalled")["reason"] == reason  # type: ignore[index]
+    assert s["phase"] == "Provisioning"

@@ -123,6 +123,9 @@ def _spec_schema() -> dict[str, Any]:
 def _status_schema() -> dict[str, Any]:
     schema = structural_schema(InferenceEndpointStatus)
     schema["description"] = "Observed state, written by the operator only."
+    # Served for objects the operator has not written yet: kstatus (Flux) then reads generation 1
+    # vs observed 0 as InProgress instead of calling a never-polled endpoint Current.
+    schema["default"] = {"observedGeneration": 0}
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
