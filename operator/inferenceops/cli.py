@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .scheduler import PollPolicy
+
 __all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
@@ -69,8 +71,24 @@ def _parser() -> argparse.ArgumentParser:
         "--requests-per-second",
         type=float,
         default=20.0,
-        help="request budget per provider account",
+        help="request budget per provider account (token bucket; burst = 2 s)",
     )
+    policy = PollPolicy()
+    for flag, default, what in (
+        (
+            "--transitional-factor",
+            policy.transitional_factor,
+            "while Provisioning/Updating/Waking/Terminating",
+        ),
+        ("--terminal-factor", policy.terminal_factor, "once Terminated"),
+        ("--not-found-factor", policy.not_found_factor, "while the provider says NotFound"),
+    ):
+        run.add_argument(
+            flag,
+            type=float,
+            default=default,
+            help=f"pollInterval multiplier {what} (default {default:.3g})",
+        )
 
     probe = sub.add_parser("probe", help="poll one endpoint once, as the operator would")
     probe.add_argument(
@@ -219,7 +237,15 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     runtime = Runtime(
-        settings=SchedulerSettings(shard_index=args.shard_index, shard_count=args.shard_count),
+        settings=SchedulerSettings(
+            shard_index=args.shard_index,
+            shard_count=args.shard_count,
+            policy=PollPolicy(
+                transitional_factor=args.transitional_factor,
+                terminal_factor=args.terminal_factor,
+                not_found_factor=args.not_found_factor,
+            ),
+        ),
         namespaces=tuple(args.namespace),
         account_settings=AccountSettings(
             requests_per_second=args.requests_per_second,

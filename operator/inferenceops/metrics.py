@@ -53,6 +53,14 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
             registry=r,
         )
+        self.change_to_write = Histogram(
+            "inferenceops_change_to_write_seconds",
+            "From the provider's own last-change time "
+            "(where it reports one) to the status write that shows the change.",
+            ["provider"],
+            buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+            registry=r,
+        )
         self.rate_limited = Counter(
             "inferenceops_account_pauses",
             "Provider accounts paused by a 429 Retry-After.",

@@ -75,6 +75,8 @@ class SchedulerSettings:
     coalesce_window: float = 10.0
     #: Concurrent account polls in flight (each may hold several HTTP requests).
     max_concurrent_polls: int = 64
+    #: Concurrent account polls per provider, so one slow provider cannot hold every slot.
+    max_concurrent_polls_per_provider: int = 32
     #: After a restart, polls of resources that already have a status are spread over this
     #: fraction of their interval instead of all firing at once.
     restart_spread: float = 1.0
@@ -141,6 +143,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
+        self._provider_gates: dict[str, asyncio.Semaphore] = {}
         self._phase_counts: dict[str, int] = {}
         #: Resources waiting for a Secret, by (namespace, secret name): polled when it appears.
         self._awaiting_secret: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -273,19 +276,21 @@ class Scheduler:
 
     async def _poll(self, entries: list[_Entry]) -> None:
         try:
-            async with self._gate:
+            parsed = entries[0].parsed
+            provider = parsed.provider.name if parsed else "-"
+            gate = self._provider_gates.setdefault(
+                provider, asyncio.Semaphore(self.settings.max_concurrent_polls_per_provider)
+            )
+            async with gate, self._gate:
                 await self._poll_group(entries)
         except Exception:
             # A bug must be loud, not a silent "Unknown"; the resources are retried later.
             log.exception("poll of %d resource(s) failed unexpectedly", len(entries))
             for entry in entries:
-                await self._record(
-                    entry,
-                    st.Failure(
-                        st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
-                    ),
-                    retry_after=None,
+                failure = st.Failure(
+                    st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
                 )
+                await self._record(entry, failure, retry_after=None)
         finally:
             for entry in entries:
                 entry.in_flight = False
@@ -390,11 +395,14 @@ class Scheduler:
                 )
             outcome = result.reason
         self._metrics.polls.labels(resource.provider or "-", outcome).inc()
-        await self._write(entry, new, now_wall)
+        changed_at = result.changed_at if isinstance(result, Observation) else None
+        await self._write(entry, new, now_wall, changed_at)
         if self._entries.get(entry.key) is entry:
             self._schedule(entry, policy.jittered(delay) if math.isfinite(delay) else delay)
 
-    async def _write(self, entry: _Entry, new: dict[str, Any], now: datetime) -> None:
+    async def _write(
+        self, entry: _Entry, new: dict[str, Any], now: datetime, changed_at: datetime | None
+    ) -> None:
         patch = st.status_patch(entry.status, new, now)
         if patch is None:
             return
@@ -411,6 +419,10 @@ class Scheduler:
             return
         entry.status = new
         self._count_phase(old.get("phase"), new.get("phase"))
+        if changed_at is not None and old.get("phase") != new.get("phase") and old:
+            self._metrics.change_to_write.labels(new.get("provider", "-")).observe(
+                max(0.0, (datetime.now(UTC) - changed_at).total_seconds())
+            )
         for event in st.events_between(old, new):
             await self._writer.emit(entry, event)
 

@@ -321,6 +321,7 @@ def test_metrics_disabled(control_plane: Any, tmp_path: Path, ns: str) -> None:
     assert not _by_kind(docs, "Service")
     c = _container(_one(docs, "Deployment"))
     assert [p["name"] for p in c["ports"]] == ["health"]
+    assert "--metrics-port=0" in c["args"]  # 0: the operator opens no metrics port
     bad = _template(
         control_plane,
         tmp_path,
@@ -471,7 +472,11 @@ def test_chart_is_a_valid_subchart_target(control_plane: Any, tmp_path: Path) ->
 
 @pytest.fixture
 def installed(control_plane: Any, tmp_path: Path) -> Iterator[Any]:
-    """Installs releases on request: installed(namespace, values) -> ServiceAccount user name."""
+    """Installs releases on request: installed(namespace, values) -> ServiceAccount user name.
+
+    The release (CRD included, as a user would install it) is uninstalled afterwards; the CRD
+    stays, as Helm never deletes CRDs.
+    """
     releases: list[str] = []
 
     def install(namespace: str, values: dict[str, Any] | None = None) -> str:
@@ -482,10 +487,14 @@ def installed(control_plane: Any, tmp_path: Path) -> Iterator[Any]:
             "--namespace",
             namespace,
             "--create-namespace",
-            "--skip-crds",
             *_values_args(tmp_path, values),
         )
         releases.append(namespace)
+        # Helm creates the CRD from crds/ unless it exists already (it never updates or deletes
+        # it). `kubectl auth can-i` needs it served to resolve inferenceendpoints.inferenceops.io.
+        control_plane.kubectl(
+            "wait", "--for=condition=Established", f"customresourcedefinition/{IE}", "--timeout=60s"
+        )
         return f"system:serviceaccount:{namespace}:{FULLNAME}"
 
     yield install
@@ -505,7 +514,9 @@ def test_install_cluster_wide_rbac(control_plane: Any, installed: Any) -> None:
     ns = f"helm-{_suffix()}"
     other = f"{ns}-other"
     _ensure_namespace(control_plane, other)
-    sa = installed(ns)
+    # replicaCount 0: on a real cluster (USE_EXISTING_CLUSTER) a running cluster-wide operator
+    # would also write status for the endpoints of the other integration tests.
+    sa = installed(ns, {"replicaCount": 0})
 
     status = json.loads(control_plane.helm("status", RELEASE, "-n", ns, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
@@ -542,11 +553,6 @@ def test_install_cluster_wide_rbac(control_plane: Any, installed: Any) -> None:
         namespace=None,
     )
 
-    if control_plane.audit_log is None:  # a real cluster (kind): the operator must come up
-        control_plane.kubectl(
-            "rollout", "status", f"deployment/{FULLNAME}", "-n", ns, "--timeout=180s", timeout=200
-        )
-
 
 def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> None:
     ns = f"helm-{_suffix()}"
@@ -579,3 +585,11 @@ def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> No
         control_plane, sa, "list", "customresourcedefinitions.apiextensions.k8s.io", namespace=None
     )
     assert _can_i(control_plane, sa, "list", "namespaces", namespace=None)
+
+    if control_plane.audit_log is None:
+        # A real cluster (kind, docs/kind.md): the operator, watching only these two empty
+        # namespaces, must start, pass its probes and keep running as uid 65532 with a
+        # read-only root filesystem.
+        control_plane.kubectl(
+            "rollout", "status", f"deployment/{FULLNAME}", "-n", ns, "--timeout=180s", timeout=200
+        )

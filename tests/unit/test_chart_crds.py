@@ -18,32 +18,46 @@ REPO_CRDS = REPO / "crds"
 CHART_CRDS = CHART / "crds"
 
 
-def _yaml_names(directory: Path) -> list[str]:
-    # crds/kustomization.yaml lets kustomize (examples/gitops) include the CRDs; Helm must not
-    # get it, since Helm would try to install it as a CRD.
+def _crd_files(directory: Path) -> list[str]:
+    """Names of the YAML files in ``directory`` that hold CustomResourceDefinitions.
+
+    The repo's crds/ also has a kustomization.yaml, which must not go into the chart (Helm would
+    try to create a Kustomization object from it).
+    """
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
+    names = []
+    for p in sorted(directory.glob("*.yaml")):
+        kinds = {d.get("kind") for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict)}
+        if "CustomResourceDefinition" in kinds:
+            names.append(p.name)
+    return names
 
 
 def test_repo_has_the_inferenceendpoint_crd() -> None:
-    assert (REPO_CRDS / "inferenceops.io_inferenceendpoints.yaml").is_file(), (
+    assert "inferenceops.io_inferenceendpoints.yaml" in _crd_files(REPO_CRDS), (
         "crds/inferenceops.io_inferenceendpoints.yaml is missing (generate it first)"
     )
 
 
 def test_chart_crds_are_the_repo_crds() -> None:
-    repo, chart = _yaml_names(REPO_CRDS), _yaml_names(CHART_CRDS)
+    repo, chart = _crd_files(REPO_CRDS), _crd_files(CHART_CRDS)
     assert repo, f"no CRDs in {REPO_CRDS}"
     assert chart == repo, (
         f"charts/inferenceops/crds/ has {chart}, crds/ has {repo}: "
-        "copy them with `cp crds/*.yaml charts/inferenceops/crds/`"
+        "copy them with `cp crds/*_*.yaml charts/inferenceops/crds/`"
     )
     for name in repo:
         assert (CHART_CRDS / name).read_bytes() == (REPO_CRDS / name).read_bytes(), (
             f"charts/inferenceops/crds/{name} differs from crds/{name}: "
-            "copy it with `cp crds/*.yaml charts/inferenceops/crds/`"
+            "copy it with `cp crds/*_*.yaml charts/inferenceops/crds/`"
         )
+
+
+def test_chart_crds_dir_holds_only_crds() -> None:
+    """Helm creates every file in crds/ as-is: nothing but CRDs belongs there."""
+    everything = sorted(p.name for p in CHART_CRDS.iterdir() if p.is_file())
+    assert everything == _crd_files(CHART_CRDS), everything
 
 
 def _schema() -> dict:

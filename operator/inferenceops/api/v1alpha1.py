@@ -138,8 +138,6 @@ class InferenceEndpointStatus(_CamelModel):
     ] = None
     last_handled_reconcile_at: Annotated[
         str | None,
-        Field(
-            description="Last inferenceops.io/reconcile-requested-at value acted on."
-        ),
+        Field(description="Last inferenceops.io/reconcile-requested-at value acted on."),
     ] = None
     conditions: list[Condition] | None = None

@@ -11,6 +11,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "SecretKeyRef",
     "Target",
     "Workers",
+    "provider_time",
 ]
 
 
@@ -72,6 +74,19 @@ class Observation:
     error_message: str | None = None
     progress: int | None = None
     workers: Workers | None = None
+    #: When the provider says the endpoint last changed, where it says (for the freshness metric).
+    changed_at: datetime | None = None
+
+
+def provider_time(text: str | None) -> datetime | None:
+    """A provider's ISO-8601 timestamp, or None when absent or unreadable (it is only a hint)."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class ErrorReason(StrEnum):

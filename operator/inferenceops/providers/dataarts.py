@@ -27,6 +27,7 @@ from .base import (
     ProviderError,
     Target,
     Workers,
+    provider_time,
 )
 from .http import URL_PATTERN, excerpt, get_json
 
@@ -118,6 +119,7 @@ class _Endpoint(_Tolerant):
     ray_resource: _RayResource | None = None
     error_code: str | None = None
     error_msg: str | None = None
+    update_time: str | None = None
 
 
 class _ListResponse(_Tolerant):
@@ -186,6 +188,7 @@ def map_endpoint(endpoint: _Endpoint) -> Observation:
         error_code=error_code,
         error_message=error_message,
         workers=_workers(endpoint),
+        changed_at=provider_time(endpoint.update_time),
     )
 
 

@@ -31,6 +31,7 @@ from .base import (
     ProviderError,
     Target,
     Workers,
+    provider_time,
 )
 from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
 
@@ -85,6 +86,7 @@ class _Status(BaseModel):
     status: str
     phase: str | None = None
     errorCode: str | None = None
+    updatedAt: str | None = None
 
 
 class _ListPage(BaseModel):
@@ -127,6 +129,7 @@ def map_status(body: _Status, workers: Workers | None = None) -> Observation:
         provider_phase=body.phase,
         error_code=error_code,
         workers=workers,
+        changed_at=provider_time(body.updatedAt),
     )
 
 

@@ -1,0 +1,212 @@
+"""`make demo`: a local control plane, the provider emulator, the operator and one endpoint per
+provider, with the emulator walking each endpoint through a lifecycle. Prints what
+`kubectl get ie -w` would show for a minute (or --seconds), then stops everything.
+
+Needs no cloud account and no cluster: kube-apiserver and etcd are built from Go modules on
+first use (tests/controlplane/build.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+
+import localcp  # noqa: E402
+
+TOKEN = "demo-token"
+NAMESPACE = "demo"
+
+#: (emulator resource, [(seconds from start, new state)]) — what each endpoint goes through.
+LIFECYCLES: list[tuple[str, list[tuple[float, dict[str, Any]]]]] = [
+    (
+        "friendli/abc123xyz",
+        [
+            (12, {"status": "RUNNING", "phase": None, "curr_replicas": 2}),
+            (40, {"status": "UPDATING"}),
+            (50, {"status": "RUNNING"}),
+        ],
+    ),
+    (
+        "runpod/jpnw0v75y3qoql",
+        [
+            (10, {"workers": ["INITIALIZING"]}),
+            (20, {"workers": ["RUNNING", "IDLE"]}),
+            (45, {"workers": ["RUNNING", "UNHEALTHY"]}),
+        ],
+    ),
+    ("takeoff/mistral", [(15, {"live": ["mistral-7b"]})]),
+    (
+        "ns/classifier",
+        [
+            (8, {"stage": "LOADING_MODEL", "progress": 40}),
+            (
+                25,
+                {
+                    "stage": "FAILED",
+                    "progress": 100,
+                    "errors": [{"errorType": "INVALID_MODEL", "cause": "weights do not match"}],
+                },
+            ),
+        ],
+    ),
+    ("dataarts/8d1c5a3e-ws01/0b5633ba2b904511ad514346f4d00001", [(18, {"status": "RUNNING"})]),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pointed_at_emulator(base: str) -> list[dict[str, Any]]:
+    """examples/*.yaml with their URLs replaced by the emulator's."""
+    urls = {
+        "friendli": f"{base}/friendli",
+        "runpod": f"{base}/runpod/v2",
+        "takeoff": f"{base}/takeoff/mistral",
+        "nsModelServer": f"{base}/ns/classifier",
+        "dataArtsFabric": f"{base}/dataarts",
+    }
+    docs = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "InferenceEndpoint":
+                continue
+            doc["metadata"]["namespace"] = NAMESPACE
+            doc["spec"]["pollInterval"] = "5s"
+            for block, url in urls.items():
+                if block in doc["spec"]:
+                    doc["spec"][block]["url"] = url
+            docs.append(doc)
+    return docs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferenceops-demo-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as stack:
+        print("starting the local control plane (first run builds it from Go modules)…")
+        plane = stack.enter_context(localcp.LocalControlPlane().start())
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "inferenceops",
+                    "emulator",
+                    "--port",
+                    str(port),
+                    "--token",
+                    TOKEN,
+                    "--seed",
+                    str(Path(__file__).with_name("seed.yaml")),
+                ],
+                stdout=(work / "emulator.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        stack.callback(lambda: [p.terminate() for p in procs])
+        for _ in range(100):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/_emulator/", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        plane.kubectl("apply", "-f", str(ROOT / "crds" / "inferenceops.io_inferenceendpoints.yaml"))
+        plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/inferenceendpoints.inferenceops.io",
+        )
+        plane.kubectl("create", "namespace", NAMESPACE)
+        for name, key in (
+            ("friendli-credentials", "token"),
+            ("runpod-credentials", "apiKey"),
+            ("dataarts-credentials", "token"),
+        ):
+            plane.kubectl(
+                "create",
+                "secret",
+                "generic",
+                name,
+                "-n",
+                NAMESPACE,
+                f"--from-literal={key}={TOKEN}",
+            )
+        plane.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": pointed_at_emulator(base)}
+            ),
+        )
+        env = {**os.environ, "KUBECONFIG": plane.kubeconfig}
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "inferenceops",
+                    "run",
+                    "--health-port",
+                    str(free_port()),
+                    "--metrics-port",
+                    str(free_port()),
+                ],
+                stdout=(work / "operator.log").open("w"),
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+        for resource, steps in LIFECYCLES:
+            provider, _, key = resource.partition("/")
+            workspace = None
+            if provider == "dataarts":
+                workspace, _, key = key.partition("/")
+            httpx.post(
+                f"{base}/_emulator/lifecycles",
+                timeout=5,
+                json={
+                    "provider": provider,
+                    "key": key,
+                    "workspace": workspace,
+                    "steps": [[after, state] for after, state in steps],
+                },
+            ).raise_for_status()
+        print(f"operator log: {work / 'operator.log'}   kubeconfig: {plane.kubeconfig}\n")
+        deadline = time.monotonic() + args.seconds
+        last = ""
+        while time.monotonic() < deadline:
+            out = plane.kubectl("get", "ie", "-n", NAMESPACE, check=False).stdout
+            if out != last:
+                print(time.strftime("%H:%M:%S"))
+                print(out, flush=True)
+                last = out
+            time.sleep(1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
