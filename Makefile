@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 K8S_VERSION ?= v1.37.2
 export K8S_VERSION
 
-.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench e2e clean
+.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench image e2e e2e-clean clean
 
 help:
 	@echo "make run         run the operator against the current kube context (or the demo without one)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint        ruff + mypy --strict"
 	@echo "make crds        regenerate crds/ and the chart's copy from the models"
 	@echo "make bench       the scale benchmark (bench/)"
+	@echo "make e2e         kind cluster + image + chart + integration suite (needs Docker; see docs/kind.md)"
 
 $(PY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,31 @@ crds: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+# ---- kind end-to-end (needs a Docker engine; see docs/kind.md) -------------------------------
+KIND_CLUSTER ?= inferenceops-e2e
+HELM ?= helm
+# The chart's default image is inferenceops:<appVersion>, pullPolicy IfNotPresent.
+APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/inferenceops/Chart.yaml)
+IMAGE ?= inferenceops:$(APP_VERSION)
+
+image:
+	docker build -t $(IMAGE) .
+
+e2e: venv
+	@docker info >/dev/null 2>&1 || { echo "make e2e needs a running Docker engine (docs/kind.md); CI machines have none"; exit 1; }
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
+	kind export kubeconfig --name $(KIND_CLUSTER)
+	docker build -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	kubectl create namespace inferenceops-e2e --dry-run=client -o yaml | kubectl apply -f -
+	$(HELM) upgrade --install inferenceops charts/inferenceops --namespace inferenceops-system \
+		--create-namespace --set-string image.tag=$(APP_VERSION) \
+		--set 'watchNamespaces={inferenceops-e2e}' --wait --timeout 5m
+	USE_EXISTING_CLUSTER=1 $(PY) -m pytest -q -m integration tests/integration
+
+e2e-clean:
+	kind delete cluster --name $(KIND_CLUSTER)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
