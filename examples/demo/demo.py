@@ -48,7 +48,7 @@ LIFECYCLES: list[tuple[str, list[tuple[float, dict[str, Any]]]]] = [
             (45, {"workers": ["RUNNING", "UNHEALTHY"]}),
         ],
     ),
-    ("takeoff/mistral", [(15, {"live": ["mistral-7b"]})]),
+    ("takeoff/mistral", [(15, {"live": ["mistral-7b"], "loading": []})]),
     (
         "ns/classifier",
         [
@@ -200,10 +200,12 @@ def main() -> int:
         last = ""
         while time.monotonic() < deadline:
             out = plane.kubectl("get", "ie", "-n", NAMESPACE, check=False).stdout
-            if out != last:
+            # Like `kubectl get -w`: print when something other than the AGE column changed.
+            shown = "\n".join(line.rsplit(None, 1)[0] for line in out.splitlines() if line)
+            if shown != last:
                 print(time.strftime("%H:%M:%S"))
                 print(out, flush=True)
-                last = out
+                last = shown
             time.sleep(1)
     return 0
 

@@ -995,3 +995,13 @@ async def test_serve_forever(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_takeoff_patch_adds_readers_beside_existing_ones() -> None:
+    async with Emulator(token="t") as emu:
+        emu.takeoff.put("inst", loading=["model-a"])
+        emu.takeoff.patch("inst", live=["model-a"])
+        async with httpx.AsyncClient() as client:
+            status = (await client.get(f"{emu.takeoff_url('inst')}/status")).json()["status"]
+        assert len(status["live_readers"]) == 1 and len(status["loading_readers"]) == 1
+        assert set(status["live_readers"]).isdisjoint(status["loading_readers"])

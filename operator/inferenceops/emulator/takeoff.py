@@ -160,6 +160,13 @@ class TakeoffStore:
         """
         counter = iter(range(1_000_000))
         taken: set[str] = set()
+        # Ids given explicitly anywhere (a patch re-sends the existing readers with theirs) are
+        # never handed out to a reader without one.
+        explicit = {
+            str(spec["reader_id"])
+            for spec in (*live, *loading, *dead)
+            if not isinstance(spec, str) and spec.get("reader_id")
+        }
         dead_since = int(time.time()) - 60
 
         def build(specs: Sequence[ReaderSpec], is_dead: bool) -> list[TakeoffReader]:
@@ -170,6 +177,8 @@ class TakeoffStore:
                 if unknown or "model_name" not in item:
                     raise ValueError(f"bad reader spec {spec!r}")
                 n = next(counter)
+                while not item.get("reader_id") and f"reader-{n}" in explicit:
+                    n = next(counter)
                 reader_id = str(item.get("reader_id") or f"reader-{n}")
                 if reader_id in taken:
                     raise ValueError(f"duplicate reader id {reader_id!r}")
