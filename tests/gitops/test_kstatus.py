@@ -194,5 +194,7 @@ def test_docs_table_row(phase: str) -> None:
 
 def test_no_fixture_has_reconciling_and_stalled_together() -> None:
     for case in CASES:
-        both = fixtures.condition(case.obj, "Reconciling") and fixtures.condition(case.obj, "Stalled")
+        both = fixtures.condition(case.obj, "Reconciling") and fixtures.condition(
+            case.obj, "Stalled"
+        )
         assert not both, case.id
