@@ -178,3 +178,19 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
         if cond["type"] == kind:
             return dict(cond)
     return {}
+
+
+_namespaces = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def ns(control_plane: Any) -> Iterator[str]:
+    """A namespace per test with the credentials Secret; its endpoints are deleted afterwards
+    (the bare API server runs no namespace controller to do it)."""
+    name = f"it-{next(_namespaces)}-{int(time.time()) % 100000}"
+    control_plane.kubectl("create", "namespace", name)
+    control_plane.kubectl(
+        "create", "secret", "generic", "creds", "-n", name, f"--from-literal=token={TOKEN}"
+    )
+    yield name
+    control_plane.kubectl("delete", "ie", "--all", "-n", name, "--wait=false", check=False)

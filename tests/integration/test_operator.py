@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,22 +115,6 @@ def scripts(base: str) -> dict[str, Script]:
             ),
         ]
     }
-
-
-_namespaces = iter(range(1, 10_000))
-
-
-@pytest.fixture
-def ns(control_plane: Any) -> Iterator[str]:
-    """A namespace per test with the credentials Secret; its endpoints are deleted afterwards
-    (the bare API server runs no namespace controller to do it)."""
-    name = f"it-{next(_namespaces)}-{int(time.time()) % 100000}"
-    control_plane.kubectl("create", "namespace", name)
-    control_plane.kubectl(
-        "create", "secret", "generic", "creds", "-n", name, f"--from-literal=token={TOKEN}"
-    )
-    yield name
-    control_plane.kubectl("delete", "ie", "--all", "-n", name, "--wait=false", check=False)
 
 
 def apply_ie(control_plane: Any, ns: str, name: str, spec: dict[str, Any]) -> None:
