@@ -80,7 +80,12 @@ def test_operator_owns_nothing_but_status(
     verdict = kstatus_verdict(obj)
     assert verdict.status == "Failed" and "OOM" in verdict.message
 
-    for entry in obj["metadata"]["managedFields"]:
+    out = control_plane.kubectl(
+        "get", "ie", "gitops", "-n", ns, "-o", "json", "--show-managed-fields"
+    )
+    managed = json.loads(out.stdout)["metadata"]["managedFields"]
+    assert {e["manager"] for e in managed} > {MANAGER}, "the operator's write is recorded"
+    for entry in managed:
         if entry["manager"] == MANAGER:
             continue
         fields = entry.get("fieldsV1", {})
