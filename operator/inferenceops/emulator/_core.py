@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Literal, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from aiohttp import web
 
@@ -387,3 +387,37 @@ def int_or_none(value: Any) -> int | None:
 
 def str_list(values: Iterable[Any]) -> list[str]:
     return [str(v) for v in values]
+
+
+R = TypeVar("R")
+
+
+class Store(Generic[R]):
+    """Records of one provider by key, with the bookkeeping every store shares: each change
+    touches the hub (for `changed_at` and lifecycles)."""
+
+    provider: str
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self._items: dict[str, R] = {}
+
+    def _save(self, key: str, record: R) -> R:
+        self._items[key] = record
+        self._hub.touch(self.provider, key)
+        return record
+
+    def delete(self, key: str) -> bool:
+        found = self._items.pop(key, None) is not None
+        if found:
+            self._hub.touch(self.provider, key)
+        return found
+
+    def get(self, key: str) -> R | None:
+        return self._items.get(key)
+
+    def ids(self) -> list[str]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()

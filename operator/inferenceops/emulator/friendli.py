@@ -26,6 +26,7 @@ from ._core import (
     KeyFn,
     ProviderHandler,
     Reply,
+    Store,
     WebHandler,
     bearer_auth,
     int_or_none,
@@ -85,12 +86,8 @@ class FriendliEndpoint:
         }
 
 
-class FriendliStore:
+class FriendliStore(Store[FriendliEndpoint]):
     provider = "friendli"
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self._items: dict[str, FriendliEndpoint] = {}
 
     def put(
         self,
@@ -127,29 +124,12 @@ class FriendliStore:
             created_at=old.created_at if old else now,
             updated_at=now,
         )
-        self._items[rec.endpoint_id] = rec
-        self._hub.touch(self.provider, rec.endpoint_id)
-        return rec
+        return self._save(rec.endpoint_id, rec)
 
     def patch(self, endpoint_id: str, **changes: Any) -> FriendliEndpoint:
         """Change only the given fields of an existing endpoint (KeyError if unknown)."""
         current = public_fields(self._items[endpoint_id], _META)
         return self.put(endpoint_id, **{**current, **changes})
-
-    def delete(self, endpoint_id: str) -> bool:
-        found = self._items.pop(endpoint_id, None) is not None
-        if found:
-            self._hub.touch(self.provider, endpoint_id)
-        return found
-
-    def get(self, endpoint_id: str) -> FriendliEndpoint | None:
-        return self._items.get(endpoint_id)
-
-    def ids(self) -> list[str]:
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
 
     def visible(self, endpoint_id: str, team: str | None) -> FriendliEndpoint | None:
         rec = self._items.get(endpoint_id)

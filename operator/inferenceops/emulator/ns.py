@@ -17,7 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ._core import Hub, ProviderHandler, Reply, WebHandler, public_fields, str_list, text_error
+from ._core import (
+    Hub,
+    ProviderHandler,
+    Reply,
+    Store,
+    WebHandler,
+    public_fields,
+    str_list,
+    text_error,
+)
 
 STAGES = ("GETTING_RESOURCES", "STARTING", "LOADING_MODEL", "BUILDING_API", "READY", "FAILED")
 _PROGRESS = {
@@ -98,12 +107,8 @@ def _error(spec: ErrorSpec) -> dict[str, str]:
     }
 
 
-class NsStore:
+class NsStore(Store[NsInstance]):
     provider = "ns"
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self._items: dict[str, NsInstance] = {}
 
     def put(
         self,
@@ -125,29 +130,12 @@ class NsStore:
             errors=None if errors is None else [_error(e) for e in errors],
             version=str(version),
         )
-        self._items[rec.instance] = rec
-        self._hub.touch(self.provider, rec.instance)
-        return rec
+        return self._save(rec.instance, rec)
 
     def patch(self, instance: str, **changes: Any) -> NsInstance:
         """Change only the given fields of an existing instance (KeyError if unknown)."""
         current = public_fields(self._items[instance], _META)
         return self.put(instance, **{**current, **changes})
-
-    def delete(self, instance: str) -> bool:
-        found = self._items.pop(instance, None) is not None
-        if found:
-            self._hub.touch(self.provider, instance)
-        return found
-
-    def get(self, instance: str) -> NsInstance | None:
-        return self._items.get(instance)
-
-    def ids(self) -> list[str]:
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 def add_routes(app: web.Application, hub: Hub, store: NsStore) -> None:

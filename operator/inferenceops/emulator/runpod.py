@@ -27,6 +27,7 @@ from ._core import (
     KeyFn,
     ProviderHandler,
     Reply,
+    Store,
     WebHandler,
     bearer_auth,
     iso_now,
@@ -208,12 +209,8 @@ def _worker_id(endpoint_id: str, index: int) -> str:
     return hashlib.blake2s(f"{endpoint_id}/{index}".encode(), digest_size=7).hexdigest()
 
 
-class RunpodStore:
+class RunpodStore(Store[RunpodEndpoint]):
     provider = "runpod"
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self._items: dict[str, RunpodEndpoint] = {}
 
     def put(
         self,
@@ -275,9 +272,7 @@ class RunpodStore:
             execution_timeout_ms=int(execution_timeout_ms),
             created_at=old.created_at if old else iso_now(),
         )
-        self._items[rec.endpoint_id] = rec
-        self._hub.touch(self.provider, rec.endpoint_id)
-        return rec
+        return self._save(rec.endpoint_id, rec)
 
     def patch(self, endpoint_id: str, **changes: Any) -> RunpodEndpoint:
         """Change only the given fields of an existing endpoint (KeyError if unknown)."""
@@ -293,21 +288,6 @@ class RunpodStore:
             for w in current["workers"]
         ]
         return self.put(endpoint_id, **{**current, **changes})
-
-    def delete(self, endpoint_id: str) -> bool:
-        found = self._items.pop(endpoint_id, None) is not None
-        if found:
-            self._hub.touch(self.provider, endpoint_id)
-        return found
-
-    def get(self, endpoint_id: str) -> RunpodEndpoint | None:
-        return self._items.get(endpoint_id)
-
-    def ids(self) -> list[str]:
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
 
     def all(self) -> list[RunpodEndpoint]:
         return list(self._items.values())

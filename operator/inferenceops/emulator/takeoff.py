@@ -22,6 +22,7 @@ from ._core import (
     Hub,
     ProviderHandler,
     Reply,
+    Store,
     WebHandler,
     public_fields,
     str_list,
@@ -132,12 +133,8 @@ class TakeoffInstance:
         }
 
 
-class TakeoffStore:
+class TakeoffStore(Store[TakeoffInstance]):
     provider = "takeoff"
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self._items: dict[str, TakeoffInstance] = {}
 
     def put(
         self,
@@ -212,9 +209,7 @@ class TakeoffStore:
             reserved_consumers=str_list(reserved_consumers),
             config=dict(config or {}),
         )
-        self._items[rec.instance] = rec
-        self._hub.touch(self.provider, rec.instance)
-        return rec
+        return self._save(rec.instance, rec)
 
     def patch(self, instance: str, **changes: Any) -> TakeoffInstance:
         """Change only the given fields of an existing instance (KeyError if unknown)."""
@@ -222,21 +217,6 @@ class TakeoffStore:
         for group in ("live", "loading", "dead"):
             current[group] = [r.as_spec() for r in current[group]]
         return self.put(instance, **{**current, **changes})
-
-    def delete(self, instance: str) -> bool:
-        found = self._items.pop(instance, None) is not None
-        if found:
-            self._hub.touch(self.provider, instance)
-        return found
-
-    def get(self, instance: str) -> TakeoffInstance | None:
-        return self._items.get(instance)
-
-    def ids(self) -> list[str]:
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 def add_routes(app: web.Application, hub: Hub, store: TakeoffStore) -> None:

@@ -189,6 +189,19 @@ class Provider(ABC, Generic[ConfigT]):
         and may be answered by one request. The core adds the credential itself."""
         return (self.name, getattr(config, "url", None))
 
+    def by_account(self, targets: Sequence[Target[ConfigT]]) -> list[list[Target[ConfigT]]]:
+        """Targets split by account and credential, for adapters that batch.
+
+        The core already hands over one account at a time; splitting again keeps a direct caller
+        that mixes accounts from having one account's answers attributed to another.
+        """
+        groups: dict[tuple[Hashable, str | None], list[Target[ConfigT]]] = {}
+        for target in targets:
+            groups.setdefault((self.account_key(target.config), target.credential), []).append(
+                target
+            )
+        return list(groups.values())
+
     @abstractmethod
     def endpoint_label(self, config: ConfigT) -> str:
         """What identifies the remote endpoint to a human (id or URL), for `kubectl get -o wide`."""

@@ -9,6 +9,7 @@ targets of one workspace share one listing. DataArts says "does not exist" with 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -350,6 +351,10 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
         that is not workspace-wide) fall back to their own filtered request, so a listing never
         reports a false NotFound.
         """
+        groups = self.by_account(targets)
+        if len(groups) > 1:
+            parts = await asyncio.gather(*(self.observe(client, group) for group in groups))
+            return {key: result for part in parts for key, result in part.items()}
         if len(targets) <= 1:
             return await super().observe(client, targets)
         found, failure = await self._list_workspace(client, targets)

@@ -233,17 +233,10 @@ class RunPodProvider(Provider[RunPodConfig]):
     async def observe(
         self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
     ) -> Mapping[str, PollResult]:
-        # The core already groups by account and credential; grouping again keeps a direct caller
-        # that mixes accounts from having one account's answers attributed to another.
-        groups: dict[tuple[Hashable, str | None], list[Target[RunPodConfig]]] = {}
-        for target in targets:
-            key = (self.account_key(target.config), target.credential)
-            groups.setdefault(key, []).append(target)
-        results: dict[str, PollResult] = {}
-        parts = await asyncio.gather(*(self._observe_account(client, g) for g in groups.values()))
-        for part in parts:
-            results.update(part)
-        return results
+        parts = await asyncio.gather(
+            *(self._observe_account(client, group) for group in self.by_account(targets))
+        )
+        return {key: result for part in parts for key, result in part.items()}
 
     async def _observe_account(
         self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
