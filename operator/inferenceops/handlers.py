@@ -80,6 +80,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
     runtime.scheduler = Scheduler(writer, runtime.secrets, runtime.accounts, runtime.settings)
     runtime.task = asyncio.create_task(runtime.scheduler.run(), name="inferenceops-scheduler")
+    runtime.task.add_done_callback(_scheduler_ended)
+
+
+def _scheduler_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the poll scheduler stopped: %r; liveness now fails", task.exception())
+
+
+@kopf.on.probe(id="scheduler", registry=registry)
+def scheduler_alive(memo: Any, **_: Any) -> int:
+    """Part of /healthz: fails when the scheduler task is gone, so the kubelet restarts the pod
+    instead of leaving an operator that watches but never polls. Reports the endpoints tracked."""
+    runtime = _runtime(memo)
+    if runtime.task is None or runtime.task.done() or runtime.scheduler is None:
+        raise kopf.PermanentError("the poll scheduler is not running")
+    return len(runtime.scheduler)
 
 
 @kopf.on.cleanup(registry=registry)

@@ -1,0 +1,38 @@
+"""The kopf wiring's own logic (the rest is exercised against a real API server)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import kopf
+import pytest
+
+from inferenceops.accounts import AccountPool
+from inferenceops.handlers import Runtime, scheduler_alive
+from inferenceops.kube.secrets import SecretCache
+from inferenceops.scheduler import Scheduler, SchedulerSettings
+
+
+class _NoWriter:
+    async def patch_status(self, ref: object, patch: object) -> bool:
+        return True
+
+    async def emit(self, ref: object, event: object) -> None:
+        return None
+
+
+async def test_liveness_fails_when_the_scheduler_is_gone() -> None:
+    runtime = Runtime(settings=SchedulerSettings())
+    memo = SimpleNamespace(runtime=runtime)
+    with pytest.raises(kopf.PermanentError):
+        scheduler_alive(memo=memo)
+    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
+    runtime.task = asyncio.create_task(runtime.scheduler.run())
+    await asyncio.sleep(0)
+    assert scheduler_alive(memo=memo) == 0
+    runtime.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runtime.task
+    with pytest.raises(kopf.PermanentError):
+        scheduler_alive(memo=memo)
