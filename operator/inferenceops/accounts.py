@@ -27,8 +27,12 @@ class AccountSettings:
     #: Sustained provider requests per second per account, and the burst above it.
     requests_per_second: float = 20.0
     burst: int = 40
-    #: Concurrent connections per account (bounds concurrent requests too).
-    max_connections: int = 16
+    #: Concurrent requests per account.
+    max_concurrent_requests: int = 16
+    #: Connections of the one pool all accounts share (a pool per account would also mean an
+    #: SSL context per account: a self-hosted server per endpoint is an account each).
+    max_connections: int = 256
+    keepalive_seconds: float = 75.0
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     user_agent: str = "inferenceops/0.1"
@@ -72,18 +76,25 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
     """Waits for the account's budget before each request and records what was sent."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, bucket: TokenBucket, provider: str, metrics: Metrics
+        self,
+        inner: httpx.AsyncBaseTransport,
+        bucket: TokenBucket,
+        provider: str,
+        metrics: Metrics,
+        concurrency: int,
     ) -> None:
         self._inner = inner
         self._bucket = bucket
         self._provider = provider
         self._metrics = metrics
+        self._gate = asyncio.Semaphore(concurrency)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._bucket.acquire()
         started = time.perf_counter()
         try:
-            response = await self._inner.handle_async_request(request)
+            async with self._gate:
+                response = await self._inner.handle_async_request(request)
         except httpx.HTTPError:
             self._metrics.provider_requests.labels(self._provider, "error").inc()
             raise
@@ -99,7 +110,7 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        pass  # the inner pool is shared; AccountPool closes it
 
 
 @dataclass
@@ -138,15 +149,23 @@ class AccountPool:
 
     def _open(self, provider: str) -> Account:
         s = self.settings
-        inner = self._transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections
-            ),
-            retries=0,
-        )
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=s.max_connections,
+                    max_keepalive_connections=s.max_connections,
+                    # Longer than a 30 s poll interval: httpx's 5 s default would open a new
+                    # connection (and TLS handshake) for nearly every poll.
+                    keepalive_expiry=s.keepalive_seconds,
+                ),
+                retries=0,
+            )
         bucket = TokenBucket(rate=s.requests_per_second, capacity=float(s.burst))
+        transport = _BudgetedTransport(
+            self._transport, bucket, provider, self.metrics, s.max_concurrent_requests
+        )
         client = httpx.AsyncClient(
-            transport=_BudgetedTransport(inner, bucket, provider, self.metrics),
+            transport=transport,
             timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
             headers={"User-Agent": s.user_agent, "Accept": "application/json"},
             follow_redirects=False,
@@ -164,3 +183,5 @@ class AccountPool:
         accounts, self._accounts = list(self._accounts.values()), {}
         for account in accounts:
             await account.client.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import yaml
@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="request budget per provider account (token bucket; burst = 2 s)",
+    )
+    run.add_argument(
+        "--poll-time-refresh",
+        default="0s",
+        help="write status.lastPollTime on its own at most this often, e.g. 5m (default 0s: "
+        "only along with a real change, so steady endpoints cost the API server nothing)",
     )
     policy = PollPolicy()
     for flag, default, what in (
@@ -223,9 +229,15 @@ def _run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from .accounts import AccountSettings
+    from .api import InvalidSpecError, parse_duration
     from .handlers import Runtime, registry
     from .scheduler import SchedulerSettings
 
+    try:
+        refresh_seconds = parse_duration(args.poll_time_refresh)
+    except InvalidSpecError as err:
+        return _fail(EXIT_USAGE, f"--poll-time-refresh: {err}")
+    refresh = timedelta(seconds=refresh_seconds) if refresh_seconds else None
     if not 0 <= args.shard_index < args.shard_count:
         return _fail(EXIT_USAGE, "--shard-index must be in [0, --shard-count)")
     kopf.configure(
@@ -236,10 +248,13 @@ def _run(args: argparse.Namespace) -> int:
     # One line per provider request at 10,000 endpoints is noise, and URLs carry endpoint ids.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # kopf logs "Handler succeeded" for every watch event, our own status writes included.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     runtime = Runtime(
         settings=SchedulerSettings(
             shard_index=args.shard_index,
             shard_count=args.shard_count,
+            poll_time_refresh=refresh,
             policy=PollPolicy(
                 transitional_factor=args.transitional_factor,
                 terminal_factor=args.terminal_factor,

@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import status as st
@@ -65,7 +65,8 @@ class PollPolicy:
         return max(backoff, retry_after or 0.0)
 
     def jittered(self, seconds: float) -> float:
-        return seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
+        # Only ever earlier: a change must show within one interval, never 1.1 intervals.
+        return seconds * random.uniform(1 - self.jitter, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class SchedulerSettings:
     restart_spread: float = 1.0
     shard_index: int = 0
     shard_count: int = 1
+    #: Write lastPollTime on its own at most this often; None: only along with a real change.
+    poll_time_refresh: timedelta | None = None
 
 
 def shard_of(namespace: str, name: str, count: int) -> int:
@@ -108,6 +111,9 @@ class _Entry:
     #: poll's result describes the old spec, so it is dropped and the resource polled again.
     repoll: bool = False
     group: Hashable = None
+    #: When this process started tracking the resource: the staleness window starts no earlier,
+    #: so a restart followed by one failed poll does not make an old lastPollTime look stale.
+    tracked_since: datetime | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -193,6 +199,7 @@ class Scheduler:
             status=status,
             reconcile_token=status.get("lastHandledReconcileAt"),
             last_success=st.parse_timestamp(status.get("lastPollTime")),
+            tracked_since=self._wallclock(),
         )
         self._apply_spec(entry, spec, generation)
         self._entries[entry.key] = entry
@@ -236,12 +243,10 @@ class Scheduler:
         while True:
             now = self._clock()
             while self._heap and self._heap[0][0] <= now:
-                _, _, key = heapq.heappop(self._heap)
+                due, _, key = heapq.heappop(self._heap)
                 entry = self._entries.get(key)
-                if entry is None or entry.due > now:
-                    continue
-                if entry.in_flight:
-                    entry.repoll = True
+                # Each reschedule pushes a new item; only the latest one of an entry counts.
+                if entry is None or entry.due != due or entry.in_flight:
                     continue
                 self._start_group(entry, now)
             timeout = self._heap[0][0] - now if self._heap else 60.0
@@ -270,6 +275,8 @@ class Scheduler:
         for entry in members:
             entry.in_flight = True
             self._metrics.scheduler_lag.observe(max(0.0, now - entry.due))
+            # Taken: the heap items members still have are stale from here on.
+            entry.due = math.inf
         task = asyncio.create_task(self._poll(members), name=f"poll {first.group!r}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -299,8 +306,8 @@ class Scheduler:
                 if entry.repoll:
                     entry.repoll = False
                     self._schedule(entry, 0.0)
-                elif entry.due <= self._clock():
-                    self._schedule(entry, entry.interval)
+                elif entry.due == math.inf and entry.parsed is not None:
+                    self._schedule(entry, entry.interval)  # no result was recorded
 
     async def _poll_group(self, entries: list[_Entry]) -> None:
         targets: list[Target[Any]] = []
@@ -374,7 +381,10 @@ class Scheduler:
             endpoint=parsed.provider.endpoint_label(parsed.config) if parsed else None,
             poll_interval=entry.interval,
             now=now_wall,
-            last_success=entry.last_success,
+            last_success=max(
+                (t for t in (entry.last_success, entry.tracked_since) if t is not None),
+                default=None,
+            ),
             reconcile_token=entry.reconcile_token,
         )
         policy = self.settings.policy
@@ -403,7 +413,7 @@ class Scheduler:
     async def _write(
         self, entry: _Entry, new: dict[str, Any], now: datetime, changed_at: datetime | None
     ) -> None:
-        patch = st.status_patch(entry.status, new, now)
+        patch = st.status_patch(entry.status, new, now, self.settings.poll_time_refresh)
         if patch is None:
             return
         if self._entries.get(entry.key) is not entry:

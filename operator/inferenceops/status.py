@@ -46,8 +46,6 @@ STALLED_REASONS = frozenset(
 )
 #: Ready turns Unknown when no poll succeeded for this many intervals.
 STALE_AFTER_INTERVALS = 3
-#: A poll that learns nothing new refreshes lastPollTime at most this often.
-POLL_TIME_REFRESH = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,18 +323,24 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 
 def status_patch(
-    old: Mapping[str, Any] | None, new: Mapping[str, Any], now: datetime
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    now: datetime,
+    poll_time_refresh: timedelta | None = None,
 ) -> dict[str, Any] | None:
     """The merge patch to write, or None when the change is not worth a write.
 
-    A poll that only refreshes lastPollTime is written at most every POLL_TIME_REFRESH, so a
-    steady endpoint costs the API server nothing.
+    A poll that learns nothing new writes nothing: lastPollTime alone is written only when
+    `poll_time_refresh` is set and that long has passed, so by default a steady endpoint costs
+    the API server nothing (staleness shows as Ready=Unknown/ObservationStale instead).
     """
     old = old or {}
     patch = merge_patch(old, new)
     if set(patch) == {"lastPollTime"}:
         previous = parse_timestamp(old.get("lastPollTime"))
-        if previous is not None and now - previous < POLL_TIME_REFRESH:
+        if poll_time_refresh is None or (
+            previous is not None and now - previous < poll_time_refresh
+        ):
             return None
     return patch or None
 

@@ -266,3 +266,86 @@ def test_shards_partition_resources() -> None:
     assert all(250 < shards.count(s) < 420 for s in range(3))
     assert shard_of("ml", "ep-1", 3) == shard_of("ml", "ep-1", 3)
     assert shard_of("ml", "x", 1) == 0
+
+
+def dataarts_listing(count: int) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("endpoint_id"):
+            return httpx.Response(
+                400, json={"error_code": "DataArtsFabric.00010009", "error_msg": "not found"}
+            )
+        offset = int(request.url.params.get("offset", "0"))
+        limit = int(request.url.params.get("limit", "10"))
+        endpoints = [
+            {"id": f"{i:032d}", "status": "RUNNING", "type": "inference"} for i in range(count)
+        ][offset : offset + limit]
+        return httpx.Response(200, json={"total": count, "endpoints": endpoints})
+
+    return handler
+
+
+def dataarts_spec(i: int) -> dict[str, Any]:
+    return {
+        "pollInterval": "30s",
+        "dataArtsFabric": {
+            "url": "http://dataarts.test",
+            "workspaceId": "ws",
+            "endpointId": f"{i:032d}",
+            "credentialsSecretRef": {"name": "creds", "key": "token"},
+        },
+    }
+
+
+async def test_a_coalesced_workspace_costs_one_listing_per_cycle(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+) -> None:
+    provider.handler = dataarts_listing(50)
+    secrets.put("ml", "creds", None, {"token": TOKEN})
+    for i in range(50):
+        scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
+    await writer.wait_for(50)
+    await asyncio.sleep(0.5)
+    # One page of 100 answers all 50; nobody is polled again before the interval.
+    assert len(provider.requests) == 1
+    assert len(writer.patches) == 50
+    assert {p["phase"] for _, p in writer.patches} == {"Running"}
+
+
+def test_accounts_share_one_connection_pool() -> None:
+    pool = AccountPool()
+    clients = [
+        pool.get("nsModelServer", ("nsModelServer", f"http://ns{i}.test")).client for i in range(3)
+    ]
+    inner = {id(c._transport._inner) for c in clients}  # type: ignore[attr-defined]
+    assert len(inner) == 1, "one pool (one SSL context) for every account"
+    assert len({id(c) for c in clients}) == 3, "but a budget and client per account"
+
+
+async def test_restart_then_one_failure_is_not_stale(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider
+) -> None:
+    # Written hours ago, never refreshed since (nothing changed): the first poll of this process
+    # fails. Ready must stay as it was; staleness counts from when this process started watching.
+    status = {
+        "phase": "Running",
+        "observedGeneration": 1,
+        "lastPollTime": "2020-01-01T00:00:00Z",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Running",
+                "message": "endpoint is Running",
+                "lastTransitionTime": "2020-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+    }
+    provider.handler = lambda r: httpx.Response(503, text="down")
+    scheduler.upsert(
+        body("old", NS_SPEC, status=status, annotations={RECONCILE_ANNOTATION: "x"}), initial=True
+    )
+    await writer.wait_for(1)
+    patch = writer.patches[0][1]
+    ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"

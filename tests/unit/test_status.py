@@ -208,9 +208,19 @@ def test_no_write_when_nothing_changed() -> None:
         later = T0 + timedelta(seconds=seconds)
         b = st.after_observation(a, RUNNING, res(later))
         assert st.status_patch(a, b, later) is None
+    later = T0 + timedelta(hours=5)
+    b = st.after_observation(a, RUNNING, res(later))
+    assert st.status_patch(a, b, later) is None, "by default lastPollTime alone is never written"
+
+
+def test_optional_poll_time_refresh() -> None:
+    a = st.after_observation(None, RUNNING, res())
+    refresh = timedelta(minutes=5)
+    early = T0 + timedelta(minutes=4)
+    assert st.status_patch(a, st.after_observation(a, RUNNING, res(early)), early, refresh) is None
     later = T0 + timedelta(minutes=5)
     b = st.after_observation(a, RUNNING, res(later))
-    assert st.status_patch(a, b, later) == {"lastPollTime": "2026-11-23T12:05:00Z"}
+    assert st.status_patch(a, b, later, refresh) == {"lastPollTime": "2026-11-23T12:05:00Z"}
 
 
 def test_repeated_failures_write_nothing_new() -> None:

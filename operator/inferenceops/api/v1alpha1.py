@@ -129,7 +129,7 @@ class InferenceEndpointStatus(_CamelModel):
     last_poll_time: Annotated[
         str | None,
         Field(
-            description="When the provider last answered (refreshed at most every few minutes).",
+            description="When a poll last changed the status (see --poll-time-refresh).",
             json_schema_extra=_TIME,
         ),
     ] = None

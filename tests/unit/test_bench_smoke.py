@@ -1,0 +1,246 @@
+"""Fast checks of the scale benchmark's pieces (bench/): layout, manifests, the floor's request
+plan against an in-process emulator, the table/JSON, the audit-log reader. No control plane."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import floor  # noqa: E402
+from bench import run as bench_run  # noqa: E402
+
+from inferenceops.api import parse_spec  # noqa: E402
+from inferenceops.emulator import Emulator  # noqa: E402
+
+TOKEN = "smoke-token"
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_split_is_exact_and_proportional() -> None:
+    counts = floor.split(10_000, floor.parse_mix(floor.DEFAULT_MIX))
+    assert sum(counts.values()) == 10_000
+    assert counts == {
+        "dataarts": 3000,
+        "friendli": 2500,
+        "runpod-v1": 2000,
+        "runpod-v2": 500,
+        "takeoff": 1000,
+        "ns": 1000,
+    }
+    assert sum(floor.split(7, {"a": 1, "b": 1, "c": 1}).values()) == 7
+    with pytest.raises(ValueError):
+        floor.parse_mix("gcp=10")
+
+
+def test_layout_and_manifests_are_valid() -> None:
+    layout = floor.make_layout(37, floor.parse_mix(floor.DEFAULT_MIX), workspaces=3, teams=2)
+    assert len(layout) == 37
+    assert len({(e.namespace, e.name) for e in layout}) == 37
+    for ep in layout:
+        assert DNS1123.match(ep.name) and len(ep.name) <= 63, ep.name
+        m = bench_run.manifest(ep, "http://127.0.0.1:1", "30s")
+        parsed = parse_spec(m["spec"])  # the operator's own validation of the spec
+        assert parsed.poll_interval == 30.0
+        if ep.kind == "dataarts":
+            assert 32 <= len(ep.key) <= 36
+    # Each list account lives in exactly one namespace (one Secret, one account key).
+    for kind in ("dataarts", "friendli", "runpod-v1"):
+        by_account: dict[str, set[str]] = {}
+        for ep in layout:
+            if ep.kind == kind:
+                by_account.setdefault(ep.account, set()).add(ep.namespace)
+        assert by_account and all(len(v) == 1 for v in by_account.values())
+    chosen = bench_run.pick_changes(layout, 10)
+    assert len(chosen) == 10 and len({e.name for e in chosen}) == 10
+    assert {e.kind for e in chosen} == set(floor.KINDS)
+
+
+async def test_floor_plan_matches_what_the_emulator_sees() -> None:
+    # 250 DataArts in 2 workspaces -> 2 pages each; 2 Friendli teams of 60 -> 1 page each.
+    mix = {"dataarts": 250, "friendli": 120, "runpod-v1": 40, "runpod-v2": 7, "takeoff": 5, "ns": 3}
+    layout = floor.make_layout(425, mix, workspaces=2, teams=2)
+    async with Emulator(token=TOKEN) as emu:
+        for body in floor.bulk_bodies(layout):
+            body = dict(body)
+            emu.bulk(
+                body.pop("provider"),
+                body.pop("count"),
+                prefix=body.pop("prefix"),
+                workspace=body.pop("workspace", None),
+                **body.pop("fields"),
+            )
+        plan = floor.plan_from_layout(layout, emu.base_url, TOKEN)
+        # lists: 2 DataArts workspaces + 2 Friendli teams + RunPod v1 + RunPod v2
+        assert sorted(c.kind for c in plan.lists) == sorted(
+            ["dataarts", "dataarts", "friendli", "friendli", "runpod-v1", "runpod-v2"]
+        )
+        expected = floor.expected_requests_per_cycle(plan, {})
+        assert expected == 2 * 2 + 2 * 1 + 1 + (1 + 7) + 5 + 3
+        result = await floor.run_floor(plan, 2)
+        assert result["errors"] == 0
+        assert [c["requests"] for c in result["per_cycle"]] == [expected, expected]
+        assert result["observed_per_cycle"] == 425  # every endpoint seen, every cycle
+        assert result["cpu_per_1k_polls"] is not None and result["cpu_per_1k_polls"] > 0
+        summary = emu.request_summary()
+        assert summary["total"] == 2 * expected
+        paths = summary["paths"]
+        assert paths["dataarts"]["/dataarts/v1/workspaces/bench-ws-0/endpoints"] == 2 * 2
+        assert paths["friendli"]["/friendli/dedicated/beta/endpoint"] == 2 * 2
+        assert paths["runpod"]["/runpod/v1/endpoints"] == 2
+        assert paths["takeoff"]["/takeoff/tk-000004/status"] == 2
+
+        # The operator's extra per-endpoint calls (e.g. Friendli details) join the plan.
+        details = "/friendli/dedicated/beta/endpoint/fr-t1-000003"
+        observed = {"friendli": {details: 3, "/friendli/dedicated/beta/endpoint": 6}}
+        extra = floor.with_observed_requests(plan, layout, emu.base_url, TOKEN, observed, 3)
+        assert extra.lists == plan.lists
+        assert len(extra.gets) == 1
+        assert extra.gets[0].per_cycle == pytest.approx(1.0)
+        assert extra.gets[0].headers["X-Friendli-Team"] == "team-1"
+        assert extra.gets[0].key is None  # details do not count as an observation
+        emu.reset_requests()
+        again = await floor.run_floor(extra, 1)
+        assert (
+            again["errors"] == 0 and again["requests"] == 2 * 2 + 2 + 1 + 1 + 1
+        )  # list pages + 1 details
+        assert emu.requests("friendli", path=details) == 1
+    # Plans survive JSON (run.py hands them to floor.py as a file).
+    assert floor.Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_fractional_per_endpoint_calls_spread_over_cycles() -> None:
+    plan = floor.Plan(gets=[floor.GetCall("http://x/a", {}, None, per_cycle=0.5)])
+    per_cycle = [len(floor._cycle_gets(plan, c)) for c in range(4)]
+    assert sum(per_cycle) == 2 and set(per_cycle) <= {0, 1}
+    plan = floor.Plan(gets=[floor.GetCall("http://x/a", {}, None, per_cycle=2.4)])
+    assert sum(len(floor._cycle_gets(plan, c)) for c in range(5)) == 12
+
+
+def test_table_json_and_verdicts() -> None:
+    base = {"n": 10000, "interval": "30s", "interval_s": 30.0}
+    cases = [
+        {
+            **base,
+            "repeat": 0,
+            "cpu_per_1k_polls": 1.0,
+            "cpu_ratio": 2.0,
+            "rss_mb": 200.0,
+            "steady_writes_per_cycle": 0.0,
+            "writes_per_change": 1.0,
+            "list_requests_per_n": 0.01,
+            "freshness_p99_s": 31.0,
+            "all_status_s": 50.0,
+            "floor_cpu_per_1k_polls": 0.5,
+        },
+        {
+            **base,
+            "repeat": 1,
+            "cpu_per_1k_polls": 3.0,
+            "cpu_ratio": 1.0,
+            "rss_mb": 300.0,
+            "steady_writes_per_cycle": 0.0,
+            "writes_per_change": 1.0,
+            "list_requests_per_n": 0.01,
+            "freshness_p99_s": 33.0,
+            "all_status_s": None,
+            "floor_cpu_per_1k_polls": 0.5,
+        },
+        {
+            **base,
+            "repeat": 2,
+            "cpu_per_1k_polls": 2.0,
+            "cpu_ratio": 1.2,
+            "rss_mb": 260.0,
+            "steady_writes_per_cycle": 1.0,
+            "writes_per_change": 1.0,
+            "list_requests_per_n": 0.01,
+            "freshness_p99_s": 32.5,
+            "all_status_s": 70.0,
+            "floor_cpu_per_1k_polls": 0.5,
+        },
+        {"n": 100, "interval": "30s", "repeat": 0, "cpu_per_1k_polls": 9.0},
+    ]
+    rows = bench_run.summarize(cases)
+    assert [(r["n"], r["repeats"]) for r in rows] == [(100, 1), (10000, 3)]
+    big = rows[1]
+    assert big["cpu_per_1k_polls"] == 2.0  # the median, not the mean
+    assert big["cpu_ratio"] == 1.2
+    assert big["all_status_s"] == 60.0  # median of the measured ones
+    assert big["writes_per_change"] == 1.0
+    text = bench_run.format_table(rows)
+    lines = text.splitlines()
+    assert len(lines) == 3 and "CPU s/1k polls" in lines[0] and "op/floor" in lines[0]
+    assert lines[2].split()[:3] == ["10000", "30s", "3"]
+    assert "2.000" in lines[2] and "1.20" in lines[2]
+    assert "-" in lines[1].split()  # unmeasured cells are shown, not dropped
+    md = bench_run.format_table(rows, markdown=True)
+    assert md.splitlines()[0].startswith("| N |") and md.count("\n") == 3
+    v = bench_run.verdicts(big)
+    assert v["CPU <= 1.5x floor"][0] is True
+    assert v["RSS <= 250 MB"][0] is False  # 260 MB
+    assert v["freshness p99 <= interval+2s"][0] is False  # 32.5 > 32
+    assert v["all status <= 2x interval"][0] is True
+    assert v["zero steady writes"][0] is True
+    json.dumps({"rows": rows, "cases": cases})  # the results file is plain JSON
+    assert bench_run.percentile([5, 1, 4, 2, 3], 50) == 3
+    assert bench_run.percentile(list(range(1, 101)), 99) == 99
+    assert bench_run.percentile([], 99) is None
+    assert bench_run.parse_duration("30s") == 30 and bench_run.parse_duration("1m") == 60
+
+
+def test_audit_tail_counts_only_status_writes(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+
+    def ev(
+        verb: str, sub: str | None, name: str, ts: str, resource: str = "inferenceendpoints"
+    ) -> str:
+        ref = {"resource": resource, "namespace": "bench-0", "name": name}
+        if sub:
+            ref["subresource"] = sub
+        return json.dumps(
+            {
+                "verb": verb,
+                "objectRef": ref,
+                "stageTimestamp": ts,
+                "responseStatus": {"code": 200},
+                "stage": "ResponseComplete",
+            }
+        )
+
+    log.write_text(
+        "\n".join(
+            [
+                ev("patch", "status", "a", "2026-01-01T00:00:01.000000Z"),
+                ev("create", None, "a", "2026-01-01T00:00:00.500000Z"),
+                ev("patch", None, "a", "2026-01-01T00:00:02.000000Z"),
+                ev("update", "status", "b", "2026-01-01T00:00:03.000000Z"),
+                ev("patch", "status", "c", "2026-01-01T00:00:04.000000Z", resource="pods"),
+            ]
+        )
+        + "\n"
+        + ev("patch", "status", "partial", "2026-01-01T00:00:05Z")[:40]  # half-written line
+    )
+    tail = bench_run.AuditTail(str(log))
+    writes = tail.poll()
+    assert [w[1] for w in writes] == ["bench-0/a", "bench-0/b"]
+    t1 = writes[0][0]
+    assert math.isclose(writes[1][0] - t1, 2.0)
+    assert [w[1] for w in tail.between(t1 + 0.5, t1 + 10)] == ["bench-0/b"]
+
+
+def test_top_frames(tmp_path: Path) -> None:
+    raw = tmp_path / "p.txt"
+    raw.write_text("main (a.py:1);poll (s.py:2);json (j.py:3) 30\nmain (a.py:1);idle (x.py:9) 70\n")
+    top = bench_run.top_frames(raw)
+    assert top["samples"] == 100
+    assert top["self"][0] == ("idle (x.py:9)", 0.7)
+    assert dict(top["inclusive"])["main (a.py:1)"] == 1.0
