@@ -259,18 +259,19 @@ class RunPodProvider(Provider[RunPodConfig]):
             params = {"includeWorkers": "true"}
             return map_v1(await get_json(client, url, _V1Endpoint, headers=headers, params=params))
 
+        wanted = set(ids)
+
         async def listing() -> dict[str, _V1Endpoint]:
             url = f"{base}/endpoints"
             params = {"includeWorkers": "true"}
             body = await get_json(client, url, _V1List, headers=headers, params=params)
-            return _index(body.root, _V1Endpoint)
+            return _index(body.root, _V1Endpoint, wanted)
 
-        wanted = set(ids)
         found: dict[str, PollResult] = {}
         list_error: ProviderError | None = None
         if len(ids) >= 2:
             try:
-                found = {i: map_v1(e) for i, e in (await listing()).items() if i in wanted}
+                found = {i: map_v1(e) for i, e in (await listing()).items()}
             except ProviderError as err:
                 list_error = err
         return found | await _fallback(ids, found, list_error, one)
@@ -296,9 +297,7 @@ class RunPodProvider(Provider[RunPodConfig]):
             except ProviderError as err:
                 list_error = err
             else:
-                listed = {
-                    i: e for i, e in _index(body.endpoints, _V2Endpoint).items() if i in wanted
-                }
+                listed = _index(body.endpoints, _V2Endpoint, wanted)
         in_list = list(listed)
         answers = await asyncio.gather(*(_caught(workers(listed[i])) for i in in_list))
         found: dict[str, PollResult] = dict(zip(in_list, answers, strict=True))
@@ -308,11 +307,15 @@ class RunPodProvider(Provider[RunPodConfig]):
 _Endpoint = TypeVar("_Endpoint", _V1Endpoint, _V2Endpoint)
 
 
-def _index(entries: list[object], model: type[_Endpoint]) -> dict[str, _Endpoint]:
-    """List entries by id. An entry the model rejects is left out, so only that endpoint goes to
-    the per-endpoint fallback instead of the whole list being thrown away."""
+def _index(entries: list[object], model: type[_Endpoint], wanted: set[str]) -> dict[str, _Endpoint]:
+    """The wanted list entries by id. An entry the model rejects is left out, so only that
+    endpoint goes to the per-endpoint fallback instead of the whole list being thrown away.
+    Entries of endpoints nobody asked about are not validated at all: an account can list
+    thousands."""
     indexed: dict[str, _Endpoint] = {}
     for raw in entries:
+        if not isinstance(raw, dict) or raw.get("id") not in wanted:
+            continue
         entry = _parse(raw, model)
         if entry is not None:
             indexed[entry.id] = entry

@@ -1,0 +1,4 @@
+"""The scale benchmark (issue 6): `bench/run.py` drives it, `bench/floor.py` is the floor.
+
+See docs/performance.md for the method and the latest numbers.
+"""
