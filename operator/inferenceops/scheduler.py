@@ -114,6 +114,9 @@ class _Entry:
     #: When this process started tracking the resource: the staleness window starts no earlier,
     #: so a restart followed by one failed poll does not make an old lastPollTime look stale.
     tracked_since: datetime | None = None
+    #: The (observation, generation, reconcile token) the current status was computed from: the
+    #: same answer again cannot change the status, so a steady poll skips computing it.
+    status_source: tuple[Observation, int, str | None] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -374,7 +377,18 @@ class Scheduler:
         if entry.repoll:
             return  # answered for a spec that has changed since; the re-poll will write
         now_wall = self._wallclock()
+        policy = self.settings.policy
         parsed = entry.parsed
+        source = None
+        if isinstance(result, Observation):
+            source = (result, entry.generation, entry.reconcile_token)
+            if source == entry.status_source and self.settings.poll_time_refresh is None:
+                entry.failures = 0
+                entry.last_success = now_wall
+                self._metrics.polls.labels(parsed.provider.name if parsed else "-", "ok").inc()
+                delay = policy.after_success(result.phase, entry.interval)
+                self._schedule(entry, policy.jittered(delay))
+                return
         resource = st.Resource(
             generation=entry.generation,
             provider=parsed.provider.name if parsed else None,
@@ -387,7 +401,6 @@ class Scheduler:
             ),
             reconcile_token=entry.reconcile_token,
         )
-        policy = self.settings.policy
         if isinstance(result, Observation):
             new = st.after_observation(entry.status, result, resource)
             entry.failures = 0
@@ -406,27 +419,29 @@ class Scheduler:
             outcome = result.reason
         self._metrics.polls.labels(resource.provider or "-", outcome).inc()
         changed_at = result.changed_at if isinstance(result, Observation) else None
-        await self._write(entry, new, now_wall, changed_at)
+        current = await self._write(entry, new, now_wall, changed_at)
+        entry.status_source = source if current else None
         if self._entries.get(entry.key) is entry:
             self._schedule(entry, policy.jittered(delay) if math.isfinite(delay) else delay)
 
     async def _write(
         self, entry: _Entry, new: dict[str, Any], now: datetime, changed_at: datetime | None
-    ) -> None:
+    ) -> bool:
+        """Write what changed; True when `entry.status` now matches `new`."""
         patch = st.status_patch(entry.status, new, now, self.settings.poll_time_refresh)
         if patch is None:
-            return
+            return True
         if self._entries.get(entry.key) is not entry:
-            return  # deleted while we polled
+            return False  # deleted while we polled
         old = entry.status
         try:
             alive = await self._writer.patch_status(entry, patch)
         except WriteError as err:
             log.warning("%s", err)
-            return
+            return False
         if not alive:
             self.forget(entry.namespace, entry.name)
-            return
+            return False
         entry.status = new
         self._count_phase(old.get("phase"), new.get("phase"))
         if changed_at is not None and old.get("phase") != new.get("phase") and old:
@@ -435,6 +450,7 @@ class Scheduler:
             )
         for event in st.events_between(old, new):
             await self._writer.emit(entry, event)
+        return True
 
     # --- bookkeeping ----------------------------------------------------------------------
 

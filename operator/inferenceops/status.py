@@ -346,11 +346,15 @@ def status_patch(
 
 
 def events_between(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:
-    """Kubernetes Events for the transitions from `old` to `new`: phase changes and sync health."""
+    """Kubernetes Events for the transitions from `old` to `new`: phase changes and sync health.
+
+    The first observation is not a transition: it gets an Event only when it is bad news, so
+    creating (or adopting) 10,000 healthy endpoints costs 10,000 writes, not 20,000.
+    """
     old = old or {}
     events: list[EventSpec] = []
     before, after = old.get("phase"), new.get("phase")
-    if after and after != before:
+    if after and after != before and (before is not None or after in WARNING_PHASES):
         kind = "Warning" if after in WARNING_PHASES else "Normal"
         detail = _failure_text_of(new) or new.get("providerStatus") or ""
         message = f"phase {before or 'none'} → {after}" + (f" ({detail})" if detail else "")

@@ -175,7 +175,7 @@ def test_lifecycle(
         lambda: (r := event_reasons(control_plane, ns, "ep")) and "PhaseFailed" in r and r,
         10,
     )
-    assert {"PhaseProvisioning", "PhaseRunning", "PhaseFailed"} <= set(reasons)
+    assert {"PhaseRunning", "PhaseFailed"} <= set(reasons)
 
 
 def test_invalid_specs_are_rejected_by_the_api_server(

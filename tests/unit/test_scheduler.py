@@ -122,7 +122,7 @@ async def test_new_resource_is_polled_at_once_and_written_once(
     await writer.wait_for(1)
     name, patch = writer.patches[0]
     assert name == "a" and patch["phase"] == "Running" and patch["provider"] == "nsModelServer"
-    assert [e.reason for _, e in writer.events] == ["PhaseRunning"]
+    assert writer.events == [], "the first observation of a healthy endpoint is no Event"
     # A reconcile request polls again at once; nothing changed, so nothing is written but
     # the handled token.
     scheduler.upsert(body("a", NS_SPEC, annotations={RECONCILE_ANNOTATION: "now"}))
@@ -349,3 +349,33 @@ async def test_restart_then_one_failure_is_not_stale(
     patch = writer.patches[0][1]
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
+
+
+async def test_steady_polls_skip_status_computation_but_not_changes(
+    scheduler: Scheduler, writer: FakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferenceops import status as st
+    from inferenceops.providers import Observation, Phase, Workers
+
+    calls = 0
+    real = st.after_observation
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(st, "after_observation", counting)
+    scheduler.upsert(body("a", NS_SPEC))
+    await writer.wait_for(1)
+    assert calls == 1
+    entry = scheduler._entries[("ml", "a")]
+    same = Observation(Phase.RUNNING, "READY", progress=100, workers=Workers(ready=1, total=1))
+    for _ in range(5):
+        await scheduler._record(entry, same, retry_after=None)
+    assert calls == 1, "the same answer for the same spec is not recomputed"
+    assert len(writer.patches) == 1
+    await scheduler._record(entry, Observation(Phase.PROVISIONING, "LOADING_MODEL"), None)
+    assert calls == 2 and writer.patches[-1][1]["phase"] == "Provisioning"
+    await scheduler._record(entry, same, retry_after=None)
+    assert calls == 3 and writer.patches[-1][1]["phase"] == "Running"

@@ -251,7 +251,9 @@ def test_merge_patch_removes_and_nests() -> None:
 
 def test_events_on_transitions() -> None:
     a = st.after_observation(None, Observation(Phase.PROVISIONING, "INITIALIZING"), res())
-    assert [e.reason for e in st.events_between(None, a)] == ["PhaseProvisioning"]
+    assert st.events_between(None, a) == [], "the first observation is not a transition"
+    bad = st.after_observation(None, Observation(Phase.FAILED, "FAILED", error_code="E"), res())
+    assert [e.reason for e in st.events_between(None, bad)] == ["PhaseFailed"]
     b = st.after_observation(a, Observation(Phase.FAILED, "FAILED", error_code="E"), res())
     events = st.events_between(a, b)
     assert [(e.type, e.reason) for e in events] == [("Warning", "PhaseFailed")]
