@@ -442,8 +442,16 @@ def test_restart_carries_on(
     apply_ie(
         control_plane, ns, "restart", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-restart"}}
     )
+    apply_ie(
+        control_plane, ns, "doomed", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-restart"}}
+    )
     before = wait_phase(control_plane, ns, "restart", "Provisioning")
+    wait_phase(control_plane, ns, "doomed", "Provisioning")
     assert operator.stop() in (0, -15)
+    # No finalizer: deleting needs no operator.
+    control_plane.kubectl("delete", "ie", "doomed", "-n", ns, "--timeout=10s")
+    gone = control_plane.kubectl("get", "ie", "doomed", "-n", ns, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
     emulator.control("PUT", "/ns/ns-restart", stage="READY", progress=100)
     operator.__init__(control_plane.kubeconfig, operator.log)  # type: ignore[misc]
     after = wait_phase(control_plane, ns, "restart", "Running")
