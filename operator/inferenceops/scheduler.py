@@ -223,7 +223,11 @@ class Scheduler:
         """A Secret appeared or changed: resources that were missing it are polled now."""
         for key in self._awaiting_secret.pop((namespace, name), set()):
             entry = self._entries.get(key)
-            if entry is not None and not entry.in_flight:
+            if entry is None:
+                continue
+            if entry.in_flight:
+                entry.repoll = True  # that poll may have read the cache before the Secret came
+            else:
                 self._schedule(entry, 0.0)
 
     def forget(self, namespace: str, name: str) -> None:
