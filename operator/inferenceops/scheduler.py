@@ -64,9 +64,12 @@ class PollPolicy:
         backoff = min(interval, self.backoff_base * 2.0 ** max(0, failures - 1))
         return max(backoff, retry_after or 0.0)
 
-    def jittered(self, seconds: float) -> float:
+    def jitter_factor(self) -> float:
         # Only ever earlier: a change must show within one interval, never 1.1 intervals.
-        return seconds * random.uniform(1 - self.jitter, 1.0)
+        return random.uniform(1 - self.jitter, 1.0)
+
+    def jittered(self, seconds: float) -> float:
+        return seconds * self.jitter_factor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +270,9 @@ class Scheduler:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _start_group(self, first: _Entry, now: float) -> None:
-        horizon = now + self.settings.coalesce_window
+        # Polling a listed endpoint early costs nothing (the listing is fetched anyway) and pulls
+        # members that drifted apart back into one request.
+        horizon = now + max(self.settings.coalesce_window, first.interval / 2)
         members = [first]
         batches = first.parsed is not None and first.parsed.provider.batches
         for key in self._groups.get(first.group, ()) if batches else ():
@@ -358,26 +363,38 @@ class Scheduler:
                 results = await provider.observe(account.client, batch)
             except ProviderError as err:
                 results = {t.key: err for t in batch}
+            # One clock reading and one jitter draw for the batch: its members stay due together
+            # (so the next cycle is one listing again), however long their writes take.
+            timing = (self._clock(), self.settings.policy.jitter_factor())
+            recordings = []
             for target in batch:
                 entry, credential = by_key[target.key]
                 result = results.get(target.key) or ProviderError(
                     ErrorReason.BAD_RESPONSE, "the provider adapter returned no result"
                 )
-                if isinstance(result, Observation):
-                    await self._record(entry, result, retry_after=None)
-                else:
+                if isinstance(result, ProviderError):
                     message = result.message
                     if credential:
                         message = message.replace(credential, "***")
-                    await self._record(
-                        entry,
-                        st.Failure(result.reason.value, message),
-                        retry_after=result.retry_after,
+                    failure = st.Failure(result.reason.value, message)
+                    recordings.append(
+                        self._record(entry, failure, result.retry_after, timing=timing)
                     )
+                else:
+                    recordings.append(self._record(entry, result, None, timing=timing))
+            await asyncio.gather(*recordings)
 
     async def _record(
-        self, entry: _Entry, result: Observation | st.Failure, retry_after: float | None
+        self,
+        entry: _Entry,
+        result: Observation | st.Failure,
+        retry_after: float | None,
+        *,
+        timing: tuple[float, float] | None = None,
     ) -> None:
+        """Turn one poll result into status, write it if it changed, and schedule the next poll
+        at `timing` = (base clock, jitter factor), shared by a batch."""
+        base, factor = timing or (self._clock(), self.settings.policy.jitter_factor())
         if entry.repoll:
             return  # answered for a spec that has changed since; the re-poll will write
         now_wall = self._wallclock()
@@ -391,7 +408,7 @@ class Scheduler:
                 entry.last_success = now_wall
                 self._metrics.polls.labels(parsed.provider.name if parsed else "-", "ok").inc()
                 delay = policy.after_success(result.phase, entry.interval)
-                self._schedule(entry, policy.jittered(delay))
+                self._schedule(entry, delay * factor, base=base)
                 return
         resource = st.Resource(
             generation=entry.generation,
@@ -426,7 +443,7 @@ class Scheduler:
         current = await self._write(entry, new, now_wall, changed_at)
         entry.status_source = source if current else None
         if self._entries.get(entry.key) is entry:
-            self._schedule(entry, policy.jittered(delay) if math.isfinite(delay) else delay)
+            self._schedule(entry, delay * factor if math.isfinite(delay) else delay, base=base)
 
     async def _write(
         self, entry: _Entry, new: dict[str, Any], now: datetime, changed_at: datetime | None
@@ -485,8 +502,8 @@ class Scheduler:
             if not members:
                 del self._groups[entry.group]
 
-    def _schedule(self, entry: _Entry, delay: float) -> None:
-        entry.due = self._clock() + delay
+    def _schedule(self, entry: _Entry, delay: float, *, base: float | None = None) -> None:
+        entry.due = (self._clock() if base is None else base) + delay
         if math.isfinite(entry.due):
             self._seq += 1
             heapq.heappush(self._heap, (entry.due, self._seq, entry.key))

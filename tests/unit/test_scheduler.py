@@ -379,3 +379,23 @@ async def test_steady_polls_skip_status_computation_but_not_changes(
     assert calls == 2 and writer.patches[-1][1]["phase"] == "Provisioning"
     await scheduler._record(entry, same, retry_after=None)
     assert calls == 3 and writer.patches[-1][1]["phase"] == "Running"
+
+
+async def test_a_batch_stays_due_together_when_its_writes_are_slow(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+) -> None:
+    real_patch = writer.patch_status
+
+    async def slow_patch(ref: Any, patch: Any) -> bool:
+        await asyncio.sleep(0.02)  # 40 writes take 0.8 s one after another
+        return await real_patch(ref, patch)
+
+    writer.patch_status = slow_patch  # type: ignore[method-assign]
+    provider.handler = dataarts_listing(40)
+    secrets.put("ml", "creds", None, {"token": TOKEN})
+    for i in range(40):
+        scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
+    await writer.wait_for(40)
+    await asyncio.sleep(0.1)
+    dues = {scheduler._entries[("ml", f"d{i}")].due for i in range(40)}
+    assert len(dues) == 1, "one batch, one next poll: the next cycle is one listing again"
