@@ -15,16 +15,16 @@ from inferenceops.providers import (
     Observation,
     Phase,
     PollResult,
-    ProviderError,
     SecretKeyRef,
     Target,
     Workers,
 )
 from inferenceops.providers.dataarts import PROVIDER, DataArtsFabricConfig
 
+from .support import TOKEN, failed, ok
+
 URL = "https://fabric.cn-north-4.myhuaweicloud.com"
 WS = "ws-1"
-TOKEN = "iam-token-0123456789"
 PATH = f"/v1/workspaces/{WS}/endpoints"
 
 
@@ -108,17 +108,6 @@ async def observe(
 
 async def observe_one(handler: Callable[[httpx.Request], httpx.Response]) -> PollResult:
     return (await observe(handler, [target(1)]))["ns/ep1"]
-
-
-def ok(result: PollResult) -> Observation:
-    assert isinstance(result, Observation), result
-    return result
-
-
-def err(result: PollResult) -> ProviderError:
-    assert isinstance(result, ProviderError), result
-    assert TOKEN not in result.message
-    return result
 
 
 def error_body(
@@ -266,7 +255,7 @@ async def test_single_target_sends_one_filtered_request() -> None:
 
 async def test_single_target_absent_is_not_found() -> None:
     fabric = Fabric([entry(2)])
-    e = err(await observe_one(fabric))
+    e = failed(await observe_one(fabric))
     assert e.reason is ErrorReason.NOT_FOUND
     assert e.message == f"endpoint {eid(1)} not found in workspace {WS}"
     assert len(fabric.requests) == 1
@@ -284,7 +273,7 @@ async def test_single_target_pages_when_filter_is_ignored() -> None:
 
 async def test_single_target_stops_on_total() -> None:
     fabric = Fabric([entry(i) for i in range(250)], honour_filter=False)
-    e = err((await observe(fabric, [target(999)]))["ns/ep999"])
+    e = failed((await observe(fabric, [target(999)]))["ns/ep999"])
     assert e.reason is ErrorReason.NOT_FOUND
     assert len(fabric.requests) == 3
 
@@ -296,7 +285,7 @@ async def test_paging_stops_on_an_empty_page() -> None:
         return httpx.Response(200, json={"total": 10_000, "endpoints": page})
 
     fabric = Fabric([], fail=lambda request, n: handler(request))
-    e = err((await observe(fabric, [target(999)]))["ns/ep999"])
+    e = failed((await observe(fabric, [target(999)]))["ns/ep999"])
     assert e.reason is ErrorReason.NOT_FOUND
     assert fabric.params("offset") == ["0", "100"]
 
@@ -308,7 +297,7 @@ async def test_paging_without_total_stops_on_a_short_page() -> None:
         return httpx.Response(200, json={"endpoints": page})
 
     fabric = Fabric([], fail=lambda request, n: handler(request))
-    e = err((await observe(fabric, [target(999)]))["ns/ep999"])
+    e = failed((await observe(fabric, [target(999)]))["ns/ep999"])
     assert e.reason is ErrorReason.NOT_FOUND
     assert fabric.params("offset") == ["0", "100"]
 
@@ -320,7 +309,7 @@ async def test_paging_that_never_ends_is_cut_off() -> None:
         return httpx.Response(200, json={"total": 10**9, "endpoints": page})
 
     fabric = Fabric([], fail=lambda request, n: handler(request))
-    e = err((await observe(fabric, [target(999)]))["ns/ep999"])
+    e = failed((await observe(fabric, [target(999)]))["ns/ep999"])
     assert e.reason is ErrorReason.BAD_RESPONSE
     assert len(fabric.requests) == 100
 
@@ -344,33 +333,33 @@ async def test_short_pages_advance_by_what_came_back() -> None:
 
 
 async def test_400_does_not_exist_is_not_found() -> None:
-    e = err(await observe_one(error_body(400, "DataArtsFabric.00010009", "endpoint not exist")))
+    e = failed(await observe_one(error_body(400, "DataArtsFabric.00010009", "endpoint not exist")))
     assert e.reason is ErrorReason.NOT_FOUND
     assert eid(1) in e.message
     assert "00010009" in e.message
 
 
 async def test_400_workspace_missing_is_not_found_naming_the_workspace() -> None:
-    e = err(await observe_one(error_body(400, "DataArtsFabric.00010003", "workspace not exist")))
+    e = failed(await observe_one(error_body(400, "DataArtsFabric.00010003", "workspace not exist")))
     assert e.reason is ErrorReason.NOT_FOUND
     assert f"workspace {WS} does not exist" in e.message
 
 
 async def test_500_busy_is_unreachable_retry() -> None:
-    e = err(await observe_one(error_body(500, "common.00000001", "Service unavailable.")))
+    e = failed(await observe_one(error_body(500, "common.00000001", "Service unavailable.")))
     assert e.reason is ErrorReason.UNREACHABLE
     assert "busy, retry" in e.message
     assert "500" in e.message
 
 
 async def test_other_400_is_bad_response() -> None:
-    e = err(await observe_one(error_body(400, "common.01000001", "Type mismatch.")))
+    e = failed(await observe_one(error_body(400, "common.01000001", "Type mismatch.")))
     assert e.reason is ErrorReason.BAD_RESPONSE
     assert "400" in e.message
 
 
 async def test_other_500_is_unreachable() -> None:
-    e = err(await observe_one(error_body(500, "common.00000500", "internal error")))
+    e = failed(await observe_one(error_body(500, "common.00000500", "internal error")))
     assert e.reason is ErrorReason.UNREACHABLE
 
 
@@ -378,24 +367,24 @@ async def test_plain_404_is_not_found() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, text="<html>not here</html>")
 
-    assert err(await observe_one(handler)).reason is ErrorReason.NOT_FOUND
+    assert failed(await observe_one(handler)).reason is ErrorReason.NOT_FOUND
 
 
 async def test_403_with_numeric_error_code_is_unauthorized() -> None:
-    assert err(await observe_one(error_body(403, 403))).reason is ErrorReason.UNAUTHORIZED
+    assert failed(await observe_one(error_body(403, 403))).reason is ErrorReason.UNAUTHORIZED
 
 
 async def test_400_with_unparsable_body_is_bad_response() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, text="bad request")
 
-    assert err(await observe_one(handler)).reason is ErrorReason.BAD_RESPONSE
+    assert failed(await observe_one(handler)).reason is ErrorReason.BAD_RESPONSE
 
 
 async def test_malformed_entry_for_the_target_is_bad_response() -> None:
     body = entry(1)
     del body["status"]
-    e = err(await observe_one(Fabric([body])))
+    e = failed(await observe_one(Fabric([body])))
     assert e.reason is ErrorReason.BAD_RESPONSE
     assert "status" in e.message
 
@@ -481,7 +470,7 @@ async def test_truly_absent_target_is_not_found_after_fallback() -> None:
     fabric = Fabric([entry(i) for i in range(5)])
     results = await observe(fabric, [target(1), target(9)])
     assert ok(results["ns/ep1"]).phase is Phase.RUNNING
-    e = err(results["ns/ep9"])
+    e = failed(results["ns/ep9"])
     assert e.reason is ErrorReason.NOT_FOUND
     assert "not found in workspace" in e.message
     assert len(fabric.requests) == 2
@@ -509,7 +498,7 @@ async def test_listing_auth_failure_applies_to_all_without_fallback(
     body = {"error_code": "APIG.1002", "error_msg": "Incorrect token or token resolution failed"}
     fabric = Fabric([entry(i) for i in range(5)], fail=_fail_unfiltered(status, body))
     results = await observe(fabric, [target(i) for i in range(4)])
-    assert {err(r).reason for r in results.values()} == {reason}
+    assert {failed(r).reason for r in results.values()} == {reason}
     assert len(fabric.requests) == 1
 
 
@@ -518,7 +507,7 @@ async def test_listing_rate_limit_applies_to_all_without_fallback() -> None:
     fabric = Fabric([entry(i) for i in range(5)], fail=fail)
     results = await observe(fabric, [target(i) for i in range(4)])
     for result in results.values():
-        e = err(result)
+        e = failed(result)
         assert e.reason is ErrorReason.RATE_LIMITED
         assert e.retry_after == 30
     assert len(fabric.requests) == 1
@@ -529,7 +518,7 @@ async def test_listing_workspace_missing_applies_to_all() -> None:
     fabric = Fabric([], fail=_fail_unfiltered(400, body))
     results = await observe(fabric, [target(i) for i in range(3)])
     for result in results.values():
-        e = err(result)
+        e = failed(result)
         assert e.reason is ErrorReason.NOT_FOUND
         assert f"workspace {WS}" in e.message
     assert len(fabric.requests) == 1
@@ -570,8 +559,8 @@ async def test_listing_rate_limited_on_page_2_keeps_page_1_answers() -> None:
     fabric = Fabric([entry(i) for i in range(250)], fail=_fail_unfiltered(429, {}, page=1))
     results = await observe(fabric, [target(10), target(150), target(240)])
     assert ok(results["ns/ep10"]).phase is Phase.RUNNING
-    assert err(results["ns/ep150"]).reason is ErrorReason.RATE_LIMITED
-    assert err(results["ns/ep240"]).reason is ErrorReason.RATE_LIMITED
+    assert failed(results["ns/ep150"]).reason is ErrorReason.RATE_LIMITED
+    assert failed(results["ns/ep240"]).reason is ErrorReason.RATE_LIMITED
     assert len(fabric.requests) == 2
 
 

@@ -15,11 +15,12 @@ from inferenceops.providers import (
     Observation,
     Phase,
     PollResult,
-    ProviderError,
     Target,
     Workers,
 )
 from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
+
+from .support import failed, ok
 
 TOKEN = "flp_test_token"
 BASE = "https://api.friendli.ai/dedicated/beta/endpoint"
@@ -133,16 +134,6 @@ async def observe(
 async def observe_one(handler: Handler, t: Target[FriendliConfig] | None = None) -> PollResult:
     t = t or target()
     return (await observe(handler, [t]))[t.key]
-
-
-def ok(result: PollResult) -> Observation:
-    assert isinstance(result, Observation), result
-    return result
-
-
-def failed(result: PollResult) -> ProviderError:
-    assert isinstance(result, ProviderError), result
-    return result
 
 
 # --- mapping ---------------------------------------------------------------------------------

@@ -6,50 +6,23 @@ the emulator (written separately, from the same docs) agree on paths, shapes and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
 import pytest
 
 from inferenceops.emulator import Emulator
 from inferenceops.providers import (
     ErrorReason,
-    Observation,
     Phase,
-    PollResult,
-    ProviderError,
     Target,
     Workers,
 )
 from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
 from inferenceops.providers.runpod import RunPodConfig, RunPodProvider
 
-TOKEN = "emulator-secret-token"
+from .support import TOKEN, failed, ok, poll
+
 REF = {"name": "creds", "key": "token"}
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-def ok(result: PollResult) -> Observation:
-    assert isinstance(result, Observation), result
-    return result
-
-
-def failed(result: PollResult) -> ProviderError:
-    assert isinstance(result, ProviderError), result
-    return result
-
-
-async def poll(
-    provider: FriendliProvider | RunPodProvider, targets: Sequence[Target[Any]]
-) -> dict[str, PollResult]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        return dict(await provider.observe(client, targets))
 
 
 # --- FriendliAI ------------------------------------------------------------------------------

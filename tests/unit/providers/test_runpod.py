@@ -11,14 +11,14 @@ from pydantic import ValidationError
 
 from inferenceops.providers import (
     ErrorReason,
-    Observation,
     Phase,
     PollResult,
-    ProviderError,
     Target,
     Workers,
 )
 from inferenceops.providers.runpod import RunPodConfig, RunPodProvider
+
+from .support import failed, ok
 
 TOKEN = "rp_test_token"
 SECRET_REF = {"name": "runpod", "key": "token"}
@@ -135,16 +135,6 @@ async def observe(
 async def observe_one(fake: FakeRunPod, t: Target[RunPodConfig] | None = None) -> PollResult:
     t = t or target()
     return (await observe(fake, [t]))[t.key]
-
-
-def ok(result: PollResult) -> Observation:
-    assert isinstance(result, Observation), result
-    return result
-
-
-def failed(result: PollResult) -> ProviderError:
-    assert isinstance(result, ProviderError), result
-    return result
 
 
 # --- v2 mapping ------------------------------------------------------------------------------

@@ -7,19 +7,15 @@ the emulator (written separately, from the same docs) agree on paths, shapes, pa
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
 import pytest
 
 from inferenceops.emulator import Emulator
 from inferenceops.providers import (
     ErrorReason,
-    Observation,
     Phase,
     PollResult,
-    ProviderError,
     Target,
     Workers,
 )
@@ -28,7 +24,8 @@ from inferenceops.providers.dataarts import DataArtsFabricConfig
 from inferenceops.providers.takeoff import PROVIDER as TAKEOFF
 from inferenceops.providers.takeoff import TakeoffConfig
 
-TOKEN = "emulator-secret-token"
+from .support import TOKEN, failed, ok, poll
+
 REF = {"name": "creds", "key": "token"}
 WS = "ws-emulated"
 # 26 characters, so that the emulator's bulk ids (prefix + 6 digits) are valid 32-char ids.
@@ -37,30 +34,6 @@ PREFIX = "0b5633ba2b904511ad514346f4"
 
 def eid(n: int) -> str:
     return f"{PREFIX}{n:06d}"
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(token=TOKEN) as emulator:
-        yield emulator
-
-
-def ok(result: PollResult) -> Observation:
-    assert isinstance(result, Observation), result
-    return result
-
-
-def failed(result: PollResult) -> ProviderError:
-    assert isinstance(result, ProviderError), result
-    assert TOKEN not in result.message
-    return result
-
-
-async def poll(provider: Any, targets: Sequence[Target[Any]]) -> dict[str, PollResult]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        results = dict(await provider.observe(client, targets))
-    assert set(results) == {t.key for t in targets}
-    return results
 
 
 # --- Takeoff ---------------------------------------------------------------------------------
