@@ -534,8 +534,7 @@ class OperatorProc:
         return time.time() - self.started
 
     def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
+        return cpu_of(self.ps)
 
     def rss(self) -> int:
         rss = int(self.ps.memory_info().rss)
@@ -639,6 +638,8 @@ class Options:
     operator_args: list[str] = field(default_factory=list)
     profile: bool = False
     profile_min_n: int = 0
+    #: Stop each case once every resource has a status (no steady window, changes or floor).
+    startup_only: bool = False
     workdir: Path = RESULTS
 
 
@@ -671,6 +672,7 @@ def run_case(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
     import localcp
+    import psutil
 
     interval = parse_duration(interval_text)
     tag = f"n{n}-{interval_text}-r{repeat}"
@@ -726,21 +728,60 @@ def run_case(
         summary0 = emu.summary()
 
         # -- start: time to every resource having a status ------------------------------------
+        others = {name: psutil.Process(pid) for name, pid in cp.pids.items()}
+        others["emulator"] = psutil.Process(emu.proc.pid)
+        cpu0 = {name: cpu_of(ps) for name, ps in others.items()}
         op = OperatorProc(cp.kubeconfig, opts.workdir / f"operator-{tag}.log", opts.operator_args)
-        case["healthy_s"] = round(op.wait_healthy(), 2)
         limit = max(120.0, 6 * interval + n / 50)
+        case["healthy_s"] = round(op.wait_healthy(), 2)
+        profiler = None
+        if opts.profile and n >= opts.profile_min_n:
+            profiler = start_profile(op.proc.pid, limit, opts.workdir / f"profile-startup-{tag}")
+        timeline: list[tuple[float, int]] = []
+
+        def all_have_status() -> bool:
+            count = watcher.with_status()
+            elapsed = round(time.time() - op.started, 1)
+            if not timeline or elapsed - timeline[-1][0] >= 5.0:
+                timeline.append((elapsed, count))
+            return count >= n
+
         try:
-            wait_until(f"{n} statuses", lambda: watcher.with_status() >= n, limit, every=0.2)
+            wait_until(f"{n} statuses", all_have_status, limit, every=0.2)
         except TimeoutError:
             log(f"{tag}: only {watcher.with_status()}/{n} have a status after {limit:.0f} s")
+        # Who spent the machine's two cores on start-up: a slow start can be the API server's.
+        case["startup_cpu_s"] = {
+            "operator": round(op.cpu(), 2),
+            **{name: round(cpu_of(ps) - cpu0[name], 2) for name, ps in others.items()},
+        }
+        case["startup_timeline"] = timeline
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+            case["startup_profile"] = finish_profile(
+                profiler, opts.workdir / f"profile-startup-{tag}"
+            )
         firsts = sorted(t - op.started for t in watcher.first_status.values())
         case["with_status"] = len(firsts)
         case["all_status_s"] = round(firsts[-1], 2) if len(firsts) >= n else None
         case["status_p50_s"] = round(percentile(firsts, 50) or 0, 2)
         case["status_p99_s"] = round(percentile(firsts, 99) or 0, 2)
+        # Which provider holds start-up back: the last first-status of each kind.
+        kind_of = {f"{ep.namespace}/{ep.name}": ep.kind for ep in layout}
+        last_by_kind: dict[str, float] = {}
+        for key, t in watcher.first_status.items():
+            kind = kind_of.get(key, "?")
+            last_by_kind[kind] = max(last_by_kind.get(kind, 0.0), round(t - op.started, 2))
+        case["all_status_s_by_kind"] = dict(sorted(last_by_kind.items()))
         startup_summary = emu.summary()
         case["startup_requests"] = startup_summary["total"] - summary0["total"]
-        log(f"{tag}: {len(firsts)}/{n} have a status, last after {case['all_status_s']} s")
+        log(
+            f"{tag}: {len(firsts)}/{n} have a status, last after {case['all_status_s']} s, "
+            f"{case['startup_requests']} provider requests, CPU s {case['startup_cpu_s']}, "
+            f"last by kind {case['all_status_s_by_kind']}"
+        )
+        if opts.startup_only:
+            return case, empty
 
         # -- steady state ---------------------------------------------------------------------
         time.sleep(5.0)  # trailing Events of the first writes
@@ -906,6 +947,11 @@ def run_case(
 
 
 # --- profiling ------------------------------------------------------------------------------
+
+
+def cpu_of(ps: Any) -> float:
+    t = ps.cpu_times()
+    return float(t.user + t.system)
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[Any] | None:
@@ -1082,7 +1128,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--changes", type=int, default=50, help="K endpoints changed for freshness")
     p.add_argument("--create-concurrency", type=int, default=32)
     p.add_argument("--floor-pace", choices=("burst", "interval"), default="burst")
-    p.add_argument("--profile", action="store_true", help="py-spy the operator's steady window")
+    p.add_argument(
+        "--profile", action="store_true", help="py-spy the operator's start-up and steady windows"
+    )
+    p.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="end each case once every resource has a status (no steady window, changes, floor)",
+    )
     p.add_argument("--profile-min-n", type=int, default=0, help="profile only N >= this")
     p.add_argument(
         "--operator-arg", action="append", default=[], help="extra `inferenceops run` arg"
@@ -1130,6 +1183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         operator_args=list(args.operator_arg),
         profile=args.profile,
         profile_min_n=args.profile_min_n,
+        startup_only=args.startup_only,
         workdir=workdir,
     )
     import psutil

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import kopf
 
 from .accounts import AccountPool, AccountSettings
@@ -45,7 +44,7 @@ class Runtime:
     secrets: SecretCache = field(default_factory=SecretCache)
     accounts: AccountPool | None = None
     scheduler: Scheduler | None = None
-    api: httpx.AsyncClient | None = None
+    api: kube_client.ApiSession | None = None
     task: asyncio.Task[None] | None = None
 
 
@@ -71,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
-    runtime.api = kube_client.api_client(kube_client.login(settings=settings))
+    runtime.api = kube_client.ApiSession(kube_client.login(settings=settings))
     loaded = await secrets.prime(
         runtime.api, runtime.secrets, runtime.namespaces, SECRET_FIELD_SELECTOR
     )
@@ -103,6 +102,9 @@ async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     if runtime.task:
         runtime.task.cancel()
+        await asyncio.gather(runtime.task, return_exceptions=True)
+    if runtime.scheduler:
+        await runtime.scheduler.stop()
     if runtime.accounts:
         await runtime.accounts.aclose()
     if runtime.api:

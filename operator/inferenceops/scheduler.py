@@ -33,6 +33,10 @@ __all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings
 log = logging.getLogger(__name__)
 
 RECONCILE_ANNOTATION = "inferenceops.io/reconcile-requested-at"
+#: A provider account unused this long is closed (its client, pool and budget); the next poll on
+#: it opens a new one. Far above any keep-alive, so nothing reusable is thrown away.
+ACCOUNT_IDLE_SECONDS = 600.0
+ACCOUNT_SWEEP_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,11 @@ class SchedulerSettings:
     policy: PollPolicy = field(default_factory=PollPolicy)
     #: Targets of one account due within this many seconds are polled together.
     coalesce_window: float = 10.0
+    #: New or edited resources of a listing provider wait until none has arrived in their group
+    #: for `arrival_quiet` seconds (at most `arrival_max_wait` after the first), so a start-up
+    #: listing or a GitOps sync of thousands costs a few listings, not one per resource.
+    arrival_quiet: float = 0.5
+    arrival_max_wait: float = 5.0
     #: Concurrent account polls in flight (each may hold several HTTP requests).
     max_concurrent_polls: int = 64
     #: Concurrent account polls per provider, so one slow provider cannot hold every slot.
@@ -93,6 +102,17 @@ class SchedulerSettings:
 def shard_of(namespace: str, name: str, count: int) -> int:
     """A stable shard for a resource; crc32 is stable across processes, unlike hash()."""
     return zlib.crc32(f"{namespace}/{name}".encode()) % count if count > 1 else 0
+
+
+@dataclass(slots=True)
+class _Arrivals:
+    """New or edited resources of one group arriving in a burst (see `arrival_quiet`)."""
+
+    first: float
+    last: float
+
+    def due(self, settings: SchedulerSettings) -> float:
+        return min(self.last + settings.arrival_quiet, self.first + settings.arrival_max_wait)
 
 
 @dataclass(eq=False)
@@ -159,6 +179,7 @@ class Scheduler:
         self._phase_counts: dict[str, int] = {}
         #: Resources waiting for a Secret, by (namespace, secret name): polled when it appears.
         self._awaiting_secret: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._arrivals: dict[Hashable, _Arrivals] = {}
 
     # --- what kopf tells us -------------------------------------------------------------
 
@@ -189,7 +210,7 @@ class Scheduler:
             if (changed or asked) and entry.in_flight:
                 entry.repoll = True
             elif changed or asked:
-                self._schedule(entry, 0.0)
+                self._schedule_soon(entry)
             return
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
@@ -217,10 +238,10 @@ class Scheduler:
         )
         if token is not None:
             entry.reconcile_token = token
-        delay = 0.0
         if initial and not fresh:
-            delay = random.uniform(0, entry.interval * self.settings.restart_spread)
-        self._schedule(entry, delay)
+            self._schedule(entry, random.uniform(0, entry.interval * self.settings.restart_spread))
+        else:
+            self._schedule_soon(entry)
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """A Secret appeared or changed: resources that were missing it are polled now."""
@@ -231,7 +252,7 @@ class Scheduler:
             if entry.in_flight:
                 entry.repoll = True  # that poll may have read the cache before the Secret came
             else:
-                self._schedule(entry, 0.0)
+                self._schedule_soon(entry)
 
     def forget(self, namespace: str, name: str) -> None:
         entry = self._entries.pop((namespace, name), None)
@@ -250,8 +271,13 @@ class Scheduler:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        next_sweep = self._clock() + ACCOUNT_SWEEP_SECONDS
         while True:
             now = self._clock()
+            if now >= next_sweep:
+                # Accounts of deleted resources would keep their pooled sockets open forever.
+                next_sweep = now + ACCOUNT_SWEEP_SECONDS
+                self._track(asyncio.create_task(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS)))
             while self._heap and self._heap[0][0] <= now:
                 due, _, key = heapq.heappop(self._heap)
                 entry = self._entries.get(key)
@@ -264,12 +290,26 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(timeout, 60.0)))
 
+    async def stop(self) -> None:
+        """Cancel in-flight polls: they must not write through clients about to be closed."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait for in-flight polls (tests and shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _start_group(self, first: _Entry, now: float) -> None:
+        arrivals = self._arrivals.get(first.group)
+        if arrivals is not None:
+            due = arrivals.due(self.settings)
+            if now < due:
+                self._schedule(first, due - now, base=now)  # more of its group are arriving
+                return
+            del self._arrivals[first.group]
         # Polling a listed endpoint early costs nothing (the listing is fetched anyway) and pulls
         # members that drifted apart back into one request.
         horizon = now + max(self.settings.coalesce_window, first.interval / 2)
@@ -289,7 +329,9 @@ class Scheduler:
             self._metrics.scheduler_lag.observe(max(0.0, now - entry.due))
             # Taken: the heap items members still have are stale from here on.
             entry.due = math.inf
-        task = asyncio.create_task(self._poll(members), name=f"poll {first.group!r}")
+        self._track(asyncio.create_task(self._poll(members), name=f"poll {first.group!r}"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -501,6 +543,20 @@ class Scheduler:
             members.discard(entry.key)
             if not members:
                 del self._groups[entry.group]
+                self._arrivals.pop(entry.group, None)
+
+    def _schedule_soon(self, entry: _Entry) -> None:
+        """Poll a new or edited resource now; with its listing group's other arrivals if the
+        provider lists."""
+        if entry.parsed is None or not entry.parsed.provider.batches:
+            self._schedule(entry, 0.0)
+            return
+        now = self._clock()
+        arrivals = self._arrivals.get(entry.group)
+        if arrivals is None:
+            arrivals = self._arrivals[entry.group] = _Arrivals(first=now, last=now)
+        arrivals.last = now
+        self._schedule(entry, arrivals.due(self.settings) - now, base=now)
 
     def _schedule(self, entry: _Entry, delay: float, *, base: float | None = None) -> None:
         entry.due = (self._clock() if base is None else base) + delay

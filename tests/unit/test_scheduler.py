@@ -311,14 +311,21 @@ async def test_a_coalesced_workspace_costs_one_listing_per_cycle(
     assert {p["phase"] for _, p in writer.patches} == {"Running"}
 
 
-def test_accounts_share_one_connection_pool() -> None:
+async def test_accounts_have_own_pools_but_share_one_ssl_context() -> None:
+    # One SSL context per account held a CA bundle each (1.8 GB at 10,000 self-hosted
+    # endpoints); one pool for all made httpcore scan hundreds of connections per request.
     pool = AccountPool()
-    clients = [
-        pool.get("nsModelServer", ("nsModelServer", f"http://ns{i}.test")).client for i in range(3)
-    ]
-    inner = {id(c._transport._inner) for c in clients}  # type: ignore[attr-defined]
-    assert len(inner) == 1, "one pool (one SSL context) for every account"
-    assert len({id(c) for c in clients}) == 3, "but a budget and client per account"
+    try:
+        clients = [
+            pool.get("nsModelServer", ("nsModelServer", f"http://ns{i}.test")).client
+            for i in range(3)
+        ]
+        inner = [c._transport._inner for c in clients]  # type: ignore[attr-defined]
+        assert len({id(t) for t in inner}) == 3, "a connection pool per account"
+        assert len({id(t._pool._ssl_context) for t in inner}) == 1, "one SSL context for all"
+        assert {t._pool._max_connections for t in inner} == {16}
+    finally:
+        await pool.aclose()
 
 
 async def test_restart_then_one_failure_is_not_stale(
@@ -399,3 +406,54 @@ async def test_a_batch_stays_due_together_when_its_writes_are_slow(
     await asyncio.sleep(0.1)
     dues = {scheduler._entries[("ml", f"d{i}")].due for i in range(40)}
     assert len(dues) == 1, "one batch, one next poll: the next cycle is one listing again"
+
+
+async def test_resources_arriving_one_by_one_share_one_listing(
+    scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+) -> None:
+    # kopf hands over a start-up listing (or a GitOps sync) one object at a time, with the event
+    # loop running in between; each arrival must not start its own workspace listing.
+    provider.handler = dataarts_listing(30)
+    secrets.put("ml", "creds", None, {"token": TOKEN})
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(30):
+        scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
+        await asyncio.sleep(0.05)  # 1.5 s of arrivals, each gap far below arrival_quiet
+    await writer.wait_for(30)
+    assert len(provider.requests) == 1
+    # A lone edit afterwards is polled within arrival_quiet, not after a long settle.
+    edited = dataarts_spec(0)
+    edited["pollInterval"] = "40s"
+    edited_at = loop.time()
+    scheduler.upsert(body("d0", edited, generation=2))
+    await writer.wait_for(31)
+    waited = loop.time() - edited_at
+    assert scheduler.settings.arrival_quiet <= waited < scheduler.settings.arrival_quiet + 1.0
+    assert len(provider.requests) == 2
+    assert loop.time() - start < scheduler.settings.arrival_max_wait + 5
+
+
+async def test_a_steady_stream_of_arrivals_waits_at_most_arrival_max_wait(
+    provider: Provider, writer: FakeWriter, secrets: SecretCache
+) -> None:
+    provider.handler = dataarts_listing(100)
+    secrets.put("ml", "creds", None, {"token": TOKEN})
+    accounts = AccountPool(transport=httpx.MockTransport(provider))
+    settings = SchedulerSettings(arrival_quiet=0.3, arrival_max_wait=0.6)
+    sched = Scheduler(writer, secrets, accounts, settings)
+    task = asyncio.create_task(sched.run())
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(20):
+            sched.upsert(body(f"d{i}", dataarts_spec(i)))
+            await asyncio.sleep(0.1)
+            if writer.patches:
+                break
+        await writer.wait_for(1)
+        assert loop.time() - start < 0.6 + 0.3, "never starved by a steady stream"
+    finally:
+        task.cancel()
+        await sched.drain()
+        await accounts.aclose()

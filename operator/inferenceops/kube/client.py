@@ -1,4 +1,4 @@
-"""An httpx client for the API server, built from the credentials kopf logged in with.
+"""A client for the API server, built from the credentials kopf logged in with.
 
 kopf offers no public call to patch an object outside a handler, so status and Events go through
 this client; using kopf's ConnectionInfo keeps one login path for both.
@@ -10,12 +10,13 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import kopf
 
-__all__ = ["api_client", "login"]
+__all__ = ["ApiError", "ApiSession", "login"]
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo:
@@ -58,17 +59,41 @@ def _write(directory: str, name: str, data: bytes) -> str:
     return path
 
 
-def api_client(info: kopf.ConnectionInfo, *, max_connections: int = 20) -> httpx.AsyncClient:
-    scratch = tempfile.mkdtemp(prefix="inferenceops-")
-    headers = {"User-Agent": "inferenceops/0.1", "Accept": "application/json"}
-    if info.token:
-        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-    auth = httpx.BasicAuth(info.username, info.password or "") if info.username else None
-    return httpx.AsyncClient(
-        base_url=info.server,
-        verify=_ssl_context(info, scratch),
-        headers=headers,
-        auth=auth,
-        timeout=httpx.Timeout(30.0, connect=10.0),
-        limits=httpx.Limits(max_connections=max_connections),
-    )
+class ApiSession:
+    """The API server at `server`, over an aiohttp session (kopf's own HTTP library).
+
+    aiohttp, not httpx, for this one client: a status patch through httpx cost ~2 ms of CPU
+    against ~0.15 ms through aiohttp (bench/, start-up of 10,000 resources is 10,000 patches).
+    Provider requests stay on httpx, whose errors the adapters map.
+    """
+
+    def __init__(self, info: kopf.ConnectionInfo, *, max_connections: int = 16) -> None:
+        scratch = tempfile.mkdtemp(prefix="inferenceops-")
+        headers = {"User-Agent": "inferenceops/0.1", "Accept": "application/json"}
+        if info.token:
+            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+        self.server = (info.server or "").rstrip("/")
+        self.session = aiohttp.ClientSession(
+            headers=headers,
+            auth=auth,
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context(info, scratch)),
+            timeout=aiohttp.ClientTimeout(total=30.0, connect=10.0),
+            raise_for_status=False,
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.server}{path}"
+
+    async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        async with self.session.get(self.url(path), params=params) as response:
+            if response.status >= 400:
+                raise ApiError(f"GET {path}: HTTP {response.status}")
+            return await response.json(content_type=None)
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+class ApiError(RuntimeError):
+    pass

@@ -11,9 +11,8 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from ..providers import SecretKeyRef
+from .client import ApiSession
 
 __all__ = ["SecretCache", "SecretMissing", "prime"]
 
@@ -64,7 +63,7 @@ class SecretCache:
 
 
 async def prime(
-    api: httpx.AsyncClient, cache: SecretCache, namespaces: Sequence[str], field_selector: str
+    api: ApiSession, cache: SecretCache, namespaces: Sequence[str], field_selector: str
 ) -> int:
     """List Secrets once before the watches start, so the first polls after a restart never see a
     half-filled cache and report a false SecretMissing. Returns how many were loaded."""
@@ -76,9 +75,7 @@ async def prime(
             params = {"limit": "500", "fieldSelector": field_selector}
             if token:
                 params["continue"] = token
-            response = await api.get(path, params=params)
-            response.raise_for_status()
-            page = response.json()
+            page = await api.get_json(path, params)
             for item in page.get("items") or []:
                 meta = item.get("metadata") or {}
                 cache.put(meta.get("namespace", ""), meta.get("name", ""), item.get("data"))

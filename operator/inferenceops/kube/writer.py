@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from ..api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import Metrics
 from ..status import EventSpec
+from .client import ApiSession
 
-__all__ = ["ApiWriter", "ObjectRef", "StatusSink"]
+__all__ = ["ApiWriter", "ObjectRef", "StatusSink", "WriteError"]
+
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +39,49 @@ class StatusSink(Protocol):
 
 
 class ApiWriter:
-    """Writes through an httpx client to the API server; bounded concurrency so a burst of
-    changes cannot flood it."""
+    """Writes through the API session; bounded concurrency so a burst of changes cannot flood
+    the API server."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        api: ApiSession,
         metrics: Metrics,
         *,
         concurrency: int = 16,
         component: str = "inferenceops",
     ) -> None:
-        self._client = client
+        self._api = api
         self._metrics = metrics
         self._gate = asyncio.Semaphore(concurrency)
         self._component = component
         self._instance = socket.gethostname()
+        self._written = {r: metrics.status_writes.labels(r) for r in ("ok", "gone", "error")}
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `.status`; False when the object is gone (deleted meanwhile)."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status"
+        body = json.dumps({"status": patch}, separators=(",", ":"))
         async with self._gate:
             try:
-                response = await self._client.patch(
-                    path,
-                    json={"status": patch},
-                    headers={"Content-Type": "application/merge-patch+json"},
-                )
-            except httpx.HTTPError as err:
-                self._metrics.status_writes.labels("error").inc()
+                async with self._api.session.patch(
+                    self._api.url(path), data=body, headers=MERGE_PATCH
+                ) as response:
+                    status = response.status
+                    detail = (await response.text())[:300] if status >= 400 else ""
+            except (aiohttp.ClientError, TimeoutError) as err:
+                self._written["error"].inc()
                 raise WriteError(
                     f"status patch of {ref.namespace}/{ref.name} failed: {type(err).__name__}"
                 ) from None
-        if response.status_code == 404:
-            self._metrics.status_writes.labels("gone").inc()
+        if status == 404:
+            self._written["gone"].inc()
             return False
-        if response.is_error:
-            self._metrics.status_writes.labels("error").inc()
+        if status >= 400:
+            self._written["error"].inc()
             raise WriteError(
-                f"status patch of {ref.namespace}/{ref.name} failed: "
-                f"HTTP {response.status_code} {response.text[:300]}"
+                f"status patch of {ref.namespace}/{ref.name} failed: HTTP {status} {detail}"
             )
-        self._metrics.status_writes.labels("ok").inc()
+        self._written["ok"].inc()
         return True
 
     async def emit(self, ref: ObjectRef, event: EventSpec) -> None:
@@ -102,20 +107,18 @@ class ApiWriter:
             "lastTimestamp": now,
             "count": 1,
         }
+        path = f"/api/v1/namespaces/{ref.namespace}/events"
         async with self._gate:
             try:
-                response = await self._client.post(
-                    f"/api/v1/namespaces/{ref.namespace}/events", json=body
-                )
-            except httpx.HTTPError as err:
+                async with self._api.session.post(self._api.url(path), json=body) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as err:
                 log.warning(
                     "event for %s/%s not posted: %s", ref.namespace, ref.name, type(err).__name__
                 )
                 return
-        if response.is_error:
-            log.warning(
-                "event for %s/%s not posted: HTTP %s", ref.namespace, ref.name, response.status_code
-            )
+        if status >= 400:
+            log.warning("event for %s/%s not posted: HTTP %s", ref.namespace, ref.name, status)
             return
         self._metrics.events.labels(event.type).inc()
 

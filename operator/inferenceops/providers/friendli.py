@@ -7,12 +7,13 @@ in any way leaves the observation without workers, it never fails the poll.
 
 With two or more endpoints in one account the list call (`GET {url}/dedicated/beta/endpoint`)
 answers all of them in a page or a few, and details are refreshed only when an endpoint's status
-changed or its cached details are older than `details_max_age`. See docs/providers/friendli.md.
+changed or its cached details are about `details_max_age` old. See docs/providers/friendli.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ def _parse_status(raw: object) -> _Status | None:
 class _CachedDetails:
     status: str
     workers: Workers
-    fetched_at: float
+    refresh_at: float
     seen_at: float
 
 
@@ -171,9 +172,11 @@ class FriendliProvider(Provider[FriendliConfig]):
         *,
         details_max_age: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.details_max_age = details_max_age
         self._clock = clock
+        self._rng = rng
         self._details: dict[_CacheKey, _CachedDetails] = {}
 
     def account_key(self, config: FriendliConfig) -> Hashable:
@@ -229,7 +232,12 @@ class FriendliProvider(Provider[FriendliConfig]):
                 # Forget stale counts: the next poll asks again instead of showing old numbers.
                 self._details.pop((base, team, i), None)
             else:
-                self._details[(base, team, i)] = _CachedDetails(status.status, workers, now, now)
+                # A random age in [max/2, 3max/2) (mean: max): details fetched together at
+                # start-up come due spread over several cycles, not all in one.
+                age = self.details_max_age * (0.5 + self._rng())
+                self._details[(base, team, i)] = _CachedDetails(
+                    status.status, workers, now + age, now
+                )
 
         observations: dict[str, PollResult] = {}
         for i, answer in statuses.items():
@@ -305,11 +313,7 @@ class FriendliProvider(Provider[FriendliConfig]):
 
     def _stale(self, key: _CacheKey, status: _Status, now: float) -> bool:
         cached = self._details.get(key)
-        return (
-            cached is None
-            or cached.status != status.status
-            or now - cached.fetched_at >= self.details_max_age
-        )
+        return cached is None or cached.status != status.status or now >= cached.refresh_at
 
     def _evict(self, now: float) -> None:
         for key in [k for k, v in self._details.items() if now - v.seen_at > CACHE_IDLE_SECONDS]:

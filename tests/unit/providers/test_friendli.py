@@ -546,7 +546,7 @@ class Clock:
 
 async def test_batch_reuses_details_until_status_changes_or_they_age() -> None:
     clock = Clock()
-    provider = FriendliProvider(details_max_age=300, clock=clock)
+    provider = FriendliProvider(details_max_age=300, clock=clock, rng=lambda: 0.5)
     fake = FakeFriendli(many(3))
     targets = [target(f"ep{i}") for i in range(3)]
 
@@ -568,6 +568,28 @@ async def test_batch_reuses_details_until_status_changes_or_they_age() -> None:
     clock.now += 300
     await observe(fake, targets, provider)
     assert fake.count("details") == 7
+
+
+async def test_details_fetched_together_come_due_spread_out() -> None:
+    # Start-up fetches every endpoint's details at once; their refreshes must not all land in the
+    # same later cycle.
+    clock = Clock()
+    draws = iter(i / 10 for i in range(10))
+    provider = FriendliProvider(details_max_age=100, clock=clock, rng=lambda: next(draws))
+    fake = FakeFriendli(many(10))
+    targets = [target(f"ep{i}") for i in range(10)]
+    await observe(fake, targets, provider)
+    assert fake.count("details") == 10
+
+    refreshed = []
+    for _ in range(10):
+        clock.now += 10
+        before = fake.count("details")
+        provider._rng = lambda: 0.5
+        await observe(fake, targets, provider)
+        refreshed.append(fake.count("details") - before)
+    # Ages 50, 60, ... 140 s: one endpoint per 10 s step from 50 s on, never all ten at once.
+    assert refreshed == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
 
 
 async def test_batch_failed_details_drop_the_cache_and_retry_next_poll() -> None:
