@@ -28,8 +28,8 @@ __all__ = ["Account", "AccountPool", "AccountSettings", "TokenBucket"]
 @dataclass(frozen=True, slots=True)
 class AccountSettings:
     #: Sustained provider requests per second per account, and the burst above it.
-    requests_per_second: float = 20.0
-    burst: int = 40
+    requests_per_second: float = 50.0
+    burst: int = 100
     #: Concurrent requests, and pooled connections, per account.
     max_concurrent_requests: int = 16
     keepalive_seconds: float = 75.0

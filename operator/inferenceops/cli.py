@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--requests-per-second",
         type=float,
-        default=20.0,
+        default=50.0,
         help="request budget per provider account (token bucket; burst = 2 s)",
     )
     run.add_argument(
