@@ -429,6 +429,18 @@ def _cycle_gets(plan: Plan, cycle: int) -> list[GetCall]:
     return out
 
 
+def account_of(url: str, headers: Mapping[str, str]) -> tuple[str, str]:
+    """What the operator treats as one provider account, from an emulator URL: a self-hosted
+    server per instance, a DataArts workspace, a FriendliAI team, a RunPod key."""
+    parts = url.split("/")  # http:, '', host:port, provider, ...
+    provider = parts[3]
+    if provider in ("takeoff", "ns"):
+        return provider, parts[4]
+    if provider == "dataarts":
+        return provider, parts[6]
+    return provider, headers.get("X-Friendli-Team", "")
+
+
 async def run_floor(
     plan: Plan,
     cycles: int,
@@ -443,17 +455,22 @@ async def run_floor(
 
     proc = psutil.Process()
     gate = asyncio.Semaphore(concurrency)
-    providers = {u.split("/")[3] for u in [c.url for c in plan.lists] + [g.url for g in plan.gets]}
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    clients = {
-        p: httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0), follow_redirects=False)
-        for p in providers
-    }
+    # A client (connection pool) per provider account, as the operator has: one pool shared by
+    # many accounts makes httpcore scan every pooled connection per request, which is not the
+    # cost of polling but of a pool layout.
+    clients: dict[tuple[str, str], Any] = {}
 
-    def client_of(url: str) -> Any:
-        return clients[url.split("/")[3]]
+    def client_of(url: str, headers: Mapping[str, str]) -> Any:
+        key = account_of(url, headers)
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = httpx.AsyncClient(
+                limits=limits, timeout=httpx.Timeout(30.0), follow_redirects=False
+            )
+        return client
 
     async def bounded(coro_fn: Any, *args: Any) -> None:
         async with gate:
@@ -466,8 +483,10 @@ async def run_floor(
         for cycle in range(cycles):
             t0 = time.monotonic()
             c = _Counters()
-            jobs = [bounded(_walk, client_of(x.url), x, c) for x in plan.lists]
-            jobs += [bounded(_get, client_of(g.url), g, c) for g in _cycle_gets(plan, cycle)]
+            jobs = [bounded(_walk, client_of(x.url, x.headers), x, c) for x in plan.lists]
+            jobs += [
+                bounded(_get, client_of(g.url, g.headers), g, c) for g in _cycle_gets(plan, cycle)
+            ]
             await asyncio.gather(*jobs)
             per_cycle.append(
                 {

@@ -738,10 +738,11 @@ def run_case(
         if opts.profile and n >= opts.profile_min_n:
             profiler = start_profile(op.proc.pid, limit, opts.workdir / f"profile-startup-{tag}")
         timeline: list[tuple[float, int]] = []
+        started = op.started
 
         def all_have_status() -> bool:
             count = watcher.with_status()
-            elapsed = round(time.time() - op.started, 1)
+            elapsed = round(time.time() - started, 1)
             if not timeline or elapsed - timeline[-1][0] >= 5.0:
                 timeline.append((elapsed, count))
             return count >= n
