@@ -431,11 +431,11 @@ def _cycle_gets(plan: Plan, cycle: int) -> list[GetCall]:
 
 def account_of(url: str, headers: Mapping[str, str]) -> tuple[str, str]:
     """What the operator treats as one provider account, from an emulator URL: a self-hosted
-    server per instance, a DataArts workspace, a FriendliAI team, a RunPod key."""
+    server per instance, a DataArts workspace, a FriendliAI team, a RunPod API version."""
     parts = url.split("/")  # http:, '', host:port, provider, ...
     provider = parts[3]
-    if provider in ("takeoff", "ns"):
-        return provider, parts[4]
+    if provider in ("takeoff", "ns", "runpod"):
+        return provider, parts[4]  # the instance; for RunPod the API version (another base URL)
     if provider == "dataarts":
         return provider, parts[6]
     return provider, headers.get("X-Friendli-Team", "")

@@ -244,3 +244,18 @@ def test_top_frames(tmp_path: Path) -> None:
     assert top["samples"] == 100
     assert top["self"][0] == ("idle (x.py:9)", 0.7)
     assert dict(top["inclusive"])["main (a.py:1)"] == 1.0
+
+
+def test_floor_has_a_client_per_operator_account() -> None:
+    # The floor's connection layout must be the operator's (a pool per provider account), or the
+    # ratio measures pool layouts instead of the operator's overhead.
+    layout = floor.make_layout(60, floor.parse_mix(floor.DEFAULT_MIX), workspaces=3, teams=2)
+    base = "http://127.0.0.1:1"
+    operator_accounts = set()
+    for ep in layout:
+        parsed = parse_spec(bench_run.manifest(ep, base, "30s")["spec"])
+        operator_accounts.add(parsed.provider.account_key(parsed.config))
+    plan = floor.plan_from_layout(layout, base, "token")
+    calls = [(c.url, c.headers) for c in plan.lists] + [(g.url, g.headers) for g in plan.gets]
+    floor_accounts = {floor.account_of(url, headers) for url, headers in calls}
+    assert len(floor_accounts) == len(operator_accounts)
