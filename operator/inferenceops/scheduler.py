@@ -27,6 +27,7 @@ from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .kube.secrets import SecretCache, SecretMissing
 from .kube.writer import StatusSink, WriteError
 from .providers import CredentialedConfig, ErrorReason, Observation, Phase, ProviderError, Target
+from .providers.base import concurrently
 
 __all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings", "shard_of"]
 
@@ -180,6 +181,8 @@ class Scheduler:
         #: Resources waiting for a Secret, by (namespace, secret name): polled when it appears.
         self._awaiting_secret: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
+        #: Labelled children looked up once, not per poll.
+        self._poll_counters: dict[tuple[str, str], Any] = {}
 
     # --- what kopf tells us -------------------------------------------------------------
 
@@ -424,7 +427,7 @@ class Scheduler:
                     )
                 else:
                     recordings.append(self._record(entry, result, None, timing=timing))
-            await asyncio.gather(*recordings)
+            await concurrently(recordings)
 
     async def _record(
         self,
@@ -448,7 +451,7 @@ class Scheduler:
             if source == entry.status_source and self.settings.poll_time_refresh is None:
                 entry.failures = 0
                 entry.last_success = now_wall
-                self._metrics.polls.labels(parsed.provider.name if parsed else "-", "ok").inc()
+                self._count_poll(parsed.provider.name if parsed else "-", "ok")
                 delay = policy.after_success(result.phase, entry.interval)
                 self._schedule(entry, delay * factor, base=base)
                 return
@@ -480,7 +483,7 @@ class Scheduler:
                     result.reason, entry.failures, entry.interval, retry_after
                 )
             outcome = result.reason
-        self._metrics.polls.labels(resource.provider or "-", outcome).inc()
+        self._count_poll(resource.provider or "-", outcome)
         changed_at = result.changed_at if isinstance(result, Observation) else None
         current = await self._write(entry, new, now_wall, changed_at)
         entry.status_source = source if current else None
@@ -564,6 +567,14 @@ class Scheduler:
             self._seq += 1
             heapq.heappush(self._heap, (entry.due, self._seq, entry.key))
             self._wake.set()
+
+    def _count_poll(self, provider: str, outcome: str) -> None:
+        counter = self._poll_counters.get((provider, outcome))
+        if counter is None:
+            counter = self._poll_counters[(provider, outcome)] = self._metrics.polls.labels(
+                provider, outcome
+            )
+        counter.inc()
 
     def _count_phase(self, old: str | None, new: str | None) -> None:
         if old == new:

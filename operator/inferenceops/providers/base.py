@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,8 +31,19 @@ __all__ = [
     "SecretKeyRef",
     "Target",
     "Workers",
+    "concurrently",
     "provider_time",
 ]
+
+_T = TypeVar("_T")
+
+
+async def concurrently(awaitables: Sequence[Awaitable[_T]]) -> list[_T]:
+    """`asyncio.gather` without its Task when there is only one: most polls are of one endpoint,
+    and a Task per poll (twice) showed in the steady-state profile at 10,000 endpoints."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    return list(await asyncio.gather(*awaitables))
 
 
 class Phase(StrEnum):
@@ -214,7 +225,7 @@ class Provider(ABC, Generic[ConfigT]):
         Per-target failures are returned as `ProviderError` values, not raised. The default polls
         each target on its own, concurrently; the client's connection limit bounds concurrency.
         """
-        results = await asyncio.gather(*(self._observe_caught(client, t) for t in targets))
+        results = await concurrently([self._observe_caught(client, t) for t in targets])
         return {t.key: r for t, r in zip(targets, results, strict=True)}
 
     async def _observe_caught(
