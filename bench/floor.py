@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import math
+import random
 import sys
 import time
 from collections import defaultdict
@@ -475,7 +476,11 @@ async def run_floor(
     def client_of(url: str, headers: Mapping[str, str]) -> Any:
         return clients[account_of(url, headers)]
 
-    async def bounded(coro_fn: Any, *args: Any) -> None:
+    async def bounded(coro_fn: Any, *args: Any, start_at: float = 0.0) -> None:
+        if start_at:
+            # Paced: every request starts at its own moment of the cycle, as the operator's
+            # scheduler spreads its polls, instead of all at once.
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         async with gate:
             await coro_fn(*args)
 
@@ -486,9 +491,22 @@ async def run_floor(
         for cycle in range(cycles):
             t0 = time.monotonic()
             c = _Counters()
-            jobs = [bounded(_walk, client_of(x.url, x.headers), x, c) for x in plan.lists]
-            jobs += [
-                bounded(_get, client_of(g.url, g.headers), g, c) for g in _cycle_gets(plan, cycle)
+            work: list[tuple[Any, Any]] = [(_walk, x) for x in plan.lists]
+            work += [(_get, g) for g in _cycle_gets(plan, cycle)]
+            # Spread over 0.9 x interval (the operator's jitter window), in a fixed shuffled
+            # order so that kinds interleave; 0 = all at once.
+            order = list(range(len(work)))
+            random.Random(cycle).shuffle(order)
+            step = 0.9 * interval / len(work) if interval > 0 and work else 0.0
+            jobs = [
+                bounded(
+                    fn,
+                    client_of(item.url, item.headers),
+                    item,
+                    c,
+                    start_at=t0 + step * order[k] if step else 0.0,
+                )
+                for k, (fn, item) in enumerate(work)
             ]
             await asyncio.gather(*jobs)
             per_cycle.append(

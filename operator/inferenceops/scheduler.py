@@ -425,9 +425,32 @@ class Scheduler:
                     recordings.append(
                         self._record(entry, failure, result.retry_after, timing=timing)
                     )
-                else:
+                elif not self._record_unchanged(entry, result, timing):
                     recordings.append(self._record(entry, result, None, timing=timing))
-            await concurrently(recordings)
+            if recordings:
+                await concurrently(recordings)
+
+    def _record_unchanged(
+        self, entry: _Entry, result: Observation, timing: tuple[float, float]
+    ) -> bool:
+        """Schedule the next poll and return True when `result` is what the status already
+        shows: the steady-state case, done without a coroutine (a Task each in a listing of
+        thousands showed in the profile)."""
+        if entry.repoll or self.settings.poll_time_refresh is not None:
+            return False
+        if (result, entry.generation, entry.reconcile_token) != entry.status_source:
+            return False
+        entry.failures = 0
+        entry.last_success = self._wallclock()
+        parsed = entry.parsed
+        self._count_poll(parsed.provider.name if parsed else "-", "ok")
+        base, factor = timing
+        self._schedule(
+            entry,
+            self.settings.policy.after_success(result.phase, entry.interval) * factor,
+            base=base,
+        )
+        return True
 
     async def _record(
         self,
@@ -447,14 +470,9 @@ class Scheduler:
         parsed = entry.parsed
         source = None
         if isinstance(result, Observation):
-            source = (result, entry.generation, entry.reconcile_token)
-            if source == entry.status_source and self.settings.poll_time_refresh is None:
-                entry.failures = 0
-                entry.last_success = now_wall
-                self._count_poll(parsed.provider.name if parsed else "-", "ok")
-                delay = policy.after_success(result.phase, entry.interval)
-                self._schedule(entry, delay * factor, base=base)
+            if self._record_unchanged(entry, result, (base, factor)):
                 return
+            source = (result, entry.generation, entry.reconcile_token)
         resource = st.Resource(
             generation=entry.generation,
             provider=parsed.provider.name if parsed else None,

@@ -113,6 +113,13 @@ async def test_floor_plan_matches_what_the_emulator_sees() -> None:
             again["errors"] == 0 and again["requests"] == 2 * 2 + 2 + 1 + 1 + 1
         )  # list pages + 1 details
         assert emu.requests("friendli", path=details) == 1
+
+        # Paced: the same requests, spread over 0.9 x the interval instead of all at once.
+        emu.reset_requests()
+        paced = await floor.run_floor(plan, 1, interval=1.0)
+        assert paced["errors"] == 0 and paced["requests"] == expected
+        assert paced["observed_per_cycle"] == 425
+        assert paced["wall_s"] >= 0.8  # the burst above took a fraction of that
     # Plans survive JSON (run.py hands them to floor.py as a file).
     assert floor.Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
 
