@@ -456,8 +456,12 @@ async def run_floor(
 
     proc = psutil.Process()
     gate = asyncio.Semaphore(concurrency)
+    # Keep-alive as long as the operator's (accounts.py, 75 s): a paced floor with httpx's 5 s
+    # default would reconnect between a list account's cycles, which the operator does not.
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=75.0,
     )
     # A client (connection pool) per provider account, as the operator has: one pool shared by
     # many accounts makes httpcore scan every pooled connection per request, which is not the
