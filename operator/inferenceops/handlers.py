@@ -1,8 +1,11 @@
 """kopf wiring, and nothing else: tells the scheduler what exists; never polls, never writes.
 
-Only `on.event` handlers are used: they add no finalizer and write no annotation to the user's
-object (kopf's change handlers would write `last-handled-configuration`, which GitOps tools see
-as drift), and a deleted resource simply disappears from the scheduler.
+kopf logs in, runs start-up and cleanup, serves the probes and watches Secrets (an `on.event`
+handler). The InferenceEndpoints themselves are listed and watched by `kube.informer`, which is
+cheaper per event than kopf's machinery (see its docstring). Neither adds a finalizer or writes
+an annotation to the user's object (kopf's change handlers would write
+`last-handled-configuration`, which GitOps tools see as drift), and a deleted resource simply
+disappears from the scheduler.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .accounts import AccountPool, AccountSettings
 from .api import GROUP, PLURAL, VERSION
 from .kube import client as kube_client
 from .kube import secrets
+from .kube.informer import Informer
 from .kube.secrets import SecretCache
 from .kube.writer import ApiWriter
 from .metrics import Metrics
@@ -46,6 +50,7 @@ class Runtime:
     scheduler: Scheduler | None = None
     api: kube_client.ApiSession | None = None
     task: asyncio.Task[None] | None = None
+    informer: asyncio.Task[None] | None = None
 
 
 registry = kopf.OperatorRegistry()
@@ -79,12 +84,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
     runtime.scheduler = Scheduler(writer, runtime.secrets, runtime.accounts, runtime.settings)
     runtime.task = asyncio.create_task(runtime.scheduler.run(), name="inferenceops-scheduler")
-    runtime.task.add_done_callback(_scheduler_ended)
+    runtime.task.add_done_callback(_task_ended)
+    informer = Informer(runtime.api, endpoint_paths(runtime.namespaces), runtime.scheduler.observe)
+    runtime.informer = asyncio.create_task(informer.run(), name="inferenceops-informer")
+    runtime.informer.add_done_callback(_task_ended)
 
 
-def _scheduler_ended(task: asyncio.Task[None]) -> None:
+def endpoint_paths(namespaces: tuple[str, ...]) -> list[str]:
+    base = f"/apis/{GROUP}/{VERSION}"
+    if not namespaces:
+        return [f"{base}/{PLURAL}"]
+    return [f"{base}/namespaces/{ns}/{PLURAL}" for ns in namespaces]
+
+
+def _task_ended(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.critical("the poll scheduler stopped: %r; liveness now fails", task.exception())
+        log.critical("%s stopped: %r; liveness now fails", task.get_name(), task.exception())
 
 
 @kopf.on.probe(id="scheduler", registry=registry)
@@ -94,15 +109,18 @@ def scheduler_alive(memo: Any, **_: Any) -> int:
     runtime = _runtime(memo)
     if runtime.task is None or runtime.task.done() or runtime.scheduler is None:
         raise kopf.PermanentError("the poll scheduler is not running")
+    if runtime.informer is not None and runtime.informer.done():
+        raise kopf.PermanentError("the InferenceEndpoint watch is not running")
     return len(runtime.scheduler)
 
 
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    if runtime.task:
-        runtime.task.cancel()
-        await asyncio.gather(runtime.task, return_exceptions=True)
+    for task in (runtime.informer, runtime.task):
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     if runtime.scheduler:
         await runtime.scheduler.stop()
     if runtime.accounts:
@@ -121,15 +139,3 @@ async def secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -
     runtime.secrets.put(namespace, name, body.get("data"), body.get("stringData"))
     if runtime.scheduler is not None:
         runtime.scheduler.secret_changed(namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-async def endpoint_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    scheduler = _runtime(memo).scheduler
-    if scheduler is None:
-        return
-    if type == "DELETED":
-        scheduler.forget(body.metadata.namespace or "", body.metadata.name or "")
-        return
-    # kopf marks the start-up listing with type None.
-    scheduler.upsert(body, initial=type is None)

@@ -190,6 +190,14 @@ class Scheduler:
         s = self.settings
         return shard_of(namespace, name, s.shard_count) == s.shard_index
 
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event (`kube.informer`): type None for an object of a listing."""
+        if event_type == "DELETED":
+            meta = body.get("metadata") or {}
+            self.forget(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        else:
+            self.upsert(body, initial=event_type is None)
+
     def upsert(self, body: Mapping[str, Any], *, initial: bool = False) -> None:
         """A resource was listed, added or modified. `initial` marks the start-up listing."""
         meta = body.get("metadata") or {}

@@ -9,7 +9,7 @@ import kopf
 import pytest
 
 from inferenceops.accounts import AccountPool
-from inferenceops.handlers import Runtime, scheduler_alive
+from inferenceops.handlers import Runtime, endpoint_paths, scheduler_alive
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.scheduler import Scheduler, SchedulerSettings
 
@@ -36,3 +36,25 @@ async def test_liveness_fails_when_the_scheduler_is_gone() -> None:
         await runtime.task
     with pytest.raises(kopf.PermanentError):
         scheduler_alive(memo=memo)
+
+
+async def test_liveness_fails_when_the_endpoint_watch_is_gone() -> None:
+    runtime = Runtime(settings=SchedulerSettings())
+    memo = SimpleNamespace(runtime=runtime)
+    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
+    runtime.task = asyncio.create_task(runtime.scheduler.run())
+    runtime.informer = asyncio.create_task(asyncio.sleep(0))
+    await asyncio.sleep(0.01)
+    with pytest.raises(kopf.PermanentError, match="watch"):
+        scheduler_alive(memo=memo)
+    runtime.task.cancel()
+    await asyncio.gather(runtime.task, return_exceptions=True)
+
+
+def test_endpoint_paths_cover_the_watched_namespaces() -> None:
+    base = "/apis/inferenceops.io/v1alpha1"
+    assert endpoint_paths(()) == [f"{base}/inferenceendpoints"]
+    assert endpoint_paths(("a", "b")) == [
+        f"{base}/namespaces/a/inferenceendpoints",
+        f"{base}/namespaces/b/inferenceendpoints",
+    ]

@@ -457,3 +457,13 @@ async def test_a_steady_stream_of_arrivals_waits_at_most_arrival_max_wait(
         task.cancel()
         await sched.drain()
         await accounts.aclose()
+
+
+async def test_watch_events_add_and_forget(scheduler: Scheduler, writer: FakeWriter) -> None:
+    # kube.informer's events: None for a listed object, DELETED with only the name left.
+    scheduler.observe(None, body("a", NS_SPEC))
+    scheduler.observe("ADDED", body("b", NS_SPEC))
+    await writer.wait_for(2)
+    assert len(scheduler) == 2
+    scheduler.observe("DELETED", {"metadata": {"namespace": "ml", "name": "a"}})
+    assert len(scheduler) == 1 and scheduler.status_of("ml", "a") is None
