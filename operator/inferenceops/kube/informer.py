@@ -57,9 +57,6 @@ class Informer:
         self._page_size = page_size
         self._watch_seconds = watch_seconds
         self._backoff_max = backoff_max
-        #: True once every path has been listed: the first listing is complete.
-        self.synced = asyncio.Event()
-        self._listed: set[str] = set()
 
     async def run(self) -> None:
         """Until cancelled; API errors are logged and retried with backoff."""
@@ -73,9 +70,6 @@ class Informer:
             try:
                 if version is None:
                     version = await self._relist(path, known)
-                    self._listed.add(path)
-                    if len(self._listed) == len(self._paths):
-                        self.synced.set()
                 version = await self._watch(path, version, known)
                 failures = 0
             except asyncio.CancelledError:
