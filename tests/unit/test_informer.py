@@ -91,6 +91,25 @@ async def _until(condition: Any, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _events_until_third_watch(
+    api: FakeApi, session: ApiSession, **options: Any
+) -> list[tuple[str | None, str]]:
+    """Run an informer until it opens its third watch; the (type, name) events it handed on."""
+    seen: list[tuple[str | None, str]] = []
+
+    def handler(kind: str | None, obj: Mapping[str, Any]) -> None:
+        seen.append((kind, obj["metadata"]["name"]))
+
+    task = asyncio.create_task(Informer(session, [PATH], handler, **options).run())
+    try:
+        await _until(lambda: len(api.watch_params) >= 3)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    return seen
+
+
 async def test_lists_watches_rewatches_and_relists(fake: tuple[FakeApi, ApiSession]) -> None:
     api, session = fake
     big = "x" * 300_000  # beyond aiohttp's 128 KiB line limit
@@ -107,19 +126,7 @@ async def test_lists_watches_rewatches_and_relists(fake: tuple[FakeApi, ApiSessi
         ],
         410,
     ]
-    seen: list[tuple[str | None, str]] = []
-
-    def handler(kind: str | None, obj: Mapping[str, Any]) -> None:
-        seen.append((kind, obj["metadata"]["name"]))
-
-    informer = Informer(session, [PATH], handler, page_size=2, backoff_max=0.1)
-    task = asyncio.create_task(informer.run())
-    try:
-        await _until(lambda: len(api.watch_params) >= 3)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    seen = await _events_until_third_watch(api, session, page_size=2, backoff_max=0.1)
     assert seen == [
         (None, "a"),
         (None, "b"),
@@ -144,17 +151,7 @@ async def test_errors_back_off_and_recover(fake: tuple[FakeApi, ApiSession]) -> 
     api, session = fake
     api.lists = [[_obj("a", 1)]]
     api.watches = [500, [{"type": "ERROR", "object": {"code": 500, "message": "boom"}}]]
-    seen: list[tuple[str | None, str]] = []
-    informer = Informer(
-        session, [PATH], lambda k, o: seen.append((k, o["metadata"]["name"])), backoff_max=0.05
-    )
-    task = asyncio.create_task(informer.run())
-    try:
-        await _until(lambda: len(api.watch_params) >= 3)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    seen = await _events_until_third_watch(api, session, backoff_max=0.05)
     # Each failure lists again (the state may have moved on) and nothing is reported twice as new.
     assert seen == [(None, "a"), (None, "a"), (None, "a")]
     assert len(api.list_params) == 3
