@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 K8S_VERSION ?= v1.37.2
 export K8S_VERSION
 
-.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench image e2e e2e-clean clean
+.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench image e2e e2e-kind e2e-kind-clean clean
 
 help:
 	@echo "make run         run the operator against the current kube context (or the demo without one)"
@@ -18,7 +18,9 @@ help:
 	@echo "make lint        ruff + mypy --strict"
 	@echo "make crds        regenerate crds/ and the chart's copy from the models"
 	@echo "make bench       the scale benchmark (bench/)"
-	@echo "make e2e         kind cluster + image + chart + integration suite (needs Docker; see docs/kind.md)"
+	@echo "make image       the operator image as an OCI archive, no Docker needed (root; image/README.md)"
+	@echo "make e2e         a real node here (kubelet + containerd, root) + image + chart: the e2e suite (docs/e2e.md)"
+	@echo "make e2e-kind    the same image and chart on a kind cluster (needs Docker; docs/e2e.md)"
 
 $(PY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,16 +45,16 @@ controlplane:
 	bash tests/controlplane/build.sh
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not e2e"
 
 test-unit: venv
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not e2e"
 
 test-integration: venv
 	$(PY) -m pytest -q -m integration
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests examples $(wildcard bench)
+	$(VENV)/bin/ruff check operator tests examples image $(wildcard bench)
 	$(VENV)/bin/mypy
 
 crds: venv
@@ -62,29 +64,39 @@ crds: venv
 bench: venv
 	$(PY) bench/run.py
 
-# ---- kind end-to-end (needs a Docker engine; see docs/kind.md) -------------------------------
-KIND_CLUSTER ?= inferenceops-e2e
-HELM ?= helm
-# The chart's default image is inferenceops:<appVersion>, pullPolicy IfNotPresent.
+# The operator image as an OCI archive, built without a Docker engine (as root; image/README.md).
+# The last line of output is the archive's path. With Docker instead: docker build -t $(IMAGE) .
 APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/inferenceops/Chart.yaml)
 IMAGE ?= inferenceops:$(APP_VERSION)
 
-image:
-	docker build -t $(IMAGE) .
+image: venv
+	bash image/build.sh
 
+# ---- end to end on a real node (root; docs/e2e.md) ---------------------------------------------
+# Debian packages, the node's binaries (built from Go modules like the control plane), then the
+# suite: the node starts and stops inside the tests and leaves the machine as it found it.
 e2e: venv
-	@docker info >/dev/null 2>&1 || { echo "make e2e needs a running Docker engine (docs/kind.md); CI machines have none"; exit 1; }
+	bash tests/node/install.sh
+	bash tests/controlplane/build.sh --node
+	$(PY) -m pytest -q -m e2e tests/node tests/e2e
+
+# ---- the same image and chart on kind (needs a Docker engine; docs/e2e.md) ----------------------
+KIND_CLUSTER ?= inferenceops-e2e
+HELM ?= helm
+
+e2e-kind: venv
+	@docker info >/dev/null 2>&1 || { echo "make e2e-kind needs a running Docker engine (docs/e2e.md); use make e2e without one"; exit 1; }
 	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
 	kind export kubeconfig --name $(KIND_CLUSTER)
 	docker build -t $(IMAGE) .
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	kubectl create namespace inferenceops-e2e --dry-run=client -o yaml | kubectl apply -f -
-	$(HELM) upgrade --install inferenceops charts/inferenceops --namespace inferenceops-system \
+	$(HELM) upgrade --install inferenceops charts/inferenceops --namespace inferenceops \
 		--create-namespace --set-string image.tag=$(APP_VERSION) \
 		--set 'watchNamespaces={inferenceops-e2e}' --wait --timeout 5m
 	USE_EXISTING_CLUSTER=1 $(PY) -m pytest -q -m integration tests/integration
 
-e2e-clean:
+e2e-kind-clean:
 	kind delete cluster --name $(KIND_CLUSTER)
 
 clean:

@@ -9,8 +9,12 @@ from tests.controlplane.fixtures import control_plane  # noqa: F401  (re-exporte
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Everything under tests/integration, tests/controlplane and tests/gitops/integration needs
-    # the control plane; mark it so `make test-unit` can leave it out.
+    # Everything under tests/integration and tests/controlplane needs the control plane; mark it
+    # so `make test-unit` can leave it out. tests/node and tests/e2e need a real node (root,
+    # containerd, a kubelet): `make e2e` runs them, `make test` leaves them out.
     for item in items:
-        if "/integration/" in str(item.fspath) or "/controlplane/" in str(item.fspath):
+        path = str(item.fspath)
+        if "/node/" in path or "/e2e/" in path:
+            item.add_marker(pytest.mark.e2e)
+        elif "/integration/" in path or "/controlplane/" in path:
             item.add_marker(pytest.mark.integration)

@@ -73,8 +73,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pointed_at_emulator(base: str) -> list[dict[str, Any]]:
-    """examples/*.yaml with their URLs replaced by the emulator's."""
+#: The Secrets examples/*.yaml name, and the key each of them reads.
+CREDENTIALS = (
+    ("friendli-credentials", "token"),
+    ("runpod-credentials", "apiKey"),
+    ("dataarts-credentials", "token"),
+)
+
+
+def pointed_at_emulator(
+    base: str, namespace: str = NAMESPACE, token: str = TOKEN
+) -> list[dict[str, Any]]:
+    """examples/*.yaml with their URLs replaced by the emulator's, polled every 5 s, and the
+    Secrets they need (holding the emulator's token): one list to apply."""
     urls = {
         "friendli": f"{base}/friendli",
         "runpod": f"{base}/runpod/v2",
@@ -82,12 +93,20 @@ def pointed_at_emulator(base: str) -> list[dict[str, Any]]:
         "nsModelServer": f"{base}/ns/classifier",
         "dataArtsFabric": f"{base}/dataarts",
     }
-    docs = []
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": {key: token},
+        }
+        for name, key in CREDENTIALS
+    ]
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "InferenceEndpoint":
                 continue
-            doc["metadata"]["namespace"] = NAMESPACE
+            doc["metadata"]["namespace"] = namespace
             doc["spec"]["pollInterval"] = "5s"
             for block, url in urls.items():
                 if block in doc["spec"]:
@@ -140,20 +159,6 @@ def main() -> int:
             "crd/inferenceendpoints.inferenceops.io",
         )
         plane.kubectl("create", "namespace", NAMESPACE)
-        for name, key in (
-            ("friendli-credentials", "token"),
-            ("runpod-credentials", "apiKey"),
-            ("dataarts-credentials", "token"),
-        ):
-            plane.kubectl(
-                "create",
-                "secret",
-                "generic",
-                name,
-                "-n",
-                NAMESPACE,
-                f"--from-literal={key}={TOKEN}",
-            )
         plane.kubectl(
             "apply",
             "-f",

@@ -11,6 +11,7 @@ disappears from the scheduler.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +76,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
-    runtime.api = kube_client.ApiSession(kube_client.login(settings=settings))
+    runtime.api = kube_client.ApiSession(
+        kube_client.login(settings=settings),
+        relogin=functools.partial(kube_client.login, settings=settings),
+    )
     loaded = await secrets.prime(
         runtime.api, runtime.secrets, runtime.namespaces, SECRET_FIELD_SELECTOR
     )

@@ -15,6 +15,7 @@ and build.sh (beside this file) is run to build whatever is missing from the cac
 There is no kube-controller-manager or scheduler: no Deployments -> Pods, no garbage collection,
 no ServiceAccount tokens, and deleted namespaces stay Terminating. CRDs, CEL validation, RBAC,
 admission webhooks, status subresources, server-side apply and watches all work.
+tests/node/localnode.py adds them (and a kubelet) around one of these, bound to a bridge address.
 
 CLI:
     python tests/controlplane/localcp.py build
@@ -118,15 +119,19 @@ def _locate(name: str) -> str | None:
     return None
 
 
-def build() -> Path:
-    """Run build.sh (builds only what is missing); returns the bin dir. Prints the time it took."""
+def build(node: bool = False) -> Path:
+    """Run build.sh (builds only what is missing); returns the bin dir. Prints the time it took.
+
+    ``node=True`` also builds kubelet, kube-controller-manager and kube-scheduler (tests/node)."""
     t0 = time.monotonic()
+    what = "control-plane and node" if node else "control-plane"
     print(
-        f"[localcp] building control-plane binaries with {BUILD_SH} (first time: many minutes)",
+        f"[localcp] building {what} binaries with {BUILD_SH} (first time: many minutes)",
         file=sys.stderr,
         flush=True,
     )
-    proc = subprocess.run(["bash", str(BUILD_SH)], stdout=subprocess.PIPE, text=True)
+    argv = ["bash", str(BUILD_SH), *(["--node"] if node else [])]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(
             f"{BUILD_SH} failed with exit code {proc.returncode} (its output is above)"
@@ -175,12 +180,12 @@ def _parse_duration(value: str) -> float:
     return sum(float(a) * units[b] for a, b in parts)
 
 
-def _free_ports(n: int) -> list[int]:
+def _free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     socks = []
     try:
         for _ in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
@@ -236,9 +241,10 @@ def _remove_stale_tmpdirs() -> None:
 
 
 class _Certs:
-    """A CA, a serving cert for 127.0.0.1/localhost, an admin client cert and an SA key pair."""
+    """A CA, a serving cert for 127.0.0.1/localhost (+ ``extra_sans``), an admin client cert, a
+    client cert for the API server's calls to kubelets, and an SA key pair."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, extra_sans: Sequence[str] = ()):
         import ipaddress
 
         from cryptography import x509
@@ -309,6 +315,12 @@ class _Certs:
                 b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             return b.sign(ca_key, hashes.SHA256()), key
 
+        def san(value: str) -> x509.GeneralName:
+            try:
+                return x509.IPAddress(ipaddress.ip_address(value))
+            except ValueError:
+                return x509.DNSName(value)
+
         serving, serving_key = leaf(
             name("kube-apiserver"),
             ExtendedKeyUsageOID.SERVER_AUTH,
@@ -319,9 +331,15 @@ class _Certs:
                 x509.DNSName("kubernetes.default"),
                 x509.DNSName("kubernetes.default.svc"),
                 x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                *(san(s) for s in extra_sans),
             ],
         )
         admin, admin_key = leaf(name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+        # What the API server presents to kubelets (logs, exec, port-forward).
+        kubelet_client, kubelet_client_key = leaf(
+            name("kube-apiserver-kubelet-client", "system:masters"),
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
         pem = serialization.Encoding.PEM
@@ -334,6 +352,8 @@ class _Certs:
             "apiserver.key": pem_key(serving_key),
             "admin.crt": self.admin_cert_pem,
             "admin.key": self.admin_key_pem,
+            "kubelet-client.crt": kubelet_client.public_bytes(pem),
+            "kubelet-client.key": pem_key(kubelet_client_key),
             "sa-signer.key": pem_key(sa_key),
             "sa-signer.pub": sa_key.public_key().public_bytes(
                 pem, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -461,6 +481,11 @@ class LocalControlPlane(_ClusterBase):
     The audit policy logs every request at level Metadata, once (stage ResponseComplete; the
     RequestReceived stage is omitted), so a status write is one line with
     ``verb`` in (patch, update) and ``objectRef.subresource == "status"``; see ``audit_events()``.
+
+    For a real node (tests/node): ``address`` is where kube-apiserver binds and what it
+    advertises (etcd stays on 127.0.0.1), ``extra_sans`` are added to its serving cert, and
+    ``service_account_admission=True`` turns the ServiceAccount admission plugin back on (it
+    needs kube-controller-manager to create each namespace's `default` ServiceAccount).
     """
 
     def __init__(
@@ -469,6 +494,9 @@ class LocalControlPlane(_ClusterBase):
         start_timeout: float | None = None,
         extra_apiserver_args: Sequence[str] = (),
         verbose: bool = True,
+        address: str = "127.0.0.1",
+        extra_sans: Sequence[str] = (),
+        service_account_admission: bool = False,
     ):
         self._binaries = binaries
         if start_timeout is None:
@@ -477,6 +505,9 @@ class LocalControlPlane(_ClusterBase):
         self.start_timeout = start_timeout
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.verbose = verbose
+        self.address = address
+        self.extra_sans = list(extra_sans)
+        self.service_account_admission = service_account_admission
         self.tmpdir: Path | None = None
         self.kubeconfig = ""
         self.server = ""
@@ -557,8 +588,9 @@ class LocalControlPlane(_ClusterBase):
         self.tmpdir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         (self.tmpdir / "owner.pid").write_text(str(os.getpid()))
         deadline = t0 + self.start_timeout
-        certs = _Certs(self.tmpdir / "certs")
-        etcd_port, peer_port, api_port = _free_ports(3)
+        certs = _Certs(self.tmpdir / "certs", [self.address, *self.extra_sans])
+        etcd_port, peer_port = _free_ports(2)
+        (api_port,) = _free_ports(1, self.address)
         self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
 
@@ -591,7 +623,8 @@ class LocalControlPlane(_ClusterBase):
             )
         )
         self.audit_log = str(self.tmpdir / "audit.log")
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
+        loopback = self.address.startswith("127.")
         self._spawn(
             "kube-apiserver",
             [
@@ -601,16 +634,26 @@ class LocalControlPlane(_ClusterBase):
                 f"--tls-cert-file={certs.path('apiserver.crt')}",
                 f"--tls-private-key-file={certs.path('apiserver.key')}",
                 f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 # v1.37 refuses a loopback advertise address with the default (lease) endpoint
                 # reconciler ("may not be in the loopback range"); nothing here needs the endpoints
-                # of the `kubernetes` Service, so turn the reconciler off.
-                "--endpoint-reconciler-type=none",
+                # of the `kubernetes` Service, so turn the reconciler off. Any other address keeps
+                # the default, so the Service has the endpoints a real cluster's has.
+                *(["--endpoint-reconciler-type=none"] if loopback else []),
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    []
+                    if self.service_account_admission
+                    else ["--disable-admission-plugins=ServiceAccount"]
+                ),
                 "--authorization-mode=RBAC",
+                # `kubectl logs/exec` through a kubelet; nodes are reached by their InternalIP
+                # (a test node's name does not resolve).
+                f"--kubelet-client-certificate={certs.path('kubelet-client.crt')}",
+                f"--kubelet-client-key={certs.path('kubelet-client.key')}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--client-ca-file={certs.path('ca.crt')}",
                 f"--service-account-issuer={self.server}/",
                 f"--service-account-key-file={certs.path('sa-signer.pub')}",
@@ -715,6 +758,18 @@ class LocalControlPlane(_ClusterBase):
         shutil.copyfile(self.kubeconfig, path)
         os.chmod(path, 0o600)
         return path
+
+    def cert_path(self, fname: str) -> str:
+        """A file of the cluster's PKI: ca.crt, admin.crt/.key, sa-signer.key/.pub, ..."""
+        if self.tmpdir is None:
+            raise ControlPlaneError("not started")
+        return str(self.tmpdir / "certs" / fname)
+
+    def logs_tail(self, n: int = LOG_TAIL_LINES) -> str:
+        """The last ``n`` lines of each process's log, for failure messages."""
+        return "\n".join(
+            f"--- {name} ({path}):\n{_tail(path, n)}" for name, path in self._logs.items()
+        )
 
     @property
     def pids(self) -> dict[str, int]:

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "emulator-token-integration"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -42,9 +42,12 @@ def wait_until(what: str, check: Any, timeout: float = 30.0, every: float = 0.25
 
 
 class EmulatorProcess:
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+    """`inferenceops emulator` on `host` (the e2e suite binds the node's bridge address, so
+    that pods reach it), optionally seeded from a YAML file."""
+
+    def __init__(self, log: Path, *, host: str = "127.0.0.1", seed: Path | None = None) -> None:
+        self.port = free_port(host)
+        self.base = f"http://{host}:{self.port}"
         self.log = log
         self.proc = subprocess.Popen(
             [
@@ -52,10 +55,13 @@ class EmulatorProcess:
                 "-m",
                 "inferenceops",
                 "emulator",
+                "--host",
+                host,
                 "--port",
                 str(self.port),
                 "--token",
                 TOKEN,
+                *(["--seed", str(seed)] if seed else []),
             ],
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,

@@ -2,26 +2,43 @@
 
 kopf offers no public call to patch an object outside a handler, so status and Events go through
 this client; using kopf's ConnectionInfo keeps one login path for both.
+
+Credentials are not read once: a projected service-account token is rewritten by the kubelet
+about every hour and the old one stops being accepted. As client-go does, the session logs in
+again (re-reading the token file, re-running an exec plugin) every `refresh_every` seconds, and
+at once when the API server answers 401, then retries that request once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
 
-__all__ = ["ApiError", "ApiSession", "login"]
+__all__ = ["ApiError", "ApiSession", "Login", "login"]
+
+log = logging.getLogger(__name__)
+
+#: Returns fresh credentials; blocking (it reads files, may run a kubeconfig exec plugin).
+Login = Callable[[], kopf.ConnectionInfo]
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo:
-    """In-cluster service account first, then the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In-cluster first, then the kubeconfig (KUBECONFIG or ~/.kube/config), through the
+    `kubernetes` client: in a pod it reaches the API server at KUBERNETES_SERVICE_HOST/PORT as
+    client-go does (kopf's own in-cluster login needs cluster DNS for kubernetes.default.svc),
+    and it runs kubeconfig exec credential plugins."""
+    kwargs.setdefault("logger", log)
+    info = kopf.login_via_client(**kwargs)
     if info is None:
         raise kopf.LoginError("no in-cluster service account and no kubeconfig found")
     return info
@@ -32,7 +49,7 @@ def _pem(data: str | bytes) -> bytes:
     return raw if raw.lstrip().startswith(b"-----") else base64.b64decode(raw)
 
 
-def _ssl_context(info: kopf.ConnectionInfo, scratch: str) -> ssl.SSLContext | bool:
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if info.insecure:
         return False
     context = ssl.create_default_context()
@@ -40,14 +57,21 @@ def _ssl_context(info: kopf.ConnectionInfo, scratch: str) -> ssl.SSLContext | bo
         context.load_verify_locations(cafile=os.fsdecode(info.ca_path))
     elif info.ca_data:
         context.load_verify_locations(cadata=_pem(info.ca_data).decode())
-    cert, key = info.certificate_path, info.private_key_path
-    # The ssl module loads client certificates only from files; kubeconfigs often embed them.
-    if info.certificate_data:
-        cert = _write(scratch, "client.crt", _pem(info.certificate_data))
-    if info.private_key_data:
-        key = _write(scratch, "client.key", _pem(info.private_key_data))
-    if cert:
-        context.load_cert_chain(os.fsdecode(cert), os.fsdecode(key) if key else None)
+    cert = os.fsdecode(info.certificate_path) if info.certificate_path else None
+    key = os.fsdecode(info.private_key_path) if info.private_key_path else None
+    if not (info.certificate_data or info.private_key_data):
+        if cert:
+            context.load_cert_chain(cert, key)
+        return context
+    # The ssl module loads client certificates only from files: write embedded ones to a
+    # private directory just long enough to load them.
+    with tempfile.TemporaryDirectory(prefix="inferenceops-") as scratch:
+        if info.certificate_data:
+            cert = _write(scratch, "client.crt", _pem(info.certificate_data))
+        if info.private_key_data:
+            key = _write(scratch, "client.key", _pem(info.private_key_data))
+        if cert:
+            context.load_cert_chain(cert, key)
     return context
 
 
@@ -59,27 +83,46 @@ def _write(directory: str, name: str, data: bytes) -> str:
     return path
 
 
+def _authorization(info: kopf.ConnectionInfo) -> str | None:
+    if info.token:
+        return f"{info.scheme or 'Bearer'} {info.token}"
+    if info.username:
+        return aiohttp.BasicAuth(info.username, info.password or "").encode()
+    return None
+
+
 class ApiSession:
     """The API server at `server`, over an aiohttp session (kopf's own HTTP library).
 
     aiohttp, not httpx, for this one client: a status patch through httpx cost ~2 ms of CPU
     against ~0.15 ms through aiohttp (bench/, start-up of 10,000 resources is 10,000 patches).
     Provider requests stay on httpx, whose errors the adapters map.
+
+    `relogin` (e.g. `login`) makes the credentials refreshable; without it the session keeps
+    the ones it was built with.
     """
 
-    def __init__(self, info: kopf.ConnectionInfo, *, max_connections: int = 16) -> None:
-        scratch = tempfile.mkdtemp(prefix="inferenceops-")
-        headers = {"User-Agent": "inferenceops/0.1", "Accept": "application/json"}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        relogin: Login | None = None,
+        refresh_every: float = 60.0,
+        max_connections: int = 16,
+    ) -> None:
+        self._authorization = _authorization(info)
+        self._relogin = relogin
+        self._refresh_every = refresh_every
+        self._logged_in_at = time.monotonic()
+        self._relogged_at = float("-inf")
+        self._refreshing = asyncio.Lock()
         self.server = (info.server or "").rstrip("/")
         self.session = aiohttp.ClientSession(
-            headers=headers,
-            auth=auth,
-            connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context(info, scratch)),
+            headers={"User-Agent": "inferenceops/0.1", "Accept": "application/json"},
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context(info)),
             timeout=aiohttp.ClientTimeout(total=30.0, connect=10.0),
             raise_for_status=False,
+            middlewares=(self._authorize,),
         )
 
     def url(self, path: str) -> str:
@@ -93,6 +136,42 @@ class ApiSession:
 
     async def aclose(self) -> None:
         await self.session.close()
+
+    async def _authorize(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if self._relogin and time.monotonic() - self._logged_in_at >= self._refresh_every:
+            await self._refresh(self._authorization)
+        sent_with = self._set_authorization(request)
+        response = await handler(request)
+        if response.status != 401 or self._relogin is None:
+            return response
+        response.release()
+        await self._refresh(sent_with)
+        self._set_authorization(request)
+        return await handler(request)
+
+    def _set_authorization(self, request: aiohttp.ClientRequest) -> str | None:
+        current = self._authorization
+        if current is not None:
+            request.headers["Authorization"] = current
+        return current
+
+    async def _refresh(self, stale: str | None) -> None:
+        """Log in again, once for all the requests that found `stale` credentials."""
+        assert self._relogin is not None
+        async with self._refreshing:
+            if self._authorization != stale or time.monotonic() - self._relogged_at < 1.0:
+                return  # another request refreshed them just now
+            self._relogged_at = time.monotonic()
+            try:
+                info = await asyncio.to_thread(self._relogin)
+            except Exception as err:  # keep the old credentials; the request reports the 401
+                log.warning("logging in to the API server again failed: %s", type(err).__name__)
+                self._logged_in_at = time.monotonic()
+                return
+            self._authorization = _authorization(info)
+            self._logged_in_at = time.monotonic()
 
 
 class ApiError(RuntimeError):

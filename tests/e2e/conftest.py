@@ -1,0 +1,76 @@
+"""The e2e suite's parts: a real single-node cluster (tests/node), the operator image built with
+`make image` and imported into the node's containerd, and the provider emulator on the node's
+bridge address so that pods reach it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import EmulatorProcess
+from tests.node.fixtures import local_node  # noqa: F401  (re-exported fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "inferenceops"
+VERSION = str(yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"])
+#: A second tag of the same image, for the step that upgrades the release to a new tag.
+NEXT_TAG = f"{VERSION}-next"
+
+
+@pytest.fixture(scope="session")
+def node(local_node: Any) -> Any:  # noqa: F811  (the fixture, not the import)
+    return local_node
+
+
+@pytest.fixture(scope="session")
+def image(node: Any) -> str:
+    """`make image`'s recipe (image/build.sh; cached, so a warm run takes seconds), imported into
+    the node under the chart's default reference and under NEXT_TAG."""
+    built = subprocess.run(
+        ["bash", str(REPO / "image" / "build.sh")],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    archive = built.stdout.strip().splitlines()[-1]
+    node.import_image(archive, f"inferenceops:{VERSION}")
+    node.import_image(archive, f"inferenceops:{NEXT_TAG}")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def emulator(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    emu = EmulatorProcess(
+        tmp_path_factory.mktemp("emulator") / "emulator.log",
+        host=node.host_ip,
+        seed=Path(__file__).with_name("seed.yaml"),
+    )
+    yield emu
+    emu.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed step shows the operator pods' last log lines and the node's components'."""
+    report = yield
+    node = getattr(item, "funcargs", {}).get("node")
+    if report.failed and call.when == "call" and node is not None:
+        logs = node.kubectl(
+            "logs",
+            "-n",
+            "inferenceops",
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "--tail=60",
+            "--prefix",
+            check=False,
+        )
+        report.sections.append(("operator pods", logs.stdout + logs.stderr))
+        report.sections.append(("node", node.logs_tail(15)))
+    return report
