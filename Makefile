@@ -82,19 +82,12 @@ e2e: venv
 
 # ---- the same image and chart on kind (needs a Docker engine; docs/e2e.md) ----------------------
 KIND_CLUSTER ?= inferenceops-e2e
-HELM ?= helm
 
 e2e-kind: venv
 	@docker info >/dev/null 2>&1 || { echo "make e2e-kind needs a running Docker engine (docs/e2e.md); use make e2e without one"; exit 1; }
-	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --wait 120s
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --config tests/e2e/kind-config.yaml --wait 120s
 	kind export kubeconfig --name $(KIND_CLUSTER)
-	docker build -t $(IMAGE) .
-	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl create namespace inferenceops-e2e --dry-run=client -o yaml | kubectl apply -f -
-	$(HELM) upgrade --install inferenceops charts/inferenceops --namespace inferenceops \
-		--create-namespace --set-string image.tag=$(APP_VERSION) \
-		--set 'watchNamespaces={inferenceops-e2e}' --wait --timeout 5m
-	USE_EXISTING_CLUSTER=1 $(PY) -m pytest -q -m integration tests/integration
+	INFERENCEOPS_E2E_KIND=$(KIND_CLUSTER) $(PY) -m pytest -q -m e2e tests/e2e
 
 e2e-kind-clean:
 	kind delete cluster --name $(KIND_CLUSTER)

@@ -1,9 +1,17 @@
 """kopf wiring, and nothing else: tells the scheduler what exists; never polls, never writes.
 
-kopf logs in, runs start-up and cleanup, serves the probes and watches Secrets (an `on.event`
-handler). The InferenceEndpoints themselves are listed and watched by `kube.informer`, which is
-cheaper per event than kopf's machinery (see its docstring). Neither adds a finalizer or writes
-an annotation to the user's object (kopf's change handlers would write
+Who owns what on the Kubernetes side:
+- kopf: the operator's framework. It logs in (and again on 401), runs start-up and clean-up,
+  serves /healthz (with the probe below) and handles signals.
+- ours, in `kube/`: every request after start-up. One `ApiSession` (typed errors, credentials
+  refreshed every minute and on 401, 429 retried after Retry-After), one `Informer` class that
+  lists and watches the InferenceEndpoints and the Secrets, and the one writer of status and
+  Events (`kube/writer.py`).
+Why not kopf's watches: kopf runs every event through a per-object worker, cause detection and
+a handler invocation; at 10,000 resources that was 36 % of the operator's start-up CPU
+(docs/performance.md). kopf's Secret watch also kept every Secret of the cluster and, after an
+outage, re-listed without reporting the Secrets deleted meanwhile. Neither adds a finalizer or
+writes an annotation to the user's object (kopf's change handlers would write
 `last-handled-configuration`, which GitOps tools see as drift), and a deleted resource simply
 disappears from the scheduler.
 """
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +61,7 @@ class Runtime:
     api: kube_client.ApiSession | None = None
     task: asyncio.Task[None] | None = None
     informer: asyncio.Task[None] | None = None
+    secret_informer: asyncio.Task[None] | None = None
 
 
 registry = kopf.OperatorRegistry()
@@ -72,26 +82,56 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     runtime = _runtime(memo)
     settings.posting.enabled = False  # Events are ours, on transitions only (kube/writer.py)
-    settings.watching.chunk_size = 500
-    settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
-    runtime.api = kube_client.ApiSession(
+    api = runtime.api = kube_client.ApiSession(
         kube_client.login(settings=settings),
         relogin=functools.partial(kube_client.login, settings=settings),
     )
-    loaded = await secrets.prime(
-        runtime.api, runtime.secrets, runtime.namespaces, SECRET_FIELD_SELECTOR
-    )
-    log.info("credential cache primed with %d Secrets", loaded)
-    writer = ApiWriter(runtime.api, runtime.metrics)
+    writer = ApiWriter(api, runtime.metrics)
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
-    runtime.scheduler = Scheduler(writer, runtime.secrets, runtime.accounts, runtime.settings)
-    runtime.task = asyncio.create_task(runtime.scheduler.run(), name="inferenceops-scheduler")
-    runtime.task.add_done_callback(_task_ended)
-    informer = Informer(runtime.api, endpoint_paths(runtime.namespaces), runtime.scheduler.observe)
-    runtime.informer = asyncio.create_task(informer.run(), name="inferenceops-informer")
-    runtime.informer.add_done_callback(_task_ended)
+    scheduler = runtime.scheduler = Scheduler(
+        writer, runtime.secrets, runtime.accounts, runtime.settings
+    )
+    runtime.secrets.bind(functools.partial(secrets.get_secret, api), scheduler.secret_changed)
+    # Endpoints first, so that the Secret listing knows which Secrets to keep; polling starts
+    # when both are listed, so no endpoint reports a Secret missing that is merely unread.
+    endpoints = Informer(api, endpoint_paths(runtime.namespaces), scheduler.observe)
+    credentials = Informer(
+        api,
+        secret_paths(runtime.namespaces),
+        runtime.secrets.observe,
+        params={"fieldSelector": SECRET_FIELD_SELECTOR},
+        page_size=100,  # Secrets can be large; unreferenced ones are dropped page by page
+    )
+    runtime.informer = _start(endpoints.run(), "inferenceops-informer")
+    await _synced(endpoints, runtime.informer)
+    runtime.secret_informer = _start(credentials.run(), "inferenceops-secret-informer")
+    await _synced(credentials, runtime.secret_informer)
+    log.info(
+        "holding %d referenced Secrets; polling %d endpoints", len(runtime.secrets), len(scheduler)
+    )
+    runtime.task = _start(scheduler.run(), "inferenceops-scheduler")
+
+
+def _start(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coroutine, name=name)
+    task.add_done_callback(_task_ended)
+    return task
+
+
+async def _synced(informer: Informer, task: asyncio.Task[None]) -> None:
+    """Until the informer has listed everything once; its task failing is start-up failing."""
+    waiter = asyncio.create_task(informer.synced.wait())
+    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    if not waiter.done():
+        waiter.cancel()
+        raise kopf.PermanentError(f"{task.get_name()} stopped before listing: {task.exception()!r}")
+
+
+def secret_paths(namespaces: tuple[str, ...]) -> list[str]:
+    if not namespaces:
+        return ["/api/v1/secrets"]
+    return [f"/api/v1/namespaces/{ns}/secrets" for ns in namespaces]
 
 
 def endpoint_paths(namespaces: tuple[str, ...]) -> list[str]:
@@ -115,13 +155,15 @@ def scheduler_alive(memo: Any, **_: Any) -> int:
         raise kopf.PermanentError("the poll scheduler is not running")
     if runtime.informer is not None and runtime.informer.done():
         raise kopf.PermanentError("the InferenceEndpoint watch is not running")
+    if runtime.secret_informer is not None and runtime.secret_informer.done():
+        raise kopf.PermanentError("the Secret watch is not running")
     return len(runtime.scheduler)
 
 
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    for task in (runtime.informer, runtime.task):
+    for task in (runtime.informer, runtime.secret_informer, runtime.task):
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -131,15 +173,3 @@ async def cleanup(memo: Any, **_: Any) -> None:
         await runtime.accounts.aclose()
     if runtime.api:
         await runtime.api.aclose()
-
-
-@kopf.on.event("v1", "secrets", registry=registry)
-async def secret_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    runtime = _runtime(memo)
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-    if type == "DELETED":
-        runtime.secrets.delete(namespace, name)
-        return
-    runtime.secrets.put(namespace, name, body.get("data"), body.get("stringData"))
-    if runtime.scheduler is not None:
-        runtime.scheduler.secret_changed(namespace, name)

@@ -24,7 +24,7 @@ from typing import Any
 from . import status as st
 from .accounts import AccountPool, credential_fingerprint
 from .api import InvalidSpecError, ParsedSpec, parse_spec
-from .kube.secrets import SecretCache, SecretMissing
+from .kube.secrets import SecretCache, SecretMissing, SecretPending
 from .kube.writer import StatusSink, WriteError
 from .providers import CredentialedConfig, ErrorReason, Observation, Phase, ProviderError, Target
 from .providers.base import concurrently
@@ -141,6 +141,8 @@ class _Entry:
     #: The (observation, generation, reconcile token) the current status was computed from: the
     #: same answer again cannot change the status, so a steady poll skips computing it.
     status_source: tuple[Observation, int, str | None] | None = None
+    #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
+    secret: tuple[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -270,6 +272,8 @@ class Scheduler:
         if entry is None:
             return
         self._leave_group(entry)
+        if entry.secret is not None:
+            self._secrets.unwant(*entry.secret)
         self._count_phase(entry.status.get("phase"), None)
 
     def __len__(self) -> int:
@@ -394,6 +398,8 @@ class Scheduler:
                     self._awaiting_secret.setdefault((entry.namespace, ref.name), set()).add(
                         entry.key
                     )
+                    if isinstance(err, SecretPending):
+                        continue  # it exists and is being read: polled again once it is
                     await self._record(
                         entry, st.Failure(st.SECRET_MISSING, str(err)), retry_after=None
                     )
@@ -555,6 +561,15 @@ class Scheduler:
         self._leave_group(entry)
         entry.group = self._group_of(entry)
         self._groups.setdefault(entry.group, set()).add(entry.key)
+        secret = None
+        if entry.parsed is not None and isinstance(entry.parsed.config, CredentialedConfig):
+            secret = (entry.namespace, entry.parsed.config.credentials_secret_ref.name)
+        if secret != entry.secret:
+            if entry.secret is not None:
+                self._secrets.unwant(*entry.secret)
+            if secret is not None:
+                self._secrets.want(*secret)
+            entry.secret = secret
 
     def _group_of(self, entry: _Entry) -> Hashable:
         parsed = entry.parsed

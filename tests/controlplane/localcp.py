@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -41,7 +42,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -625,45 +626,43 @@ class LocalControlPlane(_ClusterBase):
         self.audit_log = str(self.tmpdir / "audit.log")
         self.server = f"https://{self.address}:{api_port}"
         loopback = self.address.startswith("127.")
-        self._spawn(
-            "kube-apiserver",
-            [
-                bins.kube_apiserver,
-                f"--etcd-servers={self.etcd_url}",
-                f"--cert-dir={certs.dir}",
-                f"--tls-cert-file={certs.path('apiserver.crt')}",
-                f"--tls-private-key-file={certs.path('apiserver.key')}",
-                f"--secure-port={api_port}",
-                f"--bind-address={self.address}",
-                f"--advertise-address={self.address}",
-                # v1.37 refuses a loopback advertise address with the default (lease) endpoint
-                # reconciler ("may not be in the loopback range"); nothing here needs the endpoints
-                # of the `kubernetes` Service, so turn the reconciler off. Any other address keeps
-                # the default, so the Service has the endpoints a real cluster's has.
-                *(["--endpoint-reconciler-type=none"] if loopback else []),
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                *(
-                    []
-                    if self.service_account_admission
-                    else ["--disable-admission-plugins=ServiceAccount"]
-                ),
-                "--authorization-mode=RBAC",
-                # `kubectl logs/exec` through a kubelet; nodes are reached by their InternalIP
-                # (a test node's name does not resolve).
-                f"--kubelet-client-certificate={certs.path('kubelet-client.crt')}",
-                f"--kubelet-client-key={certs.path('kubelet-client.key')}",
-                "--kubelet-preferred-address-types=InternalIP,Hostname",
-                f"--client-ca-file={certs.path('ca.crt')}",
-                f"--service-account-issuer={self.server}/",
-                f"--service-account-key-file={certs.path('sa-signer.pub')}",
-                f"--service-account-signing-key-file={certs.path('sa-signer.key')}",
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={self.audit_log}",
-                "--audit-log-maxbackup=0",
-                *self.extra_apiserver_args,
-            ],
-        )
+        self._apiserver_argv = [
+            bins.kube_apiserver,
+            f"--etcd-servers={self.etcd_url}",
+            f"--cert-dir={certs.dir}",
+            f"--tls-cert-file={certs.path('apiserver.crt')}",
+            f"--tls-private-key-file={certs.path('apiserver.key')}",
+            f"--secure-port={api_port}",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
+            # v1.37 refuses a loopback advertise address with the default (lease) endpoint
+            # reconciler ("may not be in the loopback range"); nothing here needs the endpoints
+            # of the `kubernetes` Service, so turn the reconciler off. Any other address keeps
+            # the default, so the Service has the endpoints a real cluster's has.
+            *(["--endpoint-reconciler-type=none"] if loopback else []),
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            *(
+                []
+                if self.service_account_admission
+                else ["--disable-admission-plugins=ServiceAccount"]
+            ),
+            "--authorization-mode=RBAC",
+            # `kubectl logs/exec` through a kubelet; nodes are reached by their InternalIP
+            # (a test node's name does not resolve).
+            f"--kubelet-client-certificate={certs.path('kubelet-client.crt')}",
+            f"--kubelet-client-key={certs.path('kubelet-client.key')}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--client-ca-file={certs.path('ca.crt')}",
+            f"--service-account-issuer={self.server}/",
+            f"--service-account-key-file={certs.path('sa-signer.pub')}",
+            f"--service-account-signing-key-file={certs.path('sa-signer.key')}",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxbackup=0",
+            *self.extra_apiserver_args,
+        ]
+        self._spawn("kube-apiserver", self._apiserver_argv)
         self._ssl = ssl.create_default_context(cafile=certs.path("ca.crt"))
         self._ssl.load_cert_chain(certs.path("admin.crt"), certs.path("admin.key"))
         self._wait_for("kube-apiserver /readyz", deadline, lambda: self._get("/readyz") == 200)
@@ -696,13 +695,78 @@ class LocalControlPlane(_ClusterBase):
                 )
             time.sleep(0.2)
 
+    # -- outages, for tests of what clients do meanwhile ----------------------------------------
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (etcd keeps running); `start_apiserver()` brings it back."""
+        p = self._procs.pop("kube-apiserver")
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again, on the same address and port, and wait until it is ready."""
+        self._spawn("kube-apiserver", self._apiserver_argv)
+        deadline = time.monotonic() + self.start_timeout
+        self._wait_for("kube-apiserver /readyz", deadline, lambda: self._get("/readyz") == 200)
+
+    @contextlib.contextmanager
+    def other_apiserver(self) -> Iterator[str]:
+        """A second kube-apiserver on the same etcd, on another port: changes made through it
+        while the first one is stopped are what a client of the first one missed. Yields an
+        admin kubeconfig for it."""
+        (port,) = _free_ports(1, self.address)
+        argv = [
+            f"--secure-port={port}"
+            if a.startswith("--secure-port=")
+            else f"--audit-log-path={self.tmpdir / 'audit-2.log'}"
+            if a.startswith("--audit-log-path=")
+            else a
+            for a in self._apiserver_argv
+        ]
+        self._spawn("kube-apiserver-2", argv)
+        server = f"https://{self.address}:{port}"
+        kubeconfig = self.tmpdir / "kubeconfig-2"
+        kubeconfig.write_text(Path(self.kubeconfig).read_text().replace(self.server, server))
+        try:
+            deadline = time.monotonic() + self.start_timeout
+            self._wait_for(
+                "the second kube-apiserver", deadline, lambda: self._get("/readyz", server) == 200
+            )
+            yield str(kubeconfig)
+        finally:
+            p = self._procs.pop("kube-apiserver-2")
+            p.terminate()
+            p.wait(timeout=20)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to now; a watch from an older resourceVersion then gets
+        410 Gone. Returns the revision."""
+
+        def post(path: str, body: dict) -> dict:
+            request = urllib.request.Request(
+                self.etcd_url + path, data=json.dumps(body).encode(), method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return json.loads(r.read())
+
+        revision = int(
+            post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"]
+        )
+        post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
     def _etcd_healthy(self) -> bool:
         with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as r:
             return r.status == 200 and json.loads(r.read() or b"{}").get("health") in ("true", True)
 
-    def _get(self, path: str) -> int:
+    def _get(self, path: str, server: str | None = None) -> int:
         try:
-            with urllib.request.urlopen(self.server + path, timeout=5, context=self._ssl) as r:
+            url = (server or self.server) + path
+            with urllib.request.urlopen(url, timeout=5, context=self._ssl) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code

@@ -4,6 +4,7 @@ bridge address so that pods reach it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
+from image.contract import check_archive
 
 from tests.integration.conftest import EmulatorProcess
-from tests.node.fixtures import local_node  # noqa: F401  (re-exported fixture)
+from tests.node.fixtures import local_node  # noqa: F401  (the fixture, used by `node`)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "inferenceops"
@@ -23,14 +25,32 @@ NEXT_TAG = f"{VERSION}-next"
 
 
 @pytest.fixture(scope="session")
-def node(local_node: Any) -> Any:  # noqa: F811  (the fixture, not the import)
-    return local_node
+def node(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The local node (tests/node/localnode.py); with INFERENCEOPS_E2E_KIND=<cluster>, that kind
+    cluster instead (`make e2e-kind`, tests/node/kindnode.py)."""
+    cluster = os.environ.get("INFERENCEOPS_E2E_KIND")
+    if not cluster:
+        yield request.getfixturevalue("local_node")
+        return
+    from tests.node.kindnode import KindNode
+
+    kind = KindNode(cluster)
+    yield kind
+    kind.stop()
 
 
 @pytest.fixture(scope="session")
-def image(node: Any) -> str:
-    """`make image`'s recipe (image/build.sh; cached, so a warm run takes seconds), imported into
-    the node under the chart's default reference and under NEXT_TAG."""
+def image(node: Any) -> None:
+    """The operator image on the node under the chart's default reference and under NEXT_TAG:
+    `make image`'s recipe (image/build.sh; cached, so a warm run takes seconds) imported into the
+    local node, or on kind `docker build` and `kind load`."""
+    names = [f"inferenceops:{VERSION}", f"inferenceops:{NEXT_TAG}"]
+    cluster = os.environ.get("INFERENCEOPS_E2E_KIND")
+    if cluster:
+        subprocess.run(["docker", "build", "-t", names[0], str(REPO)], check=True)
+        subprocess.run(["docker", "tag", names[0], names[1]], check=True)
+        subprocess.run(["kind", "load", "docker-image", *names, "--name", cluster], check=True)
+        return
     built = subprocess.run(
         ["bash", str(REPO / "image" / "build.sh")],
         stdout=subprocess.PIPE,
@@ -39,9 +59,9 @@ def image(node: Any) -> str:
         check=True,
     )
     archive = built.stdout.strip().splitlines()[-1]
-    node.import_image(archive, f"inferenceops:{VERSION}")
-    node.import_image(archive, f"inferenceops:{NEXT_TAG}")
-    return archive
+    assert check_archive(archive) == [], "the archive breaks the Dockerfile's contract"
+    for name in names:
+        node.import_image(archive, name)
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import ssl
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,7 +110,7 @@ def now() -> str:
 def status_writes(node: Any, since: str) -> Counter[tuple[str, str]]:
     """(endpoint name, writing pod) -> successful status PATCHes received at or after `since`."""
     counted: Counter[tuple[str, str]] = Counter()
-    for event in node.control_plane.audit_events(
+    for event in node.audit_events(
         objectRef__resource="inferenceendpoints", objectRef__subresource="status", verb="patch"
     ):
         if event.get("requestReceivedTimestamp", "") < since:
@@ -194,7 +192,7 @@ def install_args(*values: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_helm_install_pod_ready_through_its_probe(node: Any, image: str) -> None:
+def test_helm_install_pod_ready_through_its_probe(node: Any, image: None) -> None:
     node.helm(
         "install", *install_args("--set-string", f"image.tag={VERSION}"), "--create-namespace"
     )
@@ -298,9 +296,7 @@ def test_replacement_pod_takes_over_without_rewrites(node: Any, emulator: Emulat
 def test_pod_runs_unprivileged_with_a_read_only_root(node: Any) -> None:
     (pod,) = operator_pods(node)
     pid = node.container_pid(OPERATOR_NS, pod["metadata"]["name"], "operator")
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
+    status = dict(line.split(":", 1) for line in node.read_text(f"/proc/{pid}/status").splitlines())
     assert status["Uid"].split() == ["65532"] * 4
     assert status["Gid"].split() == ["65532"] * 4
     for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
@@ -309,7 +305,7 @@ def test_pod_runs_unprivileged_with_a_read_only_root(node: Any) -> None:
     assert status["Seccomp"].strip() == "2"  # filtered: the RuntimeDefault profile
     root = next(
         line.split()
-        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+        for line in node.read_text(f"/proc/{pid}/mountinfo").splitlines()
         if line.split()[4] == "/"
     )
     assert "ro" in root[5].split(","), root
@@ -324,10 +320,8 @@ def test_operator_keeps_working_when_its_token_is_rotated(
     (pod,) = operator_pods(node)
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     account = pod["spec"]["serviceAccountName"]
-    (token_file,) = (node.pod_dir(OPERATOR_NS, name) / "volumes" / "kubernetes.io~projected").glob(
-        "kube-api-access-*/token"
-    )
-    old_token = token_file.read_text()
+    token_file = node.pod_token_file(OPERATOR_NS, name)
+    old_token = node.read_text(token_file)
     assert api_status(node, old_token) == 200
 
     # What the kubelet does on rotation, made quick: a new token bound to the pod is written
@@ -351,13 +345,7 @@ def test_operator_keeps_working_when_its_token_is_rotated(
         "--duration=1h",
     ).stdout.strip()
     assert api_status(node, new_token) == 200
-    target = token_file.resolve()
-    scratch = target.with_name(".e2e-token")
-    scratch.write_text(new_token)
-    owner = os.stat(target)  # the kubelet makes it 0600 and owned by the pod's runAsUser
-    os.chown(scratch, owner.st_uid, owner.st_gid)
-    os.chmod(scratch, owner.st_mode & 0o777)
-    os.replace(scratch, target)
+    node.replace_file(token_file, new_token)
 
     since = now()
     emulator.control("PATCH", "/takeoff/mistral", live=["mistral-7b", "mistral-7b"])

@@ -1,7 +1,7 @@
 """The Helm chart (charts/inferenceops) against a real API server.
 
 Uses the session fixture ``control_plane`` (tests/conftest.py): a local kube-apiserver + etcd,
-or the current kubeconfig's cluster with USE_EXISTING_CLUSTER=1 (kind, see docs/kind.md).
+or the current kubeconfig's cluster with USE_EXISTING_CLUSTER=1 (kind: docs/e2e.md).
 
 - `helm lint` (also `--strict`) with several value sets,
 - `helm template` with several value sets, each applied with `kubectl apply --dry-run=server`,
@@ -587,7 +587,7 @@ def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> No
     assert _can_i(control_plane, sa, "list", "namespaces", namespace=None)
 
     if control_plane.audit_log is None:
-        # A real cluster (kind, docs/kind.md): the operator, watching only these two empty
+        # A real cluster (kind: docs/e2e.md): the operator, watching only these two empty
         # namespaces, must start, pass its probes and keep running as uid 65532 with a
         # read-only root filesystem.
         control_plane.kubectl(

@@ -1201,6 +1201,33 @@ disabled_plugins = [
         """The kubelet's directory of a pod (volumes/, containers/, etc-hosts)."""
         return self.kubelet_root / "pods" / self._pod(namespace, pod)["metadata"]["uid"]
 
+    def pod_token_file(self, namespace: str, pod: str) -> str:
+        """The projected service-account token the kubelet wrote for a pod (its real file)."""
+        volumes = self.pod_dir(namespace, pod) / "volumes" / "kubernetes.io~projected"
+        (token,) = volumes.glob("kube-api-access-*/token")
+        return str(token.resolve())
+
+    def read_text(self, path: str) -> str:
+        """A file of the node (here: of this machine; kindnode.KindNode reads its container's)."""
+        return Path(path).read_text()
+
+    def replace_file(self, path: str, text: str) -> None:
+        """Replace a file atomically, keeping its owner and mode (the kubelet's token files are
+        0600 and owned by the pod's runAsUser)."""
+        target = Path(path).resolve()
+        owner = os.stat(target)
+        scratch = target.with_name(f".{target.name}.replacing")
+        scratch.write_text(text)
+        os.chown(scratch, owner.st_uid, owner.st_gid)
+        os.chmod(scratch, owner.st_mode & 0o7777)
+        os.replace(scratch, target)
+
+    def audit_events(self, **match: Any) -> list[dict[str, Any]]:
+        """``LocalControlPlane.audit_events``: the API server's audit log, filtered."""
+        if self.control_plane is None:
+            raise NodeError("not started")
+        return self.control_plane.audit_events(**match)
+
     def run_in_container(
         self, pid: int, argv: list[str], timeout: float = 30, **kw: Any
     ) -> subprocess.CompletedProcess:

@@ -39,6 +39,22 @@ def _drop_count(node: localnode.LocalNode) -> int:
     return int(out[2].split()[0])
 
 
+def _run_pod(node: localnode.LocalNode, name: str, image: str, pull_policy: str) -> None:
+    """A one-container pod in NS, waited for until Ready."""
+    _apply(
+        node,
+        f"""
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}, namespace: {NS}}}
+        spec:
+          containers:
+          - {{name: c, image: "{image}", imagePullPolicy: {pull_policy}}}
+        """,
+    )
+    node.kubectl("wait", "-n", NS, "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+
+
 @pytest.fixture(scope="session")
 def node(local_node: localnode.LocalNode) -> localnode.LocalNode:  # noqa: F811
     return local_node
@@ -64,18 +80,7 @@ def test_start_and_stop_leave_the_machine_as_it_was() -> None:
 @pytest.fixture(scope="module")
 def pause_pod(node: localnode.LocalNode) -> str:
     node.kubectl("create", "namespace", NS)
-    _apply(
-        node,
-        f"""
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: pause, namespace: {NS}}}
-        spec:
-          containers:
-          - {{name: pause, image: "{PAUSE}", imagePullPolicy: Never}}
-        """,
-    )
-    node.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/pause", "--timeout=60s")
+    _run_pod(node, "pause", PAUSE, "Never")
     return "pause"
 
 
@@ -154,7 +159,7 @@ def test_kubernetes_service_is_reachable_from_a_pod(
     node: localnode.LocalNode,
     pause_pod: str,
 ) -> None:
-    pid = node.container_pid(NS, pause_pod, "pause")
+    pid = node.container_pid(NS, pause_pod, "c")
     env = dict(
         kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv
     )
@@ -172,7 +177,7 @@ def test_traffic_leaving_the_machine_is_dropped(
     node: localnode.LocalNode,
     pause_pod: str,
 ) -> None:
-    pid = node.container_pid(NS, pause_pod, "pause")
+    pid = node.container_pid(NS, pause_pod, "c")
     dropped = _drop_count(node)
     # One connection attempt to the VM's gateway (a closed port): a timeout of 0.9 s stays under
     # TCP's initial 1 s retransmission timeout, so exactly one SYN is sent, and our FORWARD rule
@@ -198,7 +203,7 @@ def test_kubectl_logs_and_exec_go_through_the_kubelet(
     out = node.kubectl("exec", "-n", NS, pause_pod, "--", "/catatonit", "-V").stdout
     assert "catatonit" in out
     # The same without the kubelet: nsenter into the container's namespaces and filesystem.
-    pid = node.container_pid(NS, pause_pod, "pause")
+    pid = node.container_pid(NS, pause_pod, "c")
     inside = node.run_in_container(pid, ["/catatonit", "-V"])
     assert inside.returncode == 0 and "catatonit" in inside.stdout + inside.stderr, inside
     _apply(
@@ -232,15 +237,4 @@ def test_imported_archive_runs_under_its_short_name(
         f"oci-archive:{archive}:9",
     )
     assert node.import_image(str(archive), "smoke-import:1") == "docker.io/library/smoke-import:1"
-    _apply(
-        node,
-        f"""
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: imported, namespace: {NS}}}
-        spec:
-          containers:
-          - {{name: c, image: "smoke-import:1", imagePullPolicy: IfNotPresent}}
-        """,
-    )
-    node.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/imported", "--timeout=60s")
+    _run_pod(node, "imported", "smoke-import:1", "IfNotPresent")

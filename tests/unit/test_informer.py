@@ -152,6 +152,22 @@ async def test_errors_back_off_and_recover(fake: tuple[FakeApi, ApiSession]) -> 
     api.lists = [[_obj("a", 1)]]
     api.watches = [500, [{"type": "ERROR", "object": {"code": 500, "message": "boom"}}]]
     seen = await _events_until_third_watch(api, session, backoff_max=0.05)
-    # Each failure lists again (the state may have moved on) and nothing is reported twice as new.
-    assert seen == [(None, "a"), (None, "a"), (None, "a")]
-    assert len(api.list_params) == 3
+    # A failure resumes the watch from the last version: no re-list of every object (that is for
+    # 410 Gone only), and nothing is reported twice.
+    assert seen == [(None, "a")]
+    assert len(api.list_params) == 1
+    assert [w["resourceVersion"] for w in api.watch_params] == ["100", "100", "100"]
+
+
+async def test_a_silent_watch_is_reopened(fake: tuple[FakeApi, ApiSession]) -> None:
+    """A half-open connection sends nothing, not even bookmarks: after the inactivity timeout
+    the watch is opened again from the same version, without a re-list."""
+    api, session = fake
+    api.lists = [[_obj("a", 1)]]
+    # No scripted watches: each one hangs without a byte, as a dead connection would.
+    seen = await _events_until_third_watch(
+        api, session, inactivity_timeout=0.2, backoff_max=0.05
+    )
+    assert seen == [(None, "a")]
+    assert len(api.list_params) == 1
+    assert [w["resourceVersion"] for w in api.watch_params] == ["100", "100", "100"]

@@ -1,7 +1,7 @@
-"""kube.client.ApiSession's credentials: a rotated token is picked up on 401 (the request is
-retried once) and on a timer, one re-login serves concurrent requests, and embedded client
-certificates leave no files behind. Against a small aiohttp.web server on 127.0.0.1; the e2e
-suite rotates a real projected token in a real pod."""
+"""kube.client.ApiSession: a rotated token is picked up on 401 (the request is retried once) and
+on a timer, one re-login serves concurrent requests, embedded client certificates leave no files
+behind, a 429 is retried after its (capped) Retry-After, and errors are typed. Against a small
+aiohttp.web server on 127.0.0.1; the e2e suite rotates a real projected token in a real pod."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ from aiohttp import web
 
 from inferenceops.kube import client as kube_client
 from inferenceops.kube.client import ApiSession
+from inferenceops.kube.errors import (
+    ApiError,
+    ApiForbidden,
+    ApiGone,
+    ApiNotFound,
+    ApiServerError,
+    ApiTooManyRequests,
+)
 
 
 class TokenServer:
@@ -159,3 +167,82 @@ async def test_embedded_client_certificates_leave_no_files(tmp_path: Path) -> No
     api = ApiSession(info)
     await api.aclose()
     assert set(os.listdir(tempfile.gettempdir())) - before == set()
+
+
+class Scripted:
+    """Answers with the scripted (status, headers, body) tuples in turn, then 200."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], str]) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.answers:
+            status, headers, body = self.answers.pop(0)
+            return web.Response(status=status, headers=headers, text=body)
+        return web.json_response({"ok": True})
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[Scripted, ApiSession]]:
+    fake = Scripted()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    api = ApiSession(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
+    try:
+        yield fake, api
+    finally:
+        await api.aclose()
+        await runner.cleanup()
+
+
+async def test_429_is_retried_after_its_retry_after(
+    scripted: tuple[Scripted, ApiSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, api = scripted
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(kube_client.asyncio, "sleep", sleep)
+    fake.answers = [(429, {"Retry-After": "2"}, ""), (429, {"Retry-After": "1e9"}, "")]
+    assert await api.get_json("/api", {}) == {"ok": True}
+    assert fake.calls == 3
+    assert slept == [2.0, kube_client.MAX_RETRY_AFTER]  # a huge Retry-After is capped
+
+
+async def test_429_gives_up_after_a_few_retries(
+    scripted: tuple[Scripted, ApiSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, api = scripted
+    monkeypatch.setattr(kube_client, "MAX_RETRY_AFTER", 0.0)
+    fake.answers = [(429, {"Retry-After": "1"}, "")] * 10
+    with pytest.raises(ApiTooManyRequests):
+        await api.get_json("/api", {})
+    assert fake.calls == kube_client.RETRIES_ON_429 + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(403, ApiForbidden), (404, ApiNotFound), (410, ApiGone), (503, ApiServerError)],
+)
+async def test_errors_are_typed_and_say_why(
+    scripted: tuple[Scripted, ApiSession], status: int, kind: type[ApiError]
+) -> None:
+    fake, api = scripted
+    body = '{"kind":"Status","reason":"Because","message":"the reason, in words"}'
+    fake.answers = [(status, {}, body)]
+    with pytest.raises(kind) as caught:
+        await api.get_json("/api/v1/x", {})
+    assert caught.value.status == status
+    assert caught.value.reason == "Because"
+    assert str(caught.value) == f"GET /api/v1/x: HTTP {status}: Because (the reason, in words)"

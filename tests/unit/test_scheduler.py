@@ -208,7 +208,7 @@ async def test_credential_never_in_status(
         return httpx.Response(500, text=f"internal error for {request.headers['authorization']}")
 
     provider.handler = echo
-    secrets.put("ml", "creds", None, {"token": TOKEN})
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
     scheduler.upsert(body("f", friendli_spec()))
     await writer.wait_for(1)
     text = repr(writer.patches) + repr(writer.events)
@@ -300,7 +300,7 @@ async def test_a_coalesced_workspace_costs_one_listing_per_cycle(
     scheduler: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
 ) -> None:
     provider.handler = dataarts_listing(50)
-    secrets.put("ml", "creds", None, {"token": TOKEN})
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
     for i in range(50):
         scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
     await writer.wait_for(50)
@@ -399,7 +399,7 @@ async def test_a_batch_stays_due_together_when_its_writes_are_slow(
 
     writer.patch_status = slow_patch  # type: ignore[method-assign]
     provider.handler = dataarts_listing(40)
-    secrets.put("ml", "creds", None, {"token": TOKEN})
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
     for i in range(40):
         scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
     await writer.wait_for(40)
@@ -414,7 +414,7 @@ async def test_resources_arriving_one_by_one_share_one_listing(
     # kopf hands over a start-up listing (or a GitOps sync) one object at a time, with the event
     # loop running in between; each arrival must not start its own workspace listing.
     provider.handler = dataarts_listing(30)
-    secrets.put("ml", "creds", None, {"token": TOKEN})
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
     loop = asyncio.get_running_loop()
     start = loop.time()
     for i in range(30):
@@ -438,7 +438,7 @@ async def test_a_steady_stream_of_arrivals_waits_at_most_arrival_max_wait(
     provider: Provider, writer: FakeWriter, secrets: SecretCache
 ) -> None:
     provider.handler = dataarts_listing(100)
-    secrets.put("ml", "creds", None, {"token": TOKEN})
+    secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
     accounts = AccountPool(transport=httpx.MockTransport(provider))
     settings = SchedulerSettings(arrival_quiet=0.3, arrival_max_wait=0.6)
     sched = Scheduler(writer, secrets, accounts, settings)

@@ -3,6 +3,9 @@
 kopf offers no public call to patch an object outside a handler, so status and Events go through
 this client; using kopf's ConnectionInfo keeps one login path for both.
 
+A 429 (API Priority and Fairness) is retried after its Retry-After, capped, a few times. Errors
+are typed (kube/errors.py).
+
 Credentials are not read once: a projected service-account token is rewritten by the kubelet
 about every hour and the old one stops being accepted. As client-go does, the session logs in
 again (re-reading the token file, re-running an exec plugin) every `refresh_every` seconds, and
@@ -24,12 +27,20 @@ from typing import Any
 import aiohttp
 import kopf
 
+from .errors import ApiError, check
+
 __all__ = ["ApiError", "ApiSession", "Login", "login"]
 
 log = logging.getLogger(__name__)
 
 #: Returns fresh credentials; blocking (it reads files, may run a kubeconfig exec plugin).
 Login = Callable[[], kopf.ConnectionInfo]
+
+#: How often a request refused with 429 is sent again, and the longest pause honoured per retry:
+#: the API server's Retry-After is usually 1 s; a longer one is capped so a write is never held
+#: for long (the caller retries later anyway).
+RETRIES_ON_429 = 3
+MAX_RETRY_AFTER = 10.0
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo:
@@ -122,7 +133,7 @@ class ApiSession:
             connector=aiohttp.TCPConnector(limit=max_connections, ssl=_ssl_context(info)),
             timeout=aiohttp.ClientTimeout(total=30.0, connect=10.0),
             raise_for_status=False,
-            middlewares=(self._authorize,),
+            middlewares=(self._retry_too_many_requests, self._authorize),
         )
 
     def url(self, path: str) -> str:
@@ -130,12 +141,24 @@ class ApiSession:
 
     async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
         async with self.session.get(self.url(path), params=params) as response:
-            if response.status >= 400:
-                raise ApiError(f"GET {path}: HTTP {response.status}")
+            await check(response, f"GET {path}")
             return await response.json(content_type=None)
 
     async def aclose(self) -> None:
         await self.session.close()
+
+    async def _retry_too_many_requests(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        for _ in range(RETRIES_ON_429):
+            response = await handler(request)
+            if response.status != 429:
+                return response
+            delay = _retry_after(response.headers.get("Retry-After"))
+            response.release()
+            log.info("the API server asked to retry %s in %.1f s (429)", request.url.path, delay)
+            await asyncio.sleep(delay)
+        return await handler(request)
 
     async def _authorize(
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
@@ -174,5 +197,12 @@ class ApiSession:
             self._logged_in_at = time.monotonic()
 
 
-class ApiError(RuntimeError):
-    pass
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a Retry-After header (the API server sends seconds), capped."""
+    try:
+        seconds = float(value or 1.0)
+    except ValueError:
+        return 1.0
+    if seconds != seconds:  # NaN
+        return 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -8,8 +8,11 @@ the Secrets watch, the probes, login, start-up and cleanup.
 
 The protocol is the API server's: a paged LIST (`limit`/`continue`), then a WATCH from the
 list's `resourceVersion` with bookmarks, re-opened from the last seen version when the server
-ends it, and a fresh LIST when the version is too old (410 Gone). Objects that disappeared while
-no watch was open are reported as deleted after the re-list.
+ends it or the connection fails, and a fresh LIST only when the version is too old (410 Gone):
+a network blip must not cost a re-list of every object. A watch that stays silent for longer
+than `inactivity_timeout` (bookmarks arrive about once a minute) is taken for a half-open
+connection and re-opened. Objects that disappeared while no watch was open are reported as
+deleted after a re-list.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from .client import ApiError, ApiSession
+from .client import ApiSession
+from .errors import ApiError, ApiGone, check
 
 __all__ = ["Informer", "ObjectHandler"]
 
@@ -47,15 +51,22 @@ class Informer:
         paths: Sequence[str],
         handler: ObjectHandler,
         *,
+        params: Mapping[str, str] | None = None,
         page_size: int = 500,
         watch_seconds: int = 300,
+        inactivity_timeout: float = 150.0,
         backoff_max: float = 30.0,
     ) -> None:
         self._api = api
         self._paths = list(paths)
         self._handler = handler
+        self._params = dict(params or {})
         self._page_size = page_size
+        #: Set once every path has been listed: the handler has seen every object once.
+        self.synced = asyncio.Event()
+        self._unsynced = set(self._paths)
         self._watch_seconds = watch_seconds
+        self._inactivity_timeout = inactivity_timeout
         self._backoff_max = backoff_max
 
     async def run(self) -> None:
@@ -70,18 +81,22 @@ class Informer:
             try:
                 if version is None:
                     version = await self._relist(path, known)
+                    self._unsynced.discard(path)
+                    if not self._unsynced:
+                        self.synced.set()
                 version = await self._watch(path, version, known)
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except _Expired:
+            except (_Expired, ApiGone):
                 log.info("watch of %s expired; listing again", path)
                 version = None
             except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as err:
+                # The version stays: the next watch resumes where this one stopped, and the
+                # API server answers 410 if that is too old.
                 failures += 1
                 delay = min(self._backoff_max, 0.5 * 2**failures) * (0.5 + random.random() / 2)
                 log.warning("watch of %s failed (%s); retrying in %.1f s", path, err, delay)
-                version = None
                 await asyncio.sleep(delay)
 
     async def _relist(self, path: str, known: set[_Key]) -> str:
@@ -89,7 +104,7 @@ class Informer:
         version = ""
         token: str | None = None
         while True:
-            params = {"limit": str(self._page_size)}
+            params = {**self._params, "limit": str(self._page_size)}
             if token:
                 params["continue"] = token
             page = await self._api.get_json(path, params)
@@ -110,26 +125,25 @@ class Informer:
     async def _watch(self, path: str, version: str, known: set[_Key]) -> str:
         """One watch request; returns the last resourceVersion seen when the server ends it."""
         params = {
+            **self._params,
             "watch": "true",
             "allowWatchBookmarks": "true",
             "resourceVersion": version,
             "timeoutSeconds": str(self._watch_seconds),
         }
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._watch_seconds + 60)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._inactivity_timeout)
         async with self._api.session.get(
             self._api.url(path), params=params, timeout=timeout
         ) as response:
-            if response.status == 410:
-                raise _Expired()
-            if response.status >= 400:
-                raise ApiError(f"watch {path}: HTTP {response.status}")
+            await check(response, f"watch {path}")
             async for event in _lines(response.content):
                 kind = event.get("type")
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         raise _Expired()
-                    raise ApiError(f"watch {path}: {obj.get('message', 'error event')}")
+                    code, message = int(obj.get("code") or 0), str(obj.get("message") or "")
+                    raise ApiError(f"watch {path}", code, message)
                 new_version = (obj.get("metadata") or {}).get("resourceVersion")
                 if new_version:
                     version = str(new_version)

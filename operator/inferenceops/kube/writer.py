@@ -16,6 +16,7 @@ from ..api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..metrics import Metrics
 from ..status import EventSpec
 from .client import ApiSession
+from .errors import ApiError, ApiNotFound, check
 
 __all__ = ["ApiWriter", "ObjectRef", "StatusSink", "WriteError"]
 
@@ -61,26 +62,22 @@ class ApiWriter:
         """Merge-patch `.status`; False when the object is gone (deleted meanwhile)."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}/status"
         body = json.dumps({"status": patch}, separators=(",", ":"))
+        what = f"status patch of {ref.namespace}/{ref.name}"
         async with self._gate:
             try:
                 async with self._api.session.patch(
                     self._api.url(path), data=body, headers=MERGE_PATCH
                 ) as response:
-                    status = response.status
-                    detail = (await response.text())[:300] if status >= 400 else ""
+                    await check(response, what)
+            except ApiNotFound:
+                self._written["gone"].inc()
+                return False
+            except ApiError as err:
+                self._written["error"].inc()
+                raise WriteError(str(err)) from None
             except (aiohttp.ClientError, TimeoutError) as err:
                 self._written["error"].inc()
-                raise WriteError(
-                    f"status patch of {ref.namespace}/{ref.name} failed: {type(err).__name__}"
-                ) from None
-        if status == 404:
-            self._written["gone"].inc()
-            return False
-        if status >= 400:
-            self._written["error"].inc()
-            raise WriteError(
-                f"status patch of {ref.namespace}/{ref.name} failed: HTTP {status} {detail}"
-            )
+                raise WriteError(f"{what} failed: {type(err).__name__}") from None
         self._written["ok"].inc()
         return True
 
