@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser("emulator", help="serve the five providers' APIs on 127.0.0.1")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8400)
+    emulator.add_argument("--port", type=int, help="default: 8400 (emulator.DEFAULT_PORT)")
     emulator.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV, "emulator-token"),
@@ -127,9 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe":
         return asyncio.run(_probe(args))
     if args.command == "emulator":
-        from .emulator import serve_forever
+        from .emulator import DEFAULT_PORT, serve_forever
 
-        asyncio.run(serve_forever(args.host, args.port, args.token, args.seed))
+        port = DEFAULT_PORT if args.port is None else args.port
+        asyncio.run(serve_forever(args.host, port, args.token, args.seed))
         return EXIT_OK
     from .api.crd import crd_yaml
 

@@ -73,9 +73,6 @@ class PollPolicy:
         # Only ever earlier: a change must show within one interval, never 1.1 intervals.
         return random.uniform(1 - self.jitter, 1.0)
 
-    def jittered(self, seconds: float) -> float:
-        return seconds * self.jitter_factor()
-
 
 @dataclass(frozen=True, slots=True)
 class SchedulerSettings:

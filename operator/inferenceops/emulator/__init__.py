@@ -99,6 +99,6 @@ is the keyword arguments of the matching put(), null meaning all defaults:
     faults:   [{provider: runpod, kind: status, status: 429, times: 2}]
 """
 
-from .server import Emulator, serve_forever
+from .server import DEFAULT_PORT, Emulator, serve_forever
 
-__all__ = ["Emulator", "serve_forever"]
+__all__ = ["DEFAULT_PORT", "Emulator", "serve_forever"]

@@ -28,7 +28,6 @@ from ._core import (
     text_error,
 )
 
-STAGES = ("GETTING_RESOURCES", "STARTING", "LOADING_MODEL", "BUILDING_API", "READY", "FAILED")
 _PROGRESS = {
     "GETTING_RESOURCES": 10,
     "STARTING": 25,

@@ -34,6 +34,10 @@ KeyedStore = friendli.FriendliStore | runpod.RunpodStore | takeoff.TakeoffStore 
 _KEYED: tuple[Provider, ...] = ("friendli", "runpod", "takeoff", "ns")
 
 
+#: Where `inferenceops emulator` listens unless told otherwise.
+DEFAULT_PORT = 8400
+
+
 class Emulator:
     """All five provider APIs on one local HTTP server, with in-memory, scriptable state.
 
@@ -689,7 +693,7 @@ def _control(
 
 async def serve_forever(
     host: str = "127.0.0.1",
-    port: int = 8089,
+    port: int = DEFAULT_PORT,
     token: str = "emulator-token",
     seed: str | None = None,
     *,
