@@ -101,7 +101,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         secret_paths(runtime.namespaces),
         runtime.secrets.observe,
         params={"fieldSelector": SECRET_FIELD_SELECTOR},
-        page_size=100,  # Secrets can be large; unreferenced ones are dropped page by page
+        page_size=50,  # Secrets can be large (TLS bundles); unreferenced ones are dropped per page
     )
     runtime.informer = _start(endpoints.run(), "inferenceops-informer")
     await _synced(endpoints, runtime.informer)

@@ -193,12 +193,15 @@ def test_unrelated_secrets_do_not_grow_memory(
     # Held (decoded and kept) they cost +56 MB here; passed over, only their names remain.
     assert grown < 25, f"RSS grew by {grown:.0f} MB with 1,000 unrelated 50 KB Secrets"
 
-    # A restart lists them all, 100 per page: the peak stays low too.
+    # A restart lists them all, 50 per page: what stays is small, and the pages in flight (2.5 MB
+    # of JSON each) cost a passing peak. Held, they would add +56 MB to both.
     operator.stop()
     again = OperatorProcess(plane.kubeconfig, tmp_path / "operator-2.log")
     try:
         peak = _peak_rss(again, 5.0)
-        print(f"RSS peak in the first 5 s after a restart: {peak:.0f} MB")
-        assert peak - before < 25, f"RSS after a restart peaked {peak - before:.0f} MB higher"
+        settled = _rss(again)
+        print(f"after a restart: RSS peak {peak:.0f} MB, then {settled:.0f} MB")
+        assert settled - before < 35, f"RSS after a restart is {settled - before:.0f} MB higher"
+        assert peak - before < 45, f"RSS after a restart peaked {peak - before:.0f} MB higher"
     finally:
         again.stop()
