@@ -15,6 +15,7 @@ from aiohttp import web
 
 from inferenceops.kube.client import ApiSession
 from inferenceops.kube.informer import Informer
+from tests.unit.local_http import serving
 
 PATH = "/apis/inferenceops.io/v1alpha1/inferenceendpoints"
 
@@ -67,20 +68,13 @@ class FakeApi:
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeApi, ApiSession]]:
     api = FakeApi()
-    app = web.Application()
-    app.router.add_get(PATH, api.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = ApiSession(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
-    try:
-        yield api, session
-    finally:
-        api.closing.set()
-        await session.aclose()
-        await runner.cleanup()
+    async with serving(api.handle) as url:
+        session = ApiSession(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            yield api, session
+        finally:
+            api.closing.set()
+            await session.aclose()
 
 
 async def _until(condition: Any, within: float = 5.0) -> None:
@@ -165,9 +159,7 @@ async def test_a_silent_watch_is_reopened(fake: tuple[FakeApi, ApiSession]) -> N
     api, session = fake
     api.lists = [[_obj("a", 1)]]
     # No scripted watches: each one hangs without a byte, as a dead connection would.
-    seen = await _events_until_third_watch(
-        api, session, inactivity_timeout=0.2, backoff_max=0.05
-    )
+    seen = await _events_until_third_watch(api, session, inactivity_timeout=0.2, backoff_max=0.05)
     assert seen == [(None, "a")]
     assert len(api.list_params) == 1
     assert [w["resourceVersion"] for w in api.watch_params] == ["100", "100", "100"]

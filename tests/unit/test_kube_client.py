@@ -25,6 +25,7 @@ from inferenceops.kube.errors import (
     ApiServerError,
     ApiTooManyRequests,
 )
+from tests.unit.local_http import serving
 
 
 class TokenServer:
@@ -47,17 +48,8 @@ class TokenServer:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[TokenServer, str]]:
     fake = TokenServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(fake.handle) as url:
+        yield fake, url
 
 
 class TokenFile:
@@ -187,19 +179,12 @@ class Scripted:
 @pytest.fixture
 async def scripted() -> AsyncIterator[tuple[Scripted, ApiSession]]:
     fake = Scripted()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    api = ApiSession(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
-    try:
-        yield fake, api
-    finally:
-        await api.aclose()
-        await runner.cleanup()
+    async with serving(fake.handle) as url:
+        api = ApiSession(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            yield fake, api
+        finally:
+            await api.aclose()
 
 
 async def test_429_is_retried_after_its_retry_after(
