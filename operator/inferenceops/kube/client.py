@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from ..providers.http import parse_retry_after
 from .errors import ApiError, check
 
 __all__ = ["ApiError", "ApiSession", "Login", "login"]
@@ -198,11 +199,6 @@ class ApiSession:
 
 
 def _retry_after(value: str | None) -> float:
-    """Seconds to wait from a Retry-After header (the API server sends seconds), capped."""
-    try:
-        seconds = float(value or 1.0)
-    except ValueError:
-        return 1.0
-    if seconds != seconds:  # NaN
-        return 1.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    """Seconds to wait from a Retry-After header, 1 s when it says nothing usable, capped."""
+    seconds = parse_retry_after(value)
+    return 1.0 if seconds is None else min(seconds, MAX_RETRY_AFTER)
