@@ -169,6 +169,14 @@ class AccountPool:
         account.last_used = time.monotonic()
         return account
 
+    def paused_for(self, key: Hashable) -> float | None:
+        """Seconds left of a provider's Retry-After pause of this account, if one is on."""
+        account = self._accounts.get(key)
+        if account is None:
+            return None
+        left = account.bucket.paused_until - account.bucket.clock()
+        return left if left > 0 else None
+
     def _open(self, provider: str) -> Account:
         s = self.settings
         inner = self._transport

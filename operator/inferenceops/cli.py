@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import yaml
 
-from .scheduler import PollPolicy
+from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .providers import SecretKeyRef
+from .timing import PollPolicy
 
 __all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_USAGE", "main"]
 
@@ -167,41 +170,63 @@ def _read_manifest(filename: str) -> dict[str, Any]:
     return endpoints[0]
 
 
+@dataclasses.dataclass(eq=False)
+class _ProbedEndpoint:
+    """The endpoint of a `probe`, as the poll pipeline sees one (poller.Polled)."""
+
+    name: str
+    parsed: ParsedSpec | None
+    namespace: str = "probe"
+    uid: str = ""
+    generation: int = 1
+    spec_error: str | None = None
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reconcile_token: str | None = None
+    last_success: datetime | None = None
+    tracked_since: datetime | None = None
+
+
+class _EnvironmentCredential:
+    """`probe`'s credential source: $INFERENCEOPS_TOKEN instead of the Secret the spec names."""
+
+    def lookup(self, namespace: str, ref: SecretKeyRef) -> str:
+        return os.environ.get(TOKEN_ENV, "").strip()
+
+
+class _NoWrites:
+    """`probe` prints the status instead of writing it."""
+
+    async def patch_status(self, ref: Any, patch: Mapping[str, Any]) -> bool:
+        return True
+
+    async def emit(self, ref: Any, event: Any) -> None:
+        return None
+
+
 async def _probe(args: argparse.Namespace) -> int:
-    from . import status as st
     from .accounts import AccountPool, AccountSettings
-    from .api import InvalidSpecError, parse_spec
-    from .providers import CredentialedConfig, Observation, Target
+    from .poller import Poller
+    from .providers import CredentialedConfig, Observation
 
     try:
         manifest = _read_manifest(args.filename)
         parsed = parse_spec(manifest.get("spec"))
     except (ValueError, InvalidSpecError) as err:
         return _fail(EXIT_USAGE, str(err))
-    credential = None
-    if isinstance(parsed.config, CredentialedConfig):
-        credential = os.environ.get(TOKEN_ENV, "").strip()
-        if not credential:
-            return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
-    name = (manifest.get("metadata") or {}).get("name", "probe")
-    target = Target(key=str(name), config=parsed.config, credential=credential)
+    if isinstance(parsed.config, CredentialedConfig) and not os.environ.get(TOKEN_ENV, "").strip():
+        return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
+    endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
     accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
+    poller = Poller(accounts, _EnvironmentCredential(), _NoWrites())
     try:
-        account = accounts.get(parsed.provider.name, "probe")
-        result = (await parsed.provider.observe(account.client, [target]))[target.key]
+        # The same steps as the operator's poll: credential, account, adapter, redaction.
+        (batch,), _ = poller.batches([endpoint])
+        ((_, result),) = await poller.observe(batch)
     finally:
         await accounts.aclose()
     if not isinstance(result, Observation):
-        message = result.message.replace(credential, "***") if credential else result.message
-        return _fail(EXIT_PROVIDER, f"{result.reason.value}: {message}")
-    resource = st.Resource(
-        generation=1,
-        provider=parsed.provider.name,
-        endpoint=parsed.provider.endpoint_label(parsed.config),
-        poll_interval=parsed.poll_interval,
-        now=datetime.now(UTC),
-    )
-    status = st.after_observation(None, result, resource)
+        return _fail(EXIT_PROVIDER, f"{result.reason}: {result.message}")
+    status = poller.status_after(endpoint, result, datetime.now(UTC))
     shown = {
         k: status[k]
         for k in (
@@ -224,13 +249,33 @@ async def _probe(args: argparse.Namespace) -> int:
 
 # --- run ---------------------------------------------------------------------------------
 
+#: Loggers whose INFO lines say nothing a user acts on; the operator logs one line per endpoint
+#: transition instead (poller.py), and an API-server outage once when it starts and once when it
+#: ends (kube/informer.py).
+NOISY_LOGGERS = (
+    # One line per provider request at 10,000 endpoints is noise, and URLs carry endpoint ids.
+    "httpx",
+    "httpcore",
+    # kopf's "Handler succeeded" per object event (kopf watches nothing of ours now, but would).
+    "kopf.objects",
+    # Each /healthz request: kopf's "Activity 'scheduler' succeeded" and aiohttp's access line.
+    "kopf.activities.probe",
+    "aiohttp.access",
+)
+
+
+def quiet_noisy_loggers() -> None:
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
     from .accounts import AccountSettings
-    from .api import InvalidSpecError, parse_duration
+    from .api import parse_duration
     from .handlers import Runtime, registry
     from .scheduler import SchedulerSettings
 
@@ -246,11 +291,7 @@ def _run(args: argparse.Namespace) -> int:
         quiet=args.log_level == "warning",
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
-    # One line per provider request at 10,000 endpoints is noise, and URLs carry endpoint ids.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    # kopf logs "Handler succeeded" for every watch event, our own status writes included.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    quiet_noisy_loggers()
     runtime = Runtime(
         settings=SchedulerSettings(
             shard_index=args.shard_index,

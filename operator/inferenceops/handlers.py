@@ -107,8 +107,13 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     await _synced(endpoints, runtime.informer)
     runtime.secret_informer = _start(credentials.run(), "inferenceops-secret-informer")
     await _synced(credentials, runtime.secret_informer)
+    watched = ", ".join(runtime.namespaces) or "all namespaces"
     log.info(
-        "holding %d referenced Secrets; polling %d endpoints", len(runtime.secrets), len(scheduler)
+        "watching InferenceEndpoints in %s%s; holding %d referenced Secrets; polling %d endpoints",
+        watched,
+        " only (--namespace; endpoints elsewhere are not polled)" if runtime.namespaces else "",
+        len(runtime.secrets),
+        len(scheduler),
     )
     runtime.task = _start(scheduler.run(), "inferenceops-scheduler")
 

@@ -1,33 +1,33 @@
-"""One scheduler for every resource: when each is due, which share a request, backoff, writes.
+"""When each InferenceEndpoint is polled, and which are polled together.
 
-kopf handlers only tell it what exists (`upsert`, `forget`); it owns time. Due polls sit in one
-heap. When a poll is due, every target of the same provider account due within the coalescing
-window goes with it, so an adapter that can list (DataArts, Friendli, RunPod) answers them with
-one paged request. Results flow one way: adapter → status.py (pure) → writer (only on change).
+The informer tells it what exists (`observe`: upsert / forget); it owns time. Every poll and
+every staleness deadline sits in a `ScheduledQueue`. When a poll is due, every endpoint of the same
+provider account due within the coalescing window goes with it, so an adapter that can list
+(DataArts, Friendli, RunPod) answers them with one paged request. What happens in a poll (Secret,
+account, adapter, redaction, status, write, Events) is `poller.Poller`'s; how long to wait is
+`timing.PollPolicy`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import logging
-import math
-import random
 import time
-import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import status as st
-from .accounts import AccountPool, credential_fingerprint
+from .accounts import AccountPool
 from .api import InvalidSpecError, ParsedSpec, parse_spec
-from .kube.secrets import SecretCache, SecretMissing, SecretPending
-from .kube.writer import StatusSink, WriteError
-from .providers import CredentialedConfig, ErrorReason, Observation, Phase, ProviderError, Target
+from .kube.secrets import SecretCache
+from .kube.writer import StatusSink
+from .poller import WAITING, Batch, Poller, Written
+from .providers import CredentialedConfig, ErrorReason, Observation, Phase
 from .providers.base import concurrently
+from .timing import PollPolicy, shard_of, stale_after
+from .workqueue import ScheduledQueue
 
 __all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings", "shard_of"]
 
@@ -39,39 +39,7 @@ RECONCILE_ANNOTATION = "inferenceops.io/reconcile-requested-at"
 ACCOUNT_IDLE_SECONDS = 600.0
 ACCOUNT_SWEEP_SECONDS = 60.0
 
-
-@dataclass(frozen=True, slots=True)
-class PollPolicy:
-    """How poll speed follows state (docs/operations.md); factors multiply `spec.pollInterval`."""
-
-    transitional_factor: float = 1 / 3
-    terminal_factor: float = 4.0
-    not_found_factor: float = 4.0
-    min_interval: float = 5.0
-    #: First retry after a failed poll; doubles per failure, never beyond the interval.
-    backoff_base: float = 2.0
-    jitter: float = 0.1
-
-    def after_success(self, phase: Phase, interval: float) -> float:
-        if phase in (Phase.PROVISIONING, Phase.UPDATING, Phase.WAKING, Phase.TERMINATING):
-            return max(self.min_interval, interval * self.transitional_factor)
-        if phase is Phase.TERMINATED:
-            return interval * self.terminal_factor
-        return interval
-
-    def after_failure(
-        self, reason: str, failures: int, interval: float, retry_after: float | None
-    ) -> float:
-        if reason == ErrorReason.NOT_FOUND:
-            return interval * self.not_found_factor
-        if reason in st.STALLED_REASONS:
-            return interval
-        backoff = min(interval, self.backoff_base * 2.0 ** max(0, failures - 1))
-        return max(backoff, retry_after or 0.0)
-
-    def jitter_factor(self) -> float:
-        # Only ever earlier: a change must show within one interval, never 1.1 intervals.
-        return random.uniform(1 - self.jitter, 1.0)
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +57,12 @@ class SchedulerSettings:
     #: Concurrent account polls per provider, so one slow provider cannot hold every slot.
     max_concurrent_polls_per_provider: int = 32
     #: After a restart, polls of resources that already have a status are spread over this
-    #: fraction of their interval instead of all firing at once.
+    #: fraction of their phase's interval instead of all firing at once.
     restart_spread: float = 1.0
     shard_index: int = 0
     shard_count: int = 1
     #: Write lastPollTime on its own at most this often; None: only along with a real change.
     poll_time_refresh: timedelta | None = None
-
-
-def shard_of(namespace: str, name: str, count: int) -> int:
-    """A stable shard for a resource; crc32 is stable across processes, unlike hash()."""
-    return zlib.crc32(f"{namespace}/{name}".encode()) % count if count > 1 else 0
 
 
 @dataclass(slots=True)
@@ -115,6 +78,8 @@ class _Arrivals:
 
 @dataclass(eq=False)
 class _Entry:
+    """One tracked InferenceEndpoint (implements `poller.Polled`)."""
+
     namespace: str
     name: str
     uid: str
@@ -125,7 +90,6 @@ class _Entry:
     status: dict[str, Any]
     reconcile_token: str | None
     last_success: datetime | None
-    due: float = 0.0
     failures: int = 0
     in_flight: bool = False
     #: Set when the spec changed or a reconcile was asked for during an in-flight poll: that
@@ -139,15 +103,23 @@ class _Entry:
     #: same answer again cannot change the status, so a steady poll skips computing it.
     status_source: tuple[Observation, int, str | None] | None = None
     #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
-    secret: tuple[str, str] | None = None
+    secret: Key | None = None
+    #: Held while its status is computed and written: a staleness deadline and a poll's result
+    #: must not both patch from the same old status. Made on first use (most never contend).
+    lock: asyncio.Lock | None = None
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> Key:
         return (self.namespace, self.name)
 
     @property
     def interval(self) -> float:
         return self.parsed.poll_interval if self.parsed else 30.0
+
+    def write_lock(self) -> asyncio.Lock:
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        return self.lock
 
 
 class Scheduler:
@@ -162,28 +134,32 @@ class Scheduler:
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings or SchedulerSettings()
-        self._writer = writer
         self._secrets = secrets
         self._accounts = accounts
+        self._poller = Poller(
+            accounts, secrets, writer, poll_time_refresh=self.settings.poll_time_refresh
+        )
         self._metrics = accounts.metrics
         self._clock = clock
         self._wallclock = wallclock
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._groups: dict[Hashable, set[tuple[str, str]]] = {}
-        self._heap: list[tuple[float, int, tuple[str, str]]] = []
-        self._seq = 0
-        self._wake = asyncio.Event()
+        self._entries: dict[Key, _Entry] = {}
+        self._groups: dict[Hashable, set[Key]] = {}
+        #: When each endpoint is polled next; in-flight endpoints are not in it.
+        self._polls: ScheduledQueue[Key] = ScheduledQueue()
+        #: When each endpoint's status goes stale unless a poll succeeds first (timing.stale_after).
+        self._deadlines: ScheduledQueue[Key] = ScheduledQueue(self._polls.wake_event)
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
         self._provider_gates: dict[str, asyncio.Semaphore] = {}
         self._phase_counts: dict[str, int] = {}
-        #: Resources waiting for a Secret, by (namespace, secret name): polled when it appears.
-        self._awaiting_secret: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        #: Endpoints by the Secret they use, so a changed Secret re-polls all of them.
+        self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
+        self._running = False
         #: Labelled children looked up once, not per poll.
         self._poll_counters: dict[tuple[str, str], Any] = {}
 
-    # --- what kopf tells us -------------------------------------------------------------
+    # --- what the informer tells us -------------------------------------------------------
 
     def owns(self, namespace: str, name: str) -> bool:
         s = self.settings
@@ -217,10 +193,8 @@ class Scheduler:
                 self._apply_spec(entry, spec, generation)
             if asked:
                 entry.reconcile_token = token
-            if (changed or asked) and entry.in_flight:
-                entry.repoll = True
-            elif changed or asked:
-                self._schedule_soon(entry)
+            if changed or asked:
+                self._poll_soon(entry)
             return
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
@@ -241,6 +215,7 @@ class Scheduler:
         self._apply_spec(entry, spec, generation)
         self._entries[entry.key] = entry
         self._count_phase(None, status.get("phase"))
+        self._deadlines.add(entry.key, self._clock() + stale_after(entry.interval))
         fresh = (
             not status
             or status.get("observedGeneration") != generation
@@ -249,32 +224,40 @@ class Scheduler:
         if token is not None:
             entry.reconcile_token = token
         if initial and not fresh:
-            self._schedule(entry, random.uniform(0, entry.interval * self.settings.restart_spread))
+            phase = _phase(status.get("phase"))
+            delay = self.settings.policy.after_restart(
+                phase, entry.interval, self.settings.restart_spread
+            )
+            self._schedule(entry, delay)
         else:
-            self._schedule_soon(entry)
+            self._poll_soon(entry)
 
     def secret_changed(self, namespace: str, name: str) -> None:
-        """A Secret appeared or changed: resources that were missing it are polled now."""
-        for key in self._awaiting_secret.pop((namespace, name), set()):
+        """A Secret appeared, changed or went away: every endpoint using it is polled now, so a
+        fixed credential shows at once and a revoked one stops being used at once."""
+        if not self._running:
+            return  # the start-up listing: every endpoint is due anyway
+        for key in self._secret_users.get((namespace, name), ()):
             entry = self._entries.get(key)
-            if entry is None:
-                continue
-            if entry.in_flight:
-                entry.repoll = True  # that poll may have read the cache before the Secret came
-            else:
-                self._schedule_soon(entry)
+            if entry is not None:
+                self._poll_soon(entry)
 
     def forget(self, namespace: str, name: str) -> None:
         entry = self._entries.pop((namespace, name), None)
         if entry is None:
             return
         self._leave_group(entry)
-        if entry.secret is not None:
-            self._secrets.unwant(*entry.secret)
+        self._use_secret(entry, None)
+        self._polls.forget(entry.key)
+        self._deadlines.forget(entry.key)
         self._count_phase(entry.status.get("phase"), None)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def wake(self) -> None:
+        """Look at the clock now rather than when the next item is due (a fake clock moved)."""
+        self._polls.wake()
 
     def status_of(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         entry = self._entries.get((namespace, name))
@@ -283,6 +266,7 @@ class Scheduler:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._running = True
         next_sweep = self._clock() + ACCOUNT_SWEEP_SECONDS
         while True:
             now = self._clock()
@@ -290,20 +274,21 @@ class Scheduler:
                 # Accounts of deleted resources would keep their pooled sockets open forever.
                 next_sweep = now + ACCOUNT_SWEEP_SECONDS
                 self._track(asyncio.create_task(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS)))
-            while self._heap and self._heap[0][0] <= now:
-                due, _, key = heapq.heappop(self._heap)
-                entry = self._entries.get(key)
-                # Each reschedule pushes a new item; only the latest one of an entry counts.
-                if entry is None or entry.due != due or entry.in_flight:
-                    continue
-                self._start_group(entry, now)
-            timeout = self._heap[0][0] - now if self._heap else 60.0
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(timeout, 60.0)))
+            while (deadline := self._deadlines.pop(now)) is not None:
+                entry = self._entries.get(deadline[0])
+                if entry is not None:
+                    self._track(asyncio.create_task(self._mark_stale(entry)))
+            while (poll := self._polls.pop(now)) is not None:
+                entry = self._entries.get(poll[0])
+                if entry is not None and not entry.in_flight:
+                    self._start_group(entry, now, poll[1])
+            upcoming = [t for t in (self._polls.next_at(), self._deadlines.next_at()) if t]
+            timeout = min(upcoming, default=now + 60.0) - now
+            await self._polls.wait(min(timeout, 60.0))
 
     async def stop(self) -> None:
         """Cancel in-flight polls: they must not write through clients about to be closed."""
+        self._running = False
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -314,7 +299,7 @@ class Scheduler:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _start_group(self, first: _Entry, now: float) -> None:
+    def _start_group(self, first: _Entry, now: float, first_due: float) -> None:
         arrivals = self._arrivals.get(first.group)
         if arrivals is not None:
             due = arrivals.due(self.settings)
@@ -326,21 +311,19 @@ class Scheduler:
         # members that drifted apart back into one request.
         horizon = now + max(self.settings.coalesce_window, first.interval / 2)
         members = [first]
+        lags = [now - first_due]
         batches = first.parsed is not None and first.parsed.provider.batches
         for key in self._groups.get(first.group, ()) if batches else ():
             other = self._entries.get(key)
-            if (
-                other is not None
-                and other is not first
-                and not other.in_flight
-                and other.due <= horizon
-            ):
-                members.append(other)
-        for entry in members:
+            other_due = self._polls.due_at(key)
+            if other is None or other is first or other_due is None or other_due > horizon:
+                continue
+            members.append(other)
+            lags.append(now - other_due)
+            self._polls.forget(key)
+        for entry, lag in zip(members, lags, strict=True):
             entry.in_flight = True
-            self._metrics.scheduler_lag.observe(max(0.0, now - entry.due))
-            # Taken: the heap items members still have are stale from here on.
-            entry.due = math.inf
+            self._metrics.scheduler_lag.observe(max(0.0, lag))
         self._track(asyncio.create_task(self._poll(members), name=f"poll {first.group!r}"))
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -349,13 +332,12 @@ class Scheduler:
 
     async def _poll(self, entries: list[_Entry]) -> None:
         try:
-            parsed = entries[0].parsed
-            provider = parsed.provider.name if parsed else "-"
-            gate = self._provider_gates.setdefault(
-                provider, asyncio.Semaphore(self.settings.max_concurrent_polls_per_provider)
-            )
-            async with gate, self._gate:
-                await self._poll_group(entries)
+            batches, early = self._poller.batches(entries)
+            for entry, outcome in early:
+                if outcome is not WAITING:  # a Secret being read: its arrival re-polls
+                    await self._record(entry, outcome)
+            if batches:
+                await concurrently([self._poll_batch(batch) for batch in batches])
         except Exception:
             # A bug must be loud, not a silent "Unknown"; the resources are retried later.
             log.exception("poll of %d resource(s) failed unexpectedly", len(entries))
@@ -363,7 +345,7 @@ class Scheduler:
                 failure = st.Failure(
                     st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
                 )
-                await self._record(entry, failure, retry_after=None)
+                await self._record(entry, failure)
         finally:
             for entry in entries:
                 entry.in_flight = False
@@ -372,74 +354,39 @@ class Scheduler:
                 if entry.repoll:
                     entry.repoll = False
                     self._schedule(entry, 0.0)
-                elif entry.due == math.inf and entry.parsed is not None:
+                elif entry.key not in self._polls and entry.parsed is not None:
                     self._schedule(entry, entry.interval)  # no result was recorded
 
-    async def _poll_group(self, entries: list[_Entry]) -> None:
-        targets: list[Target[Any]] = []
-        by_key: dict[str, tuple[_Entry, str | None]] = {}
-        for entry in entries:
-            if entry.parsed is None:
-                await self._record(
-                    entry, st.Failure(st.INVALID_SPEC, entry.spec_error or ""), retry_after=None
-                )
-                continue
-            credential = None
-            if isinstance(entry.parsed.config, CredentialedConfig):
-                try:
-                    credential = self._secrets.lookup(
-                        entry.namespace, entry.parsed.config.credentials_secret_ref
-                    )
-                except SecretMissing as err:
-                    ref = entry.parsed.config.credentials_secret_ref
-                    self._awaiting_secret.setdefault((entry.namespace, ref.name), set()).add(
-                        entry.key
-                    )
-                    if isinstance(err, SecretPending):
-                        continue  # it exists and is being read: polled again once it is
-                    await self._record(
-                        entry, st.Failure(st.SECRET_MISSING, str(err)), retry_after=None
-                    )
-                    continue
-            key = f"{entry.namespace}/{entry.name}"
-            by_key[key] = (entry, credential)
-            targets.append(Target(key=key, config=entry.parsed.config, credential=credential))
-        # One group can hold targets whose Secrets hold different credentials.
-        by_credential: dict[str, list[Target[Any]]] = {}
-        for target in targets:
-            by_credential.setdefault(credential_fingerprint(target.credential), []).append(target)
-        for fingerprint, batch in by_credential.items():
-            parsed = by_key[batch[0].key][0].parsed
-            assert parsed is not None
-            provider = parsed.provider
-            account = self._accounts.get(
-                provider.name, (provider.account_key(parsed.config), fingerprint)
+    async def _poll_batch(self, batch: Batch[_Entry]) -> None:
+        paused = self._poller.paused_for(batch)
+        if paused is not None:
+            # The provider asked this account to wait: say so and until when, and come back
+            # then, instead of holding poll slots while its requests sleep.
+            until = self._wallclock() + timedelta(seconds=paused)
+            failure = st.Failure(
+                ErrorReason.RATE_LIMITED.value,
+                "the provider asked this account to wait (Retry-After); polling resumes at "
+                + st.timestamp(until),
             )
-            try:
-                results = await provider.observe(account.client, batch)
-            except ProviderError as err:
-                results = {t.key: err for t in batch}
-            # One clock reading and one jitter draw for the batch: its members stay due together
-            # (so the next cycle is one listing again), however long their writes take.
-            timing = (self._clock(), self.settings.policy.jitter_factor())
-            recordings = []
-            for target in batch:
-                entry, credential = by_key[target.key]
-                result = results.get(target.key) or ProviderError(
-                    ErrorReason.BAD_RESPONSE, "the provider adapter returned no result"
-                )
-                if isinstance(result, ProviderError):
-                    message = result.message
-                    if credential:
-                        message = message.replace(credential, "***")
-                    failure = st.Failure(result.reason.value, message)
-                    recordings.append(
-                        self._record(entry, failure, result.retry_after, timing=timing)
-                    )
-                elif not self._record_unchanged(entry, result, timing):
-                    recordings.append(self._record(entry, result, None, timing=timing))
-            if recordings:
-                await concurrently(recordings)
+            for entry, _ in batch.members:
+                if not entry.repoll:
+                    await self._record(entry, failure, at=self._clock() + paused)
+            return
+        gate = self._provider_gates.setdefault(
+            batch.provider, asyncio.Semaphore(self.settings.max_concurrent_polls_per_provider)
+        )
+        async with gate, self._gate:
+            results = await self._poller.observe(batch)
+        # One clock reading and one jitter draw for the batch: its members stay due together
+        # (so the next cycle is one listing again), however long their writes take.
+        timing = (self._clock(), self.settings.policy.jitter_factor())
+        recordings = []
+        for entry, result in results:
+            if isinstance(result, Observation) and self._record_unchanged(entry, result, timing):
+                continue
+            recordings.append(self._record(entry, result, timing=timing))
+        if recordings:
+            await concurrently(recordings)
 
     def _record_unchanged(
         self, entry: _Entry, result: Observation, timing: tuple[float, float]
@@ -451,100 +398,90 @@ class Scheduler:
             return False
         if (result, entry.generation, entry.reconcile_token) != entry.status_source:
             return False
+        self._succeeded(entry, result, timing[0])
+        return True
+
+    def _succeeded(self, entry: _Entry, result: Observation, base: float) -> None:
         entry.failures = 0
         entry.last_success = self._wallclock()
+        self._deadlines.add(entry.key, base + stale_after(entry.interval))
         parsed = entry.parsed
         self._count_poll(parsed.provider.name if parsed else "-", "ok")
-        base, factor = timing
-        self._schedule(
-            entry,
-            self.settings.policy.after_success(result.phase, entry.interval) * factor,
-            base=base,
-        )
-        return True
 
     async def _record(
         self,
         entry: _Entry,
         result: Observation | st.Failure,
-        retry_after: float | None,
         *,
         timing: tuple[float, float] | None = None,
+        at: float | None = None,
     ) -> None:
         """Turn one poll result into status, write it if it changed, and schedule the next poll
-        at `timing` = (base clock, jitter factor), shared by a batch."""
+        at `timing` = (base clock, jitter factor), shared by a batch, or at `at`."""
         base, factor = timing or (self._clock(), self.settings.policy.jitter_factor())
         if entry.repoll:
             return  # answered for a spec that has changed since; the re-poll will write
-        now_wall = self._wallclock()
         policy = self.settings.policy
-        parsed = entry.parsed
-        source = None
         if isinstance(result, Observation):
             if self._record_unchanged(entry, result, (base, factor)):
                 return
-            source = (result, entry.generation, entry.reconcile_token)
-        resource = st.Resource(
-            generation=entry.generation,
-            provider=parsed.provider.name if parsed else None,
-            endpoint=parsed.provider.endpoint_label(parsed.config) if parsed else None,
-            poll_interval=entry.interval,
-            now=now_wall,
-            last_success=max(
-                (t for t in (entry.last_success, entry.tracked_since) if t is not None),
-                default=None,
-            ),
-            reconcile_token=entry.reconcile_token,
-        )
-        if isinstance(result, Observation):
-            new = st.after_observation(entry.status, result, resource)
-            entry.failures = 0
-            entry.last_success = now_wall
-            delay = policy.after_success(result.phase, entry.interval)
-            outcome = "ok"
+            self._succeeded(entry, result, base)
+            source: tuple[Observation, int, str | None] | None = (
+                result,
+                entry.generation,
+                entry.reconcile_token,
+            )
+            delay = policy.after_success(result.phase, entry.interval) * factor
         else:
-            new = st.after_failure(entry.status, result, resource)
+            source = None
             entry.failures += 1
+            self._count_poll(entry.parsed.provider.name if entry.parsed else "-", result.reason)
             if result.reason == st.INVALID_SPEC:
-                delay = math.inf  # nothing to poll until the spec changes
+                delay = float("inf")  # nothing to poll until the spec changes
             else:
-                delay = policy.after_failure(
-                    result.reason, entry.failures, entry.interval, retry_after
+                delay = factor * policy.after_failure(
+                    result.reason, entry.failures, entry.interval, result.retry_after
                 )
-            outcome = result.reason
-        self._count_poll(resource.provider or "-", outcome)
-        changed_at = result.changed_at if isinstance(result, Observation) else None
-        current = await self._write(entry, new, now_wall, changed_at)
+        current = await self._write(entry, result)
         entry.status_source = source if current else None
-        if self._entries.get(entry.key) is entry:
-            self._schedule(entry, delay * factor if math.isfinite(delay) else delay, base=base)
-
-    async def _write(
-        self, entry: _Entry, new: dict[str, Any], now: datetime, changed_at: datetime | None
-    ) -> bool:
-        """Write what changed; True when `entry.status` now matches `new`."""
-        patch = st.status_patch(entry.status, new, now, self.settings.poll_time_refresh)
-        if patch is None:
-            return True
         if self._entries.get(entry.key) is not entry:
-            return False  # deleted while we polled
-        old = entry.status
-        try:
-            alive = await self._writer.patch_status(entry, patch)
-        except WriteError as err:
-            log.warning("%s", err)
-            return False
-        if not alive:
-            self.forget(entry.namespace, entry.name)
-            return False
-        entry.status = new
+            return
+        if at is None:
+            self._schedule(entry, delay, base=base)
+        else:
+            self._polls.add(entry.key, at)
+
+    async def _mark_stale(self, entry: _Entry) -> None:
+        """The staleness deadline passed with no successful poll, whatever held polls up."""
+        await self._write(entry, None)
+
+    async def _write(self, entry: _Entry, result: Observation | st.Failure | None) -> bool:
+        """Compute the status after `result` (None: a staleness deadline) and write what changed;
+        True when `entry.status` now matches it."""
+        async with entry.write_lock():
+            if self._entries.get(entry.key) is not entry:
+                return False  # deleted while we polled
+            now = self._wallclock()
+            if result is None:
+                new = st.after_deadline(entry.status, self._poller.resource_of(entry, now))
+            else:
+                new = self._poller.status_after(entry, result, now)
+            old = entry.status
+            written = await self._poller.write(entry, new, now)
+            if written is Written.GONE:
+                self.forget(entry.namespace, entry.name)
+                return False
+            if written is Written.FAILED:
+                return False
+            if written is Written.UNCHANGED:
+                return True
+            entry.status = new
         self._count_phase(old.get("phase"), new.get("phase"))
+        changed_at = result.changed_at if isinstance(result, Observation) else None
         if changed_at is not None and old.get("phase") != new.get("phase") and old:
             self._metrics.change_to_write.labels(new.get("provider", "-")).observe(
                 max(0.0, (datetime.now(UTC) - changed_at).total_seconds())
             )
-        for event in st.events_between(old, new):
-            await self._writer.emit(entry, event)
         return True
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -561,12 +498,22 @@ class Scheduler:
         secret = None
         if entry.parsed is not None and isinstance(entry.parsed.config, CredentialedConfig):
             secret = (entry.namespace, entry.parsed.config.credentials_secret_ref.name)
-        if secret != entry.secret:
-            if entry.secret is not None:
-                self._secrets.unwant(*entry.secret)
-            if secret is not None:
-                self._secrets.want(*secret)
-            entry.secret = secret
+        self._use_secret(entry, secret)
+
+    def _use_secret(self, entry: _Entry, secret: Key | None) -> None:
+        if secret == entry.secret:
+            return
+        if entry.secret is not None:
+            self._secrets.unwant(*entry.secret)
+            users = self._secret_users.get(entry.secret)
+            if users is not None:
+                users.discard(entry.key)
+                if not users:
+                    del self._secret_users[entry.secret]
+        if secret is not None:
+            self._secrets.want(*secret)
+            self._secret_users.setdefault(secret, set()).add(entry.key)
+        entry.secret = secret
 
     def _group_of(self, entry: _Entry) -> Hashable:
         parsed = entry.parsed
@@ -586,9 +533,12 @@ class Scheduler:
                 del self._groups[entry.group]
                 self._arrivals.pop(entry.group, None)
 
-    def _schedule_soon(self, entry: _Entry) -> None:
+    def _poll_soon(self, entry: _Entry) -> None:
         """Poll a new or edited resource now; with its listing group's other arrivals if the
-        provider lists."""
+        provider lists. A poll in flight answers for the old spec: it is polled again after."""
+        if entry.in_flight:
+            entry.repoll = True
+            return
         if entry.parsed is None or not entry.parsed.provider.batches:
             self._schedule(entry, 0.0)
             return
@@ -600,11 +550,7 @@ class Scheduler:
         self._schedule(entry, arrivals.due(self.settings) - now, base=now)
 
     def _schedule(self, entry: _Entry, delay: float, *, base: float | None = None) -> None:
-        entry.due = (self._clock() if base is None else base) + delay
-        if math.isfinite(entry.due):
-            self._seq += 1
-            heapq.heappush(self._heap, (entry.due, self._seq, entry.key))
-            self._wake.set()
+        self._polls.add(entry.key, (self._clock() if base is None else base) + delay)
 
     def _count_poll(self, provider: str, outcome: str) -> None:
         counter = self._poll_counters.get((provider, outcome))
@@ -621,3 +567,11 @@ class Scheduler:
             if phase:
                 self._phase_counts[phase] = self._phase_counts.get(phase, 0) + delta
                 self._metrics.endpoints.labels(phase).set(self._phase_counts[phase])
+
+
+def _phase(value: object) -> Phase | None:
+    try:
+        return Phase(str(value)) if value else None
+    except ValueError:
+        return None
+

@@ -22,6 +22,7 @@ __all__ = [
     "EventSpec",
     "Failure",
     "Resource",
+    "after_deadline",
     "after_failure",
     "after_observation",
     "events_between",
@@ -54,6 +55,8 @@ class Failure:
 
     reason: str
     message: str
+    #: What the provider asked us to wait (already capped), for the scheduler; not shown.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,20 +161,43 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
             res,
         )
     elif _is_stale(res):
-        since = timestamp(res.last_success) if res.last_success else "start-up"
-        _set(
-            conditions,
-            "Ready",
-            "Unknown",
-            "ObservationStale",
-            f"no successful poll since {since}; last known phase {phase.value}",
-            res,
-        )
+        _set(conditions, "Ready", "Unknown", "ObservationStale", _stale(prev, failure, res), res)
     _set(conditions, "Synced", "False", failure.reason, failure.message, res)
     stalled = failure if failure.reason in STALLED_REASONS else None
     _set_abnormal(conditions, phase, stalled, _failure_text_of(status), res)
     status["conditions"] = conditions
     return _compact(status)
+
+
+def after_deadline(prev: Mapping[str, Any] | None, res: Resource) -> Status:
+    """The staleness deadline passed with no successful poll (the caller keeps that deadline,
+    `timing.stale_after`): Ready turns Unknown whatever held the polls up (a paused account, a
+    stuck request, an overloaded operator), not only when a poll fails."""
+    prev = prev or {}
+    ready = condition(prev, "Ready")
+    if "phase" not in prev or ready is None or ready.get("status") == "Unknown":
+        return dict(prev)  # never observed, or already saying why it does not know
+    conditions = _conditions_of(prev)
+    _set(conditions, "Ready", "Unknown", "ObservationStale", _stale(prev, None, res), res)
+    return {**prev, "conditions": conditions}
+
+
+def _stale(prev: Mapping[str, Any], failure: Failure | None, res: Resource) -> str:
+    """Why Ready is Unknown, with the real reason: what the last poll said, if one failed."""
+    if failure is None:
+        synced = condition(prev, "Synced")
+        if synced is not None and synced.get("status") == "False":
+            failure = Failure(str(synced.get("reason")), str(synced.get("message", "")))
+    why = f": {failure.reason}: {failure.message}" if failure else ""
+    if not prev.get("lastPollTime"):
+        return f"no successful poll yet{why}"
+    phase = _phase_of(prev).value
+    # lastPollTime is written only with a change; the caller knows of later successes.
+    known = [t for t in (parse_timestamp(prev["lastPollTime"]), res.last_success) if t]
+    since = timestamp(max(known)) if known else prev["lastPollTime"]
+    if failure is None:
+        return f"no successful poll since {since} (polls are delayed); last known phase {phase}"
+    return f"no successful poll since {since}{why}; last known phase {phase}"
 
 
 def _identity(res: Resource) -> Status:

@@ -188,3 +188,13 @@ def test_the_emulator_has_one_default_port() -> None:
     from inferenceops.emulator import DEFAULT_PORT, serve_forever
 
     assert inspect.signature(serve_forever).parameters["port"].default == DEFAULT_PORT == 8400
+
+
+def test_probes_and_per_request_lines_are_quiet_at_info() -> None:
+    import logging
+
+    from inferenceops.cli import quiet_noisy_loggers
+
+    quiet_noisy_loggers()
+    for name in ("kopf.activities.probe", "aiohttp.access", "httpx"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name

@@ -163,3 +163,22 @@ async def test_a_silent_watch_is_reopened(fake: tuple[FakeApi, ApiSession]) -> N
     assert seen == [(None, "a")]
     assert len(api.list_params) == 1
     assert [w["resourceVersion"] for w in api.watch_params] == ["100", "100", "100"]
+
+
+async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
+    fake: tuple[FakeApi, ApiSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, session = fake
+    api.lists = [[_obj("a", 1)]]
+    api.watches = [503, 503, 503, 503, [{"type": "ADDED", "object": _obj("b", 2)}]]
+    caplog.set_level("INFO", logger="inferenceops.kube.informer")
+    task = asyncio.create_task(Informer(session, [PATH], lambda *_: None, backoff_max=0.02).run())
+    try:
+        await _until(lambda: len(api.watch_params) >= 6)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    lines = [r.getMessage() for r in caplog.records if r.levelname != "DEBUG"]
+    assert len(lines) == 2, lines
+    assert "failed" in lines[0] and "works again after 4 failed attempts" in lines[1]

@@ -379,12 +379,12 @@ async def test_steady_polls_skip_status_computation_but_not_changes(
     entry = scheduler._entries[("ml", "a")]
     same = Observation(Phase.RUNNING, "READY", progress=100, workers=Workers(ready=1, total=1))
     for _ in range(5):
-        await scheduler._record(entry, same, retry_after=None)
+        await scheduler._record(entry, same)
     assert calls == 1, "the same answer for the same spec is not recomputed"
     assert len(writer.patches) == 1
-    await scheduler._record(entry, Observation(Phase.PROVISIONING, "LOADING_MODEL"), None)
+    await scheduler._record(entry, Observation(Phase.PROVISIONING, "LOADING_MODEL"))
     assert calls == 2 and writer.patches[-1][1]["phase"] == "Provisioning"
-    await scheduler._record(entry, same, retry_after=None)
+    await scheduler._record(entry, same)
     assert calls == 3 and writer.patches[-1][1]["phase"] == "Running"
 
 
@@ -404,7 +404,7 @@ async def test_a_batch_stays_due_together_when_its_writes_are_slow(
         scheduler.upsert(body(f"d{i}", dataarts_spec(i)))
     await writer.wait_for(40)
     await asyncio.sleep(0.1)
-    dues = {scheduler._entries[("ml", f"d{i}")].due for i in range(40)}
+    dues = {scheduler._polls.due_at(("ml", f"d{i}")) for i in range(40)}
     assert len(dues) == 1, "one batch, one next poll: the next cycle is one listing again"
 
 

@@ -200,5 +200,5 @@ class ApiSession:
 
 def _retry_after(value: str | None) -> float:
     """Seconds to wait from a Retry-After header, 1 s when it says nothing usable, capped."""
-    seconds = parse_retry_after(value)
-    return 1.0 if seconds is None else min(seconds, MAX_RETRY_AFTER)
+    seconds = parse_retry_after(value, limit=MAX_RETRY_AFTER)
+    return 1.0 if seconds is None else seconds

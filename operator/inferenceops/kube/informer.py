@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -75,17 +76,17 @@ class Informer:
 
     async def _run_path(self, path: str) -> None:
         known: set[_Key] = set()
-        failures = 0
+        outage = _Outage(path)
         version: str | None = None
         while True:
             try:
                 if version is None:
                     version = await self._relist(path, known)
+                    outage.over()
                     self._unsynced.discard(path)
                     if not self._unsynced:
                         self.synced.set()
-                version = await self._watch(path, version, known)
-                failures = 0
+                version = await self._watch(path, version, known, outage)
             except asyncio.CancelledError:
                 raise
             except (_Expired, ApiGone):
@@ -94,9 +95,8 @@ class Informer:
             except (ApiError, aiohttp.ClientError, TimeoutError, ValueError) as err:
                 # The version stays: the next watch resumes where this one stopped, and the
                 # API server answers 410 if that is too old.
-                failures += 1
+                failures = outage.failed(err)
                 delay = min(self._backoff_max, 0.5 * 2**failures) * (0.5 + random.random() / 2)
-                log.warning("watch of %s failed (%s); retrying in %.1f s", path, err, delay)
                 await asyncio.sleep(delay)
 
     async def _relist(self, path: str, known: set[_Key]) -> str:
@@ -122,7 +122,7 @@ class Informer:
         known.update(seen)
         return version
 
-    async def _watch(self, path: str, version: str, known: set[_Key]) -> str:
+    async def _watch(self, path: str, version: str, known: set[_Key], outage: _Outage) -> str:
         """One watch request; returns the last resourceVersion seen when the server ends it."""
         params = {
             **self._params,
@@ -136,6 +136,7 @@ class Informer:
             self._api.url(path), params=params, timeout=timeout
         ) as response:
             await check(response, f"watch {path}")
+            outage.over()
             async for event in _lines(response.content):
                 kind = event.get("type")
                 obj = event.get("object") or {}
@@ -157,6 +158,34 @@ class Informer:
                     continue
                 self._handler(kind, obj)
         return version
+
+
+class _Outage:
+    """Logs an API-server outage once when it starts and once when it ends, not per retry."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._failures = 0
+        self._since = 0.0
+
+    def failed(self, err: Exception) -> int:
+        self._failures += 1
+        if self._failures == 1:
+            self._since = time.monotonic()
+            log.warning("watch of %s failed (%s); retrying with backoff", self._path, err)
+        else:
+            log.debug("watch of %s failed again (%s)", self._path, err)
+        return self._failures
+
+    def over(self) -> None:
+        if self._failures:
+            log.warning(
+                "watch of %s works again after %d failed attempts in %.0f s",
+                self._path,
+                self._failures,
+                time.monotonic() - self._since,
+            )
+            self._failures = 0
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,8 +31,11 @@ __all__ = [
     "SecretKeyRef",
     "Target",
     "Workers",
+    "caught",
     "concurrently",
+    "list_then_fetch",
     "provider_time",
+    "rate_limited",
 ]
 
 _T = TypeVar("_T")
@@ -241,3 +244,52 @@ class Provider(ABC, Generic[ConfigT]):
         raise NotImplementedError(
             f"{type(self).__name__} implements neither observe nor observe_one"
         )
+
+
+_R = TypeVar("_R")
+
+
+async def list_then_fetch(
+    ids: Sequence[str],
+    listing: Callable[[], Awaitable[tuple[Mapping[str, _R], ProviderError | None]]],
+    fetch_one: Callable[[str], Awaitable[_R]],
+    *,
+    final: Callable[[ProviderError], bool],
+) -> dict[str, _R | ProviderError]:
+    """The batching every listing adapter uses: one listing answers several endpoints, and each
+    endpoint it did not answer gets its own request.
+
+    `listing` returns what it found and the error that cut it short, if any (a paged listing can
+    fail half-way). Only with two or more ids is it worth a listing. Whether a listing error
+    stops the fan-out is the provider's rule, `final(error)`: True when each endpoint's own
+    request would fail the same way (retrying them would only multiply requests, and 429s,
+    against the same account); those endpoints then report the listing's error.
+    """
+    found: Mapping[str, _R] = {}
+    error: ProviderError | None = None
+    if len(ids) >= 2:
+        found, error = await listing()
+    missing = [i for i in ids if i not in found]
+    results: dict[str, _R | ProviderError] = dict(found)
+    if error is not None and final(error):
+        results.update(dict.fromkeys(missing, error))
+        return results
+    answers = await concurrently([caught(fetch_one(i)) for i in missing]) if missing else []
+    results.update(zip(missing, answers, strict=True))
+    return results
+
+
+def rate_limited(error: ProviderError) -> bool:
+    """The default stop rule of `list_then_fetch`: a 429 on the listing means the account is out
+    of budget, so per-endpoint requests would only dig the hole deeper. Other errors (a listing
+    route the credential may not use, a 5xx on the heavier call) leave the per-endpoint
+    requests worth trying."""
+    return error.reason is ErrorReason.RATE_LIMITED
+
+
+async def caught(answer: Awaitable[_R]) -> _R | ProviderError:
+    """The answer, or the `ProviderError` it raised, as a value (one result per endpoint)."""
+    try:
+        return await answer
+    except ProviderError as err:
+        return err

@@ -28,6 +28,7 @@ from .base import (
     ProviderError,
     Target,
     Workers,
+    list_then_fetch,
     provider_time,
 )
 from .http import URL_PATTERN, excerpt, get_json
@@ -355,22 +356,19 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
         if len(groups) > 1:
             parts = await asyncio.gather(*(self.observe(client, group) for group in groups))
             return {key: result for part in parts for key, result in part.items()}
-        if len(targets) <= 1:
-            return await super().observe(client, targets)
-        found, failure = await self._list_workspace(client, targets)
-        results: dict[str, PollResult] = {}
-        fallback: list[Target[DataArtsFabricConfig]] = []
-        for target in targets:
-            entry = found.get(target.config.endpoint_id)
-            if entry is not None:
-                results[target.key] = _observe_entry(entry)
-            elif failure is not None and _workspace_wide(failure):
-                results[target.key] = failure
-            else:
-                fallback.append(target)
-        if fallback:
-            results.update(await super().observe(client, fallback))
-        return results
+        by_id = {t.config.endpoint_id: t for t in targets}
+
+        async def listing() -> tuple[dict[str, PollResult], ProviderError | None]:
+            found, failure = await self._list_workspace(client, targets)
+            return {i: _observe_entry(raw) for i, raw in found.items()}, failure
+
+        results = await list_then_fetch(
+            list(by_id),
+            listing,
+            lambda i: self.observe_one(client, by_id[i]),
+            final=_workspace_wide,
+        )
+        return {t.key: results[t.config.endpoint_id] for t in targets}
 
     async def observe_one(
         self, client: httpx.AsyncClient, target: Target[DataArtsFabricConfig]

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 
 from .base import (
     CredentialedConfig,
-    ErrorReason,
     Observation,
     Phase,
     PollResult,
@@ -32,7 +31,9 @@ from .base import (
     ProviderError,
     Target,
     Workers,
+    list_then_fetch,
     provider_time,
+    rate_limited,
 )
 from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
 
@@ -203,20 +204,12 @@ class FriendliProvider(Provider[FriendliConfig]):
         ids = list(dict.fromkeys(t.config.endpoint_id for t in targets))
         batched = len(ids) >= 2
 
-        statuses: dict[str, _Status | ProviderError] = {}
-        list_error: ProviderError | None = None
-        if batched:
-            listed, list_error = await self._list(client, base, headers, set(ids))
-            statuses.update(listed)
-        missing = [i for i in ids if i not in statuses]
-        if list_error is not None and list_error.reason is ErrorReason.RATE_LIMITED:
-            # One more request per endpoint would only dig the hole deeper; everyone waits.
-            statuses.update(dict.fromkeys(missing, list_error))
-        else:
-            fetched = await asyncio.gather(
-                *(self._status(client, base, i, headers) for i in missing)
-            )
-            statuses.update(zip(missing, fetched, strict=True))
+        statuses = await list_then_fetch(
+            ids,
+            lambda: self._list(client, base, headers, set(ids)),
+            lambda i: self._status(client, base, i, headers),
+            final=rate_limited,
+        )
 
         now = self._clock()
         refresh = [
@@ -291,12 +284,9 @@ class FriendliProvider(Provider[FriendliConfig]):
         base: str,
         endpoint_id: str,
         headers: Mapping[str, str],
-    ) -> _Status | ProviderError:
+    ) -> _Status:
         url = f"{base}/dedicated/beta/endpoint/{endpoint_id}/status"
-        try:
-            return await get_json(client, url, _Status, headers=headers)
-        except ProviderError as err:
-            return err
+        return await get_json(client, url, _Status, headers=headers)
 
     async def _details_or_none(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from .base import ErrorReason, ProviderError
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_RETRY_AFTER_SECONDS",
     "SAFE_ID_PATTERN",
     "URL_PATTERN",
     "excerpt",
@@ -35,6 +37,10 @@ SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 #: Status bodies are a few KiB; anything near this is not a status document.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _EXCERPT_CHARS = 120
+#: The longest wait a provider's `Retry-After` can impose (docs/operations.md). A provider asking
+#: for more (or for `inf`) would otherwise freeze the account and, with it, the status of every
+#: endpoint on it; past this the poll is retried and, if still refused, the wait asked again.
+MAX_RETRY_AFTER_SECONDS = 300.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,20 +56,25 @@ def excerpt(body: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date)."""
+def parse_retry_after(
+    value: str | None, now: float | None = None, *, limit: float = MAX_RETRY_AFTER_SECONDS
+) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), at most `limit`;
+    a NaN reads as 0, `inf` as `limit`."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return 0.0
+    return min(limit, max(0.0, seconds))
 
 
 def _error_for_status(status: int, body: bytes, headers: httpx.Headers) -> ProviderError:

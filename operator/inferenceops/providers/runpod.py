@@ -16,7 +16,7 @@ See docs/providers/runpod.md for the mapping and the request counts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Annotated, Literal, TypeVar
 
 import httpx
@@ -32,7 +32,6 @@ from pydantic import (
 
 from .base import (
     CredentialedConfig,
-    ErrorReason,
     Observation,
     Phase,
     PollResult,
@@ -40,6 +39,10 @@ from .base import (
     ProviderError,
     Target,
     Workers,
+    caught,
+    concurrently,
+    list_then_fetch,
+    rate_limited,
 )
 from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
 
@@ -216,7 +219,6 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
 
 # --- adapter ---------------------------------------------------------------------------------
 
-_Fetch = Callable[[str], Awaitable[PollResult]]
 
 
 class RunPodProvider(Provider[RunPodConfig]):
@@ -261,20 +263,16 @@ class RunPodProvider(Provider[RunPodConfig]):
 
         wanted = set(ids)
 
-        async def listing() -> dict[str, _V1Endpoint]:
+        async def listing() -> tuple[dict[str, PollResult], ProviderError | None]:
             url = f"{base}/endpoints"
             params = {"includeWorkers": "true"}
-            body = await get_json(client, url, _V1List, headers=headers, params=params)
-            return _index(body.root, _V1Endpoint, wanted)
-
-        found: dict[str, PollResult] = {}
-        list_error: ProviderError | None = None
-        if len(ids) >= 2:
             try:
-                found = {i: map_v1(e) for i, e in (await listing()).items()}
+                body = await get_json(client, url, _V1List, headers=headers, params=params)
             except ProviderError as err:
-                list_error = err
-        return found | await _fallback(ids, found, list_error, one)
+                return {}, err
+            return {i: map_v1(e) for i, e in _index(body.root, _V1Endpoint, wanted).items()}, None
+
+        return await list_then_fetch(ids, listing, one, final=rate_limited)
 
     async def _observe_v2(
         self, client: httpx.AsyncClient, base: str, headers: Mapping[str, str], ids: list[str]
@@ -289,19 +287,18 @@ class RunPodProvider(Provider[RunPodConfig]):
             return await workers(endpoint)
 
         wanted = set(ids)
-        listed: dict[str, _V2Endpoint] = {}
-        list_error: ProviderError | None = None
-        if len(ids) >= 2:
+
+        async def listing() -> tuple[dict[str, PollResult], ProviderError | None]:
             try:
                 body = await get_json(client, f"{base}/serverless", _V2List, headers=headers)
             except ProviderError as err:
-                list_error = err
-            else:
-                listed = _index(body.endpoints, _V2Endpoint, wanted)
-        in_list = list(listed)
-        answers = await asyncio.gather(*(_caught(workers(listed[i])) for i in in_list))
-        found: dict[str, PollResult] = dict(zip(in_list, answers, strict=True))
-        return found | await _fallback(ids, found, list_error, one)
+                return {}, err
+            listed = _index(body.endpoints, _V2Endpoint, wanted)
+            # The list has no workers: each listed endpoint still costs its /workers request.
+            answers = await concurrently([caught(workers(e)) for e in listed.values()])
+            return dict(zip(listed, answers, strict=True)), None
+
+        return await list_then_fetch(ids, listing, one, final=rate_limited)
 
 
 _Endpoint = TypeVar("_Endpoint", _V1Endpoint, _V2Endpoint)
@@ -327,28 +324,6 @@ def _parse(raw: object, model: type[_Endpoint]) -> _Endpoint | None:
         return model.model_validate(raw)
     except ValidationError:
         return None
-
-
-async def _caught(answer: Awaitable[PollResult]) -> PollResult:
-    try:
-        return await answer
-    except ProviderError as err:
-        return err
-
-
-async def _fallback(
-    ids: list[str],
-    found: Mapping[str, PollResult],
-    list_error: ProviderError | None,
-    one: _Fetch,
-) -> dict[str, PollResult]:
-    """Per-endpoint answers for the ids the list call did not answer."""
-    missing = [i for i in ids if i not in found]
-    if list_error is not None and list_error.reason is ErrorReason.RATE_LIMITED:
-        # One more request per endpoint would only dig the hole deeper; everyone waits.
-        return dict.fromkeys(missing, list_error)
-    answers = await asyncio.gather(*(_caught(one(i)) for i in missing))
-    return dict(zip(missing, answers, strict=True))
 
 
 def _headers(target: Target[RunPodConfig]) -> dict[str, str]:

@@ -1,0 +1,83 @@
+"""Keys due at times, earliest first: the heap every poll and deadline of the scheduler sits in.
+
+Modelled on cert-manager's `pkg/scheduler` (a scheduled work queue), without its timer per key:
+one heap and one waiter. Re-adding a key moves it; the heap item it leaves behind is skipped when
+it surfaces, so moving a key costs O(log n) and nothing is searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import math
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["ScheduledQueue"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+class ScheduledQueue(Generic[K]):
+    def __init__(self, wake: asyncio.Event | None = None) -> None:
+        """`wake`: an event shared with other queues one loop waits on together."""
+        self._due: dict[K, float] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._seq = 0
+        self._wake = wake or asyncio.Event()
+
+    def add(self, key: K, at: float) -> None:
+        """Due at `at` (replacing any earlier time of `key`); `inf` means never."""
+        if not math.isfinite(at):
+            self.forget(key)
+            return
+        self._due[key] = at
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, key))
+        self.wake()
+
+    def forget(self, key: K) -> None:
+        self._due.pop(key, None)
+
+    def due_at(self, key: K) -> float | None:
+        return self._due.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._due
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def pop(self, now: float) -> tuple[K, float] | None:
+        """The earliest key due by `now` and when it was due; it leaves the queue. One at a time:
+        what the caller does with it may take others out (the scheduler's coalescing)."""
+        while self._heap and self._heap[0][0] <= now:
+            at, _, key = heapq.heappop(self._heap)
+            if self._due.get(key) == at:
+                del self._due[key]
+                return key, at
+        return None
+
+    def next_at(self) -> float | None:
+        """When the earliest key is due (skipping moved and forgotten keys' leftovers)."""
+        while self._heap:
+            at, _, key = self._heap[0]
+            if self._due.get(key) == at:
+                return at
+            heapq.heappop(self._heap)
+        return None
+
+    @property
+    def wake_event(self) -> asyncio.Event:
+        return self._wake
+
+    def wake(self) -> None:
+        """End the current `wait` now."""
+        self._wake.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, less if a key is added meanwhile (it may be due sooner)."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))

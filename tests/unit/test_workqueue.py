@@ -1,0 +1,49 @@
+"""workqueue.ScheduledQueue: earliest first, moving and forgetting keys, waking its waiter."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from inferenceops.workqueue import ScheduledQueue
+
+
+def drain(queue: ScheduledQueue[str], now: float) -> list[tuple[str, float]]:
+    out = []
+    while (item := queue.pop(now)) is not None:
+        out.append(item)
+    return out
+
+
+def test_earliest_first_and_only_what_is_due() -> None:
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    queue.add("b", 2.0)
+    queue.add("a", 1.0)
+    queue.add("c", 9.0)
+    assert queue.next_at() == 1.0
+    assert drain(queue, 5.0) == [("a", 1.0), ("b", 2.0)]
+    assert len(queue) == 1 and "c" in queue and queue.next_at() == 9.0
+
+
+def test_re_adding_moves_a_key_and_forget_removes_it() -> None:
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    queue.add("a", 1.0)
+    queue.add("a", 4.0)
+    queue.add("b", 2.0)
+    queue.forget("b")
+    assert queue.next_at() == 4.0, "the leftovers of moved and forgotten keys are skipped"
+    assert drain(queue, 3.0) == []
+    assert drain(queue, 4.0) == [("a", 4.0)]
+    queue.add("x", math.inf)
+    assert "x" not in queue and queue.next_at() is None
+
+
+async def test_adding_wakes_a_waiter() -> None:
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    started = time.monotonic()
+    waiter = asyncio.create_task(queue.wait(30.0))
+    await asyncio.sleep(0.05)
+    queue.add("a", 0.0)
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 2.0
