@@ -9,11 +9,14 @@ workspace), and the credential. Every resource on an account draws from one toke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import ipaddress
 import math
 import ssl
 import time
-from collections.abc import Callable, Hashable
+import urllib.request
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +136,66 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
             await self._inner.aclose()
 
 
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Sends each request directly or through the proxy the environment names for its URL
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY, as curl and client-go read them).
+
+    httpx reads those only when it builds its own transport; every account has its own, so
+    without this a cluster that reaches the internet through a proxy could reach no provider.
+    """
+
+    def __init__(
+        self,
+        proxies: Mapping[str, str],
+        make: Callable[[str | None], httpx.AsyncBaseTransport],
+    ) -> None:
+        self._proxies = proxies
+        self._make = make
+        self._transports: dict[str | None, httpx.AsyncBaseTransport] = {}
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        if _bypassed(url.host, self._proxies.get("no", "")):
+            return None
+        return self._proxies.get(url.scheme) or self._proxies.get("all")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self.proxy_for(request.url)
+        transport = self._transports.get(proxy)
+        if transport is None:
+            transport = self._transports[proxy] = self._make(proxy)
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether NO_PROXY exempts `host`: `*`, a domain and its subdomains (`example.com`,
+    `.example.com`), an IP or a CIDR range (as client-go reads it); ports are ignored."""
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        domain = entry.lstrip(".")
+        if domain.count(":") == 1:  # host:port
+            domain = domain.split(":")[0]
+        if host == domain or host.endswith("." + domain):
+            return True
+    return False
+
+
 @dataclass
 class Account:
     provider: str
@@ -159,6 +222,12 @@ class AccountPool:
         self.metrics = metrics or Metrics()
         #: Tests inject one transport for every account; otherwise each account has its own.
         self._transport = transport
+        #: Read once: the process environment does not change under a running operator.
+        self._proxies = {
+            scheme: url
+            for scheme, url in urllib.request.getproxies_environment().items()
+            if scheme in ("http", "https", "all", "no")
+        }
         self._ssl: ssl.SSLContext | None = None
         self._accounts: dict[Hashable, Account] = {}
 
@@ -186,17 +255,24 @@ class AccountPool:
             # A pool per account, not one for all: httpcore scans every pooled connection (and
             # polls each idle socket) on each request, so one pool of hundreds cost more CPU
             # than the requests. One SSL context for all: each context holds the CA bundle.
-            inner = httpx.AsyncHTTPTransport(
-                verify=self._ssl,
-                limits=httpx.Limits(
-                    max_connections=s.max_concurrent_requests,
-                    max_keepalive_connections=s.max_concurrent_requests,
-                    # Longer than a 30 s poll interval: httpx's 5 s default would open a new
-                    # connection (and TLS handshake) for nearly every poll.
-                    keepalive_expiry=s.keepalive_seconds,
-                ),
-                retries=0,
-            )
+            ssl_context = self._ssl
+
+            def pooled(proxy: str | None) -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(
+                    verify=ssl_context,
+                    limits=httpx.Limits(
+                        max_connections=s.max_concurrent_requests,
+                        max_keepalive_connections=s.max_concurrent_requests,
+                        # Longer than a 30 s poll interval: httpx's 5 s default would open a new
+                        # connection (and TLS handshake) for nearly every poll.
+                        keepalive_expiry=s.keepalive_seconds,
+                    ),
+                    retries=0,
+                    proxy=proxy,
+                )
+
+            has_proxy = any(k != "no" for k in self._proxies)
+            inner = _ProxyRouter(self._proxies, pooled) if has_proxy else pooled(None)
         bucket = TokenBucket(rate=s.requests_per_second, capacity=float(s.burst))
         transport = _BudgetedTransport(
             inner,

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
+from .api.v1alpha1 import Condition, ConditionStatus, InferenceEndpointStatus, WorkersStatus
 from .providers import ErrorReason, Observation, Phase
 
 __all__ = [
@@ -96,37 +99,40 @@ def parse_timestamp(text: str | None) -> datetime | None:
 def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Resource) -> Status:
     prev = prev or {}
     now = timestamp(res.now)
-    status: Status = _identity(res)
-    status.update(
+    workers = obs.workers
+    observed = InferenceEndpointStatus.model_construct(
         phase=obs.phase.value,
-        providerStatus=obs.provider_status,
-        providerPhase=obs.provider_phase,
-        errorCode=obs.error_code,
-        errorMessage=obs.error_message,
+        provider_status=obs.provider_status,
+        provider_phase=obs.provider_phase,
+        error_code=obs.error_code,
+        error_message=obs.error_message,
         progress=obs.progress,
-        lastPollTime=now,
-        lastTransitionTime=_phase_transition_time(prev, obs.phase.value, now),
+        last_poll_time=now,
+        last_transition_time=_phase_transition_time(prev, obs.phase.value, now),
+        workers=None
+        if workers is None
+        else WorkersStatus.model_construct(
+            ready=workers.ready, total=workers.total, min=workers.min, max=workers.max
+        ),
+        worker_summary=None
+        if workers is None or workers.ready is None or workers.total is None
+        else f"{workers.ready}/{workers.total}",
     )
-    if obs.workers is not None:
-        workers = {
-            k: v
-            for k, v in (
-                ("ready", obs.workers.ready),
-                ("total", obs.workers.total),
-                ("min", obs.workers.min),
-                ("max", obs.workers.max),
-            )
-            if v is not None
-        }
-        status["workers"] = workers or None
-        if obs.workers.ready is not None and obs.workers.total is not None:
-            status["workerSummary"] = f"{obs.workers.ready}/{obs.workers.total}"
+    status = _identity(res) | _written(observed)
     conditions = _conditions_of(prev)
     _set(conditions, "Ready", *_ready_from_phase(obs), res)
     _set(conditions, "Synced", "True", "Polled", "the provider answered", res)
     _set_abnormal(conditions, obs.phase, None, _failure_text(obs), res)
     status["conditions"] = conditions
     return _compact(status)
+
+
+def _written(model: BaseModel) -> Status:
+    """The camelCase keys of a status model: spelt once, in api/v1alpha1.py, so a misspelt field
+    fails the type check instead of being dropped by the API server. Fields left None are not
+    written; an empty `workers` is not either."""
+    dumped = model.model_dump(by_alias=True, exclude_none=True)
+    return {k: v for k, v in dumped.items() if v != {}}
 
 
 def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resource) -> Status:
@@ -201,12 +207,14 @@ def _stale(prev: Mapping[str, Any], failure: Failure | None, res: Resource) -> s
 
 
 def _identity(res: Resource) -> Status:
-    return {
-        "provider": res.provider,
-        "endpoint": res.endpoint,
-        "observedGeneration": res.generation,
-        "lastHandledReconcileAt": res.reconcile_token,
-    }
+    """What every status says whatever the poll found; None values remove a key (_compact)."""
+    identity = InferenceEndpointStatus.model_construct(
+        provider=res.provider,
+        endpoint=res.endpoint,
+        observed_generation=res.generation,
+        last_handled_reconcile_at=res.reconcile_token,
+    )
+    return identity.model_dump(by_alias=True, exclude_unset=True)
 
 
 def _phase_of(status: Mapping[str, Any]) -> Phase:
@@ -229,7 +237,7 @@ def _is_stale(res: Resource) -> bool:
     return res.now - res.last_success > limit
 
 
-def _ready_from_phase(obs: Observation) -> tuple[str, str, str]:
+def _ready_from_phase(obs: Observation) -> tuple[ConditionStatus, str, str]:
     if obs.phase in READY_PHASES:
         summary = ""
         if obs.workers and obs.workers.ready is not None and obs.workers.total is not None:
@@ -288,31 +296,27 @@ def _conditions_of(status: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _set(
     conditions: list[dict[str, Any]],
     kind: str,
-    state: str,
+    state: ConditionStatus,
     reason: str,
     message: str,
     res: Resource,
 ) -> None:
-    message = message[:1024]
-    for cond in conditions:
-        if cond.get("type") == kind:
-            if cond.get("status") != state:
-                cond["lastTransitionTime"] = timestamp(res.now)
-            cond.update(
-                status=state, reason=reason, message=message, observedGeneration=res.generation
-            )
-            cond.setdefault("lastTransitionTime", timestamp(res.now))
-            return
-    conditions.append(
-        {
-            "type": kind,
-            "status": state,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": timestamp(res.now),
-            "observedGeneration": res.generation,
-        }
-    )
+    old = next((c for c in conditions if c.get("type") == kind), None)
+    # lastTransitionTime moves only when the condition's status does (metav1.Condition).
+    kept = old is not None and old.get("status") == state
+    since = old.get("lastTransitionTime") if old is not None and kept else None
+    new = Condition.model_construct(
+        type=kind,
+        status=state,
+        reason=reason,
+        message=message[:1024],
+        last_transition_time=str(since or timestamp(res.now)),
+        observed_generation=res.generation,
+    ).model_dump(by_alias=True)
+    if old is not None:
+        conditions[conditions.index(old)] = new
+        return
+    conditions.append(new)
     order = {name: i for i, name in enumerate(_CONDITION_ORDER)}
     conditions.sort(key=lambda c: order.get(str(c.get("type")), len(order)))
 

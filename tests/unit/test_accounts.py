@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from inferenceops.accounts import AccountPool, AccountSettings, TokenBucket
 
@@ -105,3 +106,49 @@ async def test_idle_accounts_are_closed_and_reopened_on_demand() -> None:
         assert fresh is not old and not fresh.is_closed
     finally:
         await pool.aclose()
+
+
+async def test_provider_calls_go_through_the_environment_proxy_except_no_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cluster that reaches providers through a proxy: HTTP_PROXY/HTTPS_PROXY/NO_PROXY are
+    honoured (httpx ignores them once a transport is passed, and each account passes one)."""
+    from aiohttp import web
+
+    from inferenceops.providers import Target
+    from inferenceops.providers.nsmodelserver import PROVIDER, NSModelServerConfig
+    from tests.unit.local_http import serving
+
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        # A forward proxy receives the absolute URL; this one answers as the NS server would.
+        seen.append(f"{request.host}{request.path}")
+        return web.json_response({"data": {"stage": "READY", "progress": 100}})
+
+    async with serving(proxy) as proxy_url:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "localhost,.internal.test,10.0.0.0/8")
+        pool = AccountPool(AccountSettings(connect_timeout=1, read_timeout=2))
+        try:
+
+            async def poll(url: str) -> object:
+                account = pool.get("nsModelServer", url)
+                target = Target(key="k", config=NSModelServerConfig(url=url))
+                return (await PROVIDER.observe(account.client, [target]))["k"]
+
+            # ns.example.test does not resolve: only the proxy can answer for it.
+            result = await poll("http://ns.example.test:8080")
+            assert getattr(result, "provider_status", None) == "READY", result
+            assert len(seen) == 1 and seen[0].startswith("ns.example.test"), seen
+            assert seen[0].endswith("/status")
+            # NO_PROXY hosts (a domain suffix, a CIDR) go direct, so they fail to connect here.
+            for direct in ("http://ns.internal.test:8080", "http://10.255.255.1:9"):
+                result = await poll(direct)
+                assert getattr(result, "reason", None) is not None, result
+            assert len(seen) == 1
+        finally:
+            await pool.aclose()

@@ -281,3 +281,51 @@ def test_stalled_replaces_reconciling(reason: str) -> None:
     s = st.after_failure(prev, st.Failure(reason, "x"), res(last_success=T0))
     assert cond(s, "Reconciling") is None and cond(s, "Stalled")["reason"] == reason  # type: ignore[index]
     assert s["phase"] == "Provisioning"
+
+
+def test_every_key_written_is_a_field_of_the_status_model() -> None:
+    """.status is built from api/v1alpha1.py's models: a key the model does not have would be
+    dropped by the API server (the CRD is generated from the same model)."""
+    from pydantic import ConfigDict
+
+    from inferenceops.api import InferenceEndpointStatus
+
+    class Strict(InferenceEndpointStatus):
+        model_config = ConfigDict(extra="forbid")
+
+    full = Observation(
+        Phase.FAILED,
+        "FAILED",
+        provider_phase="Init",
+        error_code="E1",
+        error_message="broken",
+        progress=40,
+        workers=Workers(ready=1, total=2, min=0, max=3),
+    )
+    a = st.after_observation(None, full, res())
+    b = st.after_failure(a, st.Failure("Unreachable", "down"), res(T0 + timedelta(minutes=10)))
+    c = st.after_deadline(st.after_observation(None, full, res()), res(T0 + timedelta(minutes=10)))
+    for status in (a, b, c):
+        Strict.model_validate(status)
+        for condition in status["conditions"]:
+            assert set(condition) == {
+                "type",
+                "status",
+                "reason",
+                "message",
+                "lastTransitionTime",
+                "observedGeneration",
+            }
+    assert a["workers"] == {"ready": 1, "total": 2, "min": 0, "max": 3}
+    assert a["workerSummary"] == "1/2" and a["providerPhase"] == "Init"
+
+
+def test_the_deadline_turns_a_known_status_unknown_and_says_why() -> None:
+    running = st.after_observation(None, Observation(Phase.RUNNING, "RUNNING"), res())
+    stale = st.after_deadline(running, res(T0 + timedelta(minutes=2)))
+    ready = cond(stale, "Ready")
+    assert ready is not None and ready["status"] == "Unknown"
+    assert ready["reason"] == "ObservationStale" and "polls are delayed" in ready["message"]
+    later = res(T0 + timedelta(minutes=3))
+    assert st.after_deadline(stale, later) == stale, "already Unknown: nothing to write"
+    assert st.after_deadline({}, res()) == {}, "never observed: nothing to say yet"

@@ -82,11 +82,14 @@ class _CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 class Condition(_CamelModel):
     """A Kubernetes-convention condition (as in metav1.Condition)."""
 
     type: Annotated[str, Field(description="Ready, Synced, Reconciling or Stalled.")]
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: Annotated[str, Field(description="CamelCase reason a user can search for.")]
     message: str = ""
     last_transition_time: Annotated[
