@@ -59,7 +59,9 @@ lint: venv
 
 crds: venv
 	$(VENV)/bin/inferenceops crd > crds/inferenceops.io_inferenceendpoints.yaml
-	cp crds/inferenceops.io_inferenceendpoints.yaml charts/inferenceops/crds/
+	$(VENV)/bin/inferenceops crd --kind InferenceProvider > crds/inferenceops.io_inferenceproviders.yaml
+	$(VENV)/bin/inferenceops crd --kind ClusterInferenceProvider > crds/inferenceops.io_clusterinferenceproviders.yaml
+	cp crds/inferenceops.io_*.yaml charts/inferenceops/crds/
 
 bench: venv
 	$(PY) bench/run.py

@@ -231,10 +231,19 @@ class AccountPool:
         self._ssl: ssl.SSLContext | None = None
         self._accounts: dict[Hashable, Account] = {}
 
-    def get(self, provider: str, key: Hashable) -> Account:
+    def get(
+        self,
+        provider: str,
+        key: Hashable,
+        *,
+        requests_per_second: float | None = None,
+        burst: int | None = None,
+    ) -> Account:
+        """The account under `key`, opened on first use with its own budget (a provider
+        object's) or the operator's; a changed budget must come with a new key."""
         account = self._accounts.get(key)
         if account is None:
-            account = self._accounts[key] = self._open(provider)
+            account = self._accounts[key] = self._open(provider, requests_per_second, burst)
         account.last_used = time.monotonic()
         return account
 
@@ -246,7 +255,7 @@ class AccountPool:
         left = account.bucket.paused_until - account.bucket.clock()
         return left if left > 0 else None
 
-    def _open(self, provider: str) -> Account:
+    def _open(self, provider: str, rate: float | None, burst: int | None) -> Account:
         s = self.settings
         inner = self._transport
         if inner is None:
@@ -273,7 +282,7 @@ class AccountPool:
 
             has_proxy = any(k != "no" for k in self._proxies)
             inner = _ProxyRouter(self._proxies, pooled) if has_proxy else pooled(None)
-        bucket = TokenBucket(rate=s.requests_per_second, capacity=float(s.burst))
+        bucket = TokenBucket(rate=rate or s.requests_per_second, capacity=float(burst or s.burst))
         transport = _BudgetedTransport(
             inner,
             bucket,

@@ -119,7 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--seed", help="YAML/JSON file of endpoints to create at start")
 
-    sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
+    crd = sub.add_parser("crd", help="print a CustomResourceDefinition's YAML")
+    crd.add_argument(
+        "--kind",
+        choices=["InferenceEndpoint", "InferenceProvider", "ClusterInferenceProvider"],
+        default="InferenceEndpoint",
+    )
     return parser
 
 
@@ -135,9 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = DEFAULT_PORT if args.port is None else args.port
         asyncio.run(serve_forever(args.host, port, args.token, args.seed))
         return EXIT_OK
-    from .api.crd import crd_yaml
+    from .api.crd import crd, crd_yaml, provider_crd
 
-    sys.stdout.write(crd_yaml())
+    if args.kind == "InferenceEndpoint":
+        document = crd()
+    else:
+        document = provider_crd(cluster=args.kind == "ClusterInferenceProvider")
+    sys.stdout.write(crd_yaml(document))
     return EXIT_OK
 
 
@@ -180,6 +189,7 @@ class _ProbedEndpoint:
     uid: str = ""
     generation: int = 1
     spec_error: str | None = None
+    spec_reason: str = "InvalidSpec"
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
     reconcile_token: str | None = None
     last_success: datetime | None = None
@@ -206,14 +216,14 @@ class _NoWrites:
 async def _probe(args: argparse.Namespace) -> int:
     from .accounts import AccountPool, AccountSettings
     from .poller import Poller
-    from .providers import CredentialedConfig, Observation
+    from .providers import Observation
 
     try:
         manifest = _read_manifest(args.filename)
         parsed = parse_spec(manifest.get("spec"))
     except (ValueError, InvalidSpecError) as err:
         return _fail(EXIT_USAGE, str(err))
-    if isinstance(parsed.config, CredentialedConfig) and not os.environ.get(TOKEN_ENV, "").strip():
+    if parsed.config.secret_refs() and not os.environ.get(TOKEN_ENV, "").strip():
         return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
     endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
     accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
@@ -267,7 +277,6 @@ NOISY_LOGGERS = (
 def quiet_noisy_loggers() -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from .api import ParsedSpec
 from .kube.secrets import SecretMissing, SecretPending
 from .kube.writer import StatusSink, WriteError
 from .providers import (
-    CredentialedConfig,
+    CREDENTIAL_SEPARATOR,
     ErrorReason,
     Observation,
     ProviderError,
@@ -52,6 +52,8 @@ class Polled(Protocol):
     generation: int
     parsed: ParsedSpec | None
     spec_error: str | None
+    #: The Synced reason when `parsed` is None: InvalidSpec, or why its providerRef is unusable.
+    spec_reason: str
     status: dict[str, Any]
     reconcile_token: str | None
     last_success: datetime | None
@@ -112,13 +114,15 @@ class Poller:
         for item in items:
             parsed = item.parsed
             if parsed is None:
-                early.append((item, st.Failure(st.INVALID_SPEC, item.spec_error or "")))
+                early.append((item, st.Failure(item.spec_reason, item.spec_error or "")))
                 continue
             credential = None
-            if isinstance(parsed.config, CredentialedConfig):
+            if refs := parsed.config.secret_refs():
+                # A provider object's Secrets live where it says, never where the endpoint is.
+                namespace = parsed.account.secret_namespace if parsed.account else item.namespace
                 try:
-                    credential = self._credentials.lookup(
-                        item.namespace, parsed.config.credentials_secret_ref
+                    credential = CREDENTIAL_SEPARATOR.join(
+                        self._credentials.lookup(namespace, ref) for ref in refs
                     )
                 except SecretPending:
                     early.append((item, WAITING))
@@ -128,12 +132,15 @@ class Poller:
                     continue
             provider = parsed.provider
             # One group of the scheduler can hold endpoints whose Secrets hold other credentials.
-            account = (provider.account_key(parsed.config), credential_fingerprint(credential))
+            # A provider object's account is its own (its budget), even on shared credentials.
+            account = (
+                provider.account_key(parsed.config),
+                credential_fingerprint(credential),
+                parsed.account,
+            )
             batch = batches.get(account)
             if batch is None:
-                batch = batches[account] = Batch(
-                    account, provider.name, parsed, credential, []
-                )
+                batch = batches[account] = Batch(account, provider.name, parsed, credential, [])
             target = Target(
                 key=f"{item.namespace}/{item.name}", config=parsed.config, credential=credential
             )
@@ -149,7 +156,13 @@ class Poller:
 
     async def observe(self, batch: Batch[P]) -> list[tuple[P, Observation | st.Failure]]:
         provider = batch.parsed.provider
-        account = self.accounts.get(batch.provider, batch.account)
+        source = batch.parsed.account
+        account = self.accounts.get(
+            batch.provider,
+            batch.account,
+            requests_per_second=source.requests_per_second if source else None,
+            burst=source.burst if source else None,
+        )
         targets = [target for _, target in batch.members]
         try:
             results: Mapping[str, Observation | ProviderError] = await provider.observe(
@@ -167,7 +180,8 @@ class Poller:
                 if batch.credential:
                     # Adapters never quote a credential; this keeps a mistake in one from
                     # reaching status, Events or logs.
-                    message = message.replace(batch.credential, "***")
+                    for part in batch.credential.split(CREDENTIAL_SEPARATOR):
+                        message = message.replace(part, "***")
                 out.append((item, st.Failure(result.reason.value, message, result.retry_after)))
             else:
                 out.append((item, result))

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,8 @@ from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
-from .providers import CredentialedConfig, ErrorReason, Observation, Phase
+from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
+from .providers import ErrorReason, Observation, Phase
 from .providers.base import concurrently
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
@@ -90,6 +91,9 @@ class _Entry:
     status: dict[str, Any]
     reconcile_token: str | None
     last_success: datetime | None
+    spec_reason: str = st.INVALID_SPEC
+    #: The provider object its spec.providerRef names, whether or not that exists.
+    provider_object: ObjectKey | None = None
     failures: int = 0
     in_flight: bool = False
     #: Set when the spec changed or a reconcile was asked for during an in-flight poll: that
@@ -130,12 +134,16 @@ class Scheduler:
         accounts: AccountPool,
         settings: SchedulerSettings | None = None,
         *,
+        providers: ProviderObjects | None = None,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings or SchedulerSettings()
         self._secrets = secrets
         self._accounts = accounts
+        self.providers = providers or ProviderObjects()
+        #: Endpoints by the provider object their providerRef names.
+        self._provider_users: dict[ObjectKey, set[Key]] = {}
         self._poller = Poller(
             accounts, secrets, writer, poll_time_refresh=self.settings.poll_time_refresh
         )
@@ -242,12 +250,37 @@ class Scheduler:
             if entry is not None:
                 self._poll_soon(entry)
 
+    def provider_changed(self, key: ObjectKey | None) -> None:
+        """A provider object appeared, changed or went away (None: namespace labels changed, so
+        any ClusterInferenceProvider's conditions may): its endpoints resolve again and poll."""
+        if key is None:
+            users = {u for k, us in self._provider_users.items() if k[1] == "" for u in us}
+        else:
+            users = set(self._provider_users.get(key, ()))
+        for user in users:
+            entry = self._entries.get(user)
+            if entry is None:
+                continue
+            before = (entry.parsed, entry.spec_error)
+            self._apply_spec(entry, entry.spec, entry.generation)
+            if (entry.parsed, entry.spec_error) != before:
+                self._poll_soon(entry)
+
+    def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        """The statuses of the endpoints naming a provider object (for its status)."""
+        return [
+            self._entries[user].status
+            for user in self._provider_users.get(key, ())
+            if user in self._entries
+        ]
+
     def forget(self, namespace: str, name: str) -> None:
         entry = self._entries.pop((namespace, name), None)
         if entry is None:
             return
         self._leave_group(entry)
         self._use_secret(entry, None)
+        self._use_provider(entry, None)
         self._polls.forget(entry.key)
         self._deadlines.forget(entry.key)
         self._count_phase(entry.status.get("phase"), None)
@@ -436,8 +469,9 @@ class Scheduler:
             source = None
             entry.failures += 1
             self._count_poll(entry.parsed.provider.name if entry.parsed else "-", result.reason)
-            if result.reason == st.INVALID_SPEC:
-                delay = float("inf")  # nothing to poll until the spec changes
+            if result.reason in st.UNPOLLABLE_REASONS:
+                # Nothing to poll until the spec or its provider object changes.
+                delay = float("inf")
             else:
                 delay = factor * policy.after_failure(
                     result.reason, entry.failures, entry.interval, result.retry_after
@@ -488,17 +522,40 @@ class Scheduler:
 
     def _apply_spec(self, entry: _Entry, spec: Mapping[str, Any], generation: int) -> None:
         entry.spec, entry.generation = spec, generation
+        entry.spec_reason = st.INVALID_SPEC
+        self._use_provider(entry, ref_key(entry.namespace, spec))
         try:
-            entry.parsed, entry.spec_error = parse_spec(spec), None
+            if spec.get("providerRef") is None:
+                entry.parsed = parse_spec(spec)
+            else:
+                resolved = self.providers.resolve(entry.namespace, spec)
+                entry.parsed = replace(parse_spec(resolved.spec), account=resolved.account)
+            entry.spec_error = None
         except InvalidSpecError as err:
             entry.parsed, entry.spec_error = None, str(err)
+        except Unresolved as err:
+            entry.parsed, entry.spec_error, entry.spec_reason = None, err.message, err.reason
         self._leave_group(entry)
         entry.group = self._group_of(entry)
         self._groups.setdefault(entry.group, set()).add(entry.key)
         secret = None
-        if entry.parsed is not None and isinstance(entry.parsed.config, CredentialedConfig):
-            secret = (entry.namespace, entry.parsed.config.credentials_secret_ref.name)
+        if entry.parsed is not None and (refs := entry.parsed.config.secret_refs()):
+            account = entry.parsed.account
+            secret = (account.secret_namespace if account else entry.namespace, refs[0].name)
         self._use_secret(entry, secret)
+
+    def _use_provider(self, entry: _Entry, key: ObjectKey | None) -> None:
+        if key == entry.provider_object:
+            return
+        if entry.provider_object is not None:
+            users = self._provider_users.get(entry.provider_object)
+            if users is not None:
+                users.discard(entry.key)
+                if not users:
+                    del self._provider_users[entry.provider_object]
+        if key is not None:
+            self._provider_users.setdefault(key, set()).add(entry.key)
+        entry.provider_object = key
 
     def _use_secret(self, entry: _Entry, secret: Key | None) -> None:
         if secret == entry.secret:
@@ -520,10 +577,16 @@ class Scheduler:
         if parsed is None:
             return ("invalid", entry.key)
         secret = None
-        if isinstance(parsed.config, CredentialedConfig):
-            ref = parsed.config.credentials_secret_ref
-            secret = (entry.namespace, ref.name, ref.key)
-        return (parsed.provider.name, parsed.provider.account_key(parsed.config), secret)
+        if refs := parsed.config.secret_refs():
+            account = parsed.account
+            namespace = account.secret_namespace if account else entry.namespace
+            secret = (namespace, refs[0].name, tuple(r.key for r in refs))
+        return (
+            parsed.provider.name,
+            parsed.provider.account_key(parsed.config),
+            secret,
+            parsed.account,
+        )
 
     def _leave_group(self, entry: _Entry) -> None:
         members = self._groups.get(entry.group)
@@ -574,4 +637,3 @@ def _phase(value: object) -> Phase | None:
         return Phase(str(value)) if value else None
     except ValueError:
         return None
-

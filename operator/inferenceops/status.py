@@ -44,9 +44,18 @@ WARNING_PHASES = frozenset({Phase.FAILED, Phase.DEGRADED})
 SECRET_MISSING = "SecretMissing"
 INVALID_SPEC = "InvalidSpec"
 INTERNAL_ERROR = "InternalError"
+#: An endpoint's providerRef names nothing, something it may not use, or a mismatched account
+#: (provider_objects.py; the same strings, kept here so status.py imports no resolution code).
+PROVIDER_MISSING = "ProviderMissing"
+PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"
+PROVIDER_MISMATCH = "ProviderMismatch"
+#: Nothing is polled for these until the spec or the provider object it names changes.
+UNPOLLABLE_REASONS = frozenset(
+    {INVALID_SPEC, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED, PROVIDER_MISMATCH}
+)
 #: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
-STALLED_REASONS = frozenset(
-    {INVALID_SPEC, SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}
+STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
+    {SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}
 )
 #: Ready turns Unknown when no poll succeeded for this many intervals.
 STALE_AFTER_INTERVALS = 3

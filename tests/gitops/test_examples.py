@@ -77,16 +77,19 @@ def test_renders_in_place() -> None:
     if not (CRDS / "kustomization.yaml").exists():
         pytest.skip("crds/kustomization.yaml (listing the CRD) not added yet")
     objs = kustomize(EXAMPLE)
-    assert len(of_kind(objs, "CustomResourceDefinition")) == 1
+    assert len(of_kind(objs, "CustomResourceDefinition")) == 3
 
 
 def test_kinds(rendered) -> None:
     assert Counter(o["kind"] for o in rendered) == Counter(
-        {"Namespace": 1, "CustomResourceDefinition": 1, "Secret": 1, "InferenceEndpoint": 5}
+        {"Namespace": 1, "CustomResourceDefinition": 3, "Secret": 1, "InferenceEndpoint": 5}
     )
-    crd = of_kind(rendered, "CustomResourceDefinition")[0]
-    assert crd["metadata"]["name"] == "inferenceendpoints.inferenceops.io"
-    assert "namespace" not in crd["metadata"]
+    crds = of_kind(rendered, "CustomResourceDefinition")
+    assert {c["metadata"]["name"] for c in crds} == {
+        f"{plural}.inferenceops.io"
+        for plural in ("inferenceendpoints", "inferenceproviders", "clusterinferenceproviders")
+    }
+    assert all("namespace" not in c["metadata"] for c in crds)
     assert of_kind(rendered, "Namespace")[0]["metadata"]["name"] == NAMESPACE
 
 

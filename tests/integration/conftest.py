@@ -96,18 +96,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
 
 @pytest.fixture(scope="session")
 def crds(control_plane: Any) -> None:
-    control_plane.kubectl(
-        "apply",
-        "--server-side",
-        "-f",
-        str(ROOT / "crds" / "inferenceops.io_inferenceendpoints.yaml"),
-    )
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/inferenceendpoints.inferenceops.io",
-    )
+    for plural in ("inferenceendpoints", "inferenceproviders", "clusterinferenceproviders"):
+        control_plane.kubectl(
+            "apply", "--server-side", "-f", str(ROOT / "crds" / f"inferenceops.io_{plural}.yaml")
+        )
+        control_plane.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.inferenceops.io"
+        )
 
 
 class OperatorProcess:

@@ -74,10 +74,10 @@ Secrets they reference, and emits Events.
 */}}
 {{- define "inferenceops.namespacedRules" -}}
 - apiGroups: ["inferenceops.io"]
-  resources: ["inferenceendpoints"]
+  resources: ["inferenceendpoints", "inferenceproviders"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["inferenceops.io"]
-  resources: ["inferenceendpoints/status"]
+  resources: ["inferenceendpoints/status", "inferenceproviders/status"]
   verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["secrets"]
@@ -90,11 +90,18 @@ Secrets they reference, and emits Events.
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* RBAC rules that only exist cluster-wide: kopf's CRD and namespace discovery. */}}
+{{/* RBAC rules that only exist cluster-wide: kopf's CRD and namespace discovery, and the
+   cluster-scoped ClusterInferenceProviders. */}}
 {{- define "inferenceops.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["inferenceops.io"]
+  resources: ["clusterinferenceproviders"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["inferenceops.io"]
+  resources: ["clusterinferenceproviders/status"]
+  verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]

@@ -11,7 +11,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ..providers import all_providers
+from ..providers import ProviderConfig, all_providers
+from .provider_kinds import (
+    CLUSTER_KIND,
+    CLUSTER_PLURAL,
+    CLUSTER_SHORT_NAME,
+    NAMESPACED_KIND,
+    NAMESPACED_PLURAL,
+    NAMESPACED_SHORT_NAME,
+    NamespaceCondition,
+    ProviderObjectStatus,
+    ProviderRef,
+    account_model,
+)
 from .v1alpha1 import (
     CATEGORY,
     DEFAULT_POLL_INTERVAL,
@@ -25,7 +37,7 @@ from .v1alpha1 import (
     InferenceEndpointStatus,
 )
 
-__all__ = ["crd", "crd_yaml", "structural_schema"]
+__all__ = ["all_crds", "crd", "crd_yaml", "provider_crd", "structural_schema"]
 
 # Keywords a structural schema accepts that pydantic's JSON schema may produce.
 _KEEP = (
@@ -74,7 +86,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         out["type"] = "string"
     if "const" in node:
         out["type"], out["enum"] = "string", [node["const"]]
-    if node.get("type") == "object" or "properties" in node:
+    if isinstance(node.get("additionalProperties"), dict):
+        # A map (dict[str, str]): the API server's schema for labels and the like.
+        out["type"] = "object"
+        out["additionalProperties"] = _convert(node["additionalProperties"], defs)
+    elif node.get("type") == "object" or "properties" in node:
         out["type"] = "object"
         out["properties"] = {k: _convert(v, defs) for k, v in node.get("properties", {}).items()}
         required = [r for r in node.get("required", []) if "default" not in node["properties"][r]]
@@ -98,9 +114,16 @@ def _spec_schema() -> dict[str, Any]:
             "(a duration such as 30s, 5m; at least 5s).",
         }
     }
+    properties["providerRef"] = structural_schema(ProviderRef)
+    properties["providerRef"]["description"] = (
+        "Use a provider object's account (URL, team or workspace, credentials, request budget) "
+        "instead of the credentials in the provider block."
+    )
+    account_rules: list[dict[str, str]] = []
     for provider in providers:
         block = structural_schema(provider.config_model)
         block["description"] = f"Poll a {provider.display_name} endpoint."
+        account_rules += _endpoint_block_rules(provider.name, provider.config_model, block)
         properties[provider.name] = block
     one_of = ", ".join(f"has(self.{n})" for n in names)
     return {
@@ -116,8 +139,65 @@ def _spec_schema() -> dict[str, Any]:
                 "rule": "duration(self.pollInterval) >= duration('5s')",
                 "message": "pollInterval must be at least 5s",
             },
+            *account_rules,
         ],
     }
+
+
+def _camel(name: str, model: type[BaseModel]) -> str:
+    return model.model_fields[name].alias or name
+
+
+def _exactly_one(path: str, fields: list[str]) -> str:
+    if len(fields) == 1:
+        return f"has({path}.{fields[0]})"
+    return "[" + ", ".join(f"has({path}.{f})" for f in fields) + "].filter(x, x).size() == 1"
+
+
+def _endpoint_block_rules(
+    name: str, model: type[ProviderConfig], block: dict[str, Any]
+) -> list[dict[str, str]]:
+    """What an endpoint's block needs with and without `providerRef`: the fields a provider
+    object can supply are required only without one (checked by CEL, not `required`), carry no
+    server-side default (an applied default would be indistinguishable from a value the user
+    set, and would override the provider object's), and credentials come from one place."""
+    shared = [f for f in model.model_fields if f not in model.endpoint_fields]
+    for field in shared:
+        alias = _camel(field, model)
+        block["properties"][alias].pop("default", None)
+        if alias in block.get("required", []):
+            block["required"].remove(alias)
+    if not block.get("required"):
+        block.pop("required", None)
+    needed = [
+        _camel(f, model)
+        for f, info in model.model_fields.items()
+        if f in shared and info.is_required() and f not in model.credential_fields
+    ]
+    credentials = [_camel(f, model) for f in model.credential_fields]
+    rules = []
+    inline = [f"has(self.{name}.{f})" for f in needed]
+    if credentials:
+        inline.append(_exactly_one(f"self.{name}", credentials))
+    if inline:
+        what = ", ".join([*needed, " or ".join(credentials)] if credentials else needed)
+        rules.append(
+            {
+                "rule": f"!has(self.{name}) || has(self.providerRef) || "
+                + " && ".join(f"({r})" for r in inline),
+                "message": f"{name} needs {what} unless spec.providerRef is set",
+            }
+        )
+    if credentials:
+        rules.append(
+            {
+                "rule": f"!has(self.{name}) || !has(self.providerRef) || "
+                + " && ".join(f"!has(self.{name}.{c})" for c in credentials),
+                "message": f"with spec.providerRef the credentials come from the provider "
+                f"object: remove {name}.{' and '.join(credentials)}",
+            }
+        )
+    return rules
 
 
 def _status_schema() -> dict[str, Any]:
@@ -200,6 +280,157 @@ def crd() -> dict[str, Any]:
     }
 
 
-def crd_yaml() -> str:
-    header = "# Generated by `inferenceops crd` (operator/inferenceops/api/crd.py). Do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
+_HEADER = "# Generated by `inferenceops crd` (operator/inferenceops/api/crd.py). Do not edit.\n"
+
+
+def crd_yaml(document: dict[str, Any] | None = None) -> str:
+    return _HEADER + yaml.safe_dump(document or crd(), sort_keys=False, width=100)
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """Every CRD by the file name `make crds` writes it to."""
+    return {
+        f"{GROUP}_{PLURAL}.yaml": crd(),
+        f"{GROUP}_{NAMESPACED_PLURAL}.yaml": provider_crd(cluster=False),
+        f"{GROUP}_{CLUSTER_PLURAL}.yaml": provider_crd(cluster=True),
+    }
+
+
+def _provider_spec_schema(cluster: bool) -> dict[str, Any]:
+    providers = list(all_providers())
+    names = [p.name for p in providers]
+    properties: dict[str, Any] = {}
+    rules = [
+        {
+            "rule": "[" + ", ".join(f"has(self.{n})" for n in names) + "].filter(x, x).size() == 1",
+            "message": f"exactly one provider block must be set: one of {', '.join(names)}",
+        }
+    ]
+    credentialed = []
+    for provider in providers:
+        model = account_model(provider)
+        block = structural_schema(model)
+        block["description"] = f"A {provider.display_name} account."
+        properties[provider.name] = block
+        credentials = [_camel(f, model) for f in model.credential_fields]
+        if len(credentials) > 1:
+            rules.append(
+                {
+                    "rule": f"!has(self.{provider.name}) || "
+                    + _exactly_one(f"self.{provider.name}", credentials),
+                    "message": f"{provider.name} needs exactly one of {', '.join(credentials)}",
+                }
+            )
+        if credentials:
+            credentialed.append(provider.name)
+    if cluster:
+        properties["secretNamespace"] = {
+            "type": "string",
+            "maxLength": 63,
+            "description": "Namespace of the Secrets the credential references name; a "
+            "ClusterInferenceProvider reads Secrets there and nowhere else.",
+        }
+        properties["conditions"] = {
+            "type": "array",
+            "maxItems": 16,
+            "items": structural_schema(NamespaceCondition),
+            "description": "Endpoints in which namespaces may use this provider: any namespace "
+            "when unset, else those a condition matches (listed by name or selected by labels).",
+        }
+        rules.append(
+            {
+                "rule": " || ".join(f"has(self.{n})" for n in credentialed)
+                + " ? has(self.secretNamespace) : true",
+                "message": "secretNamespace is required with credentials",
+            }
+        )
+    return {
+        "type": "object",
+        "description": "The provider account: one provider block.",
+        "properties": properties,
+        "x-kubernetes-validations": rules,
+    }
+
+
+def _provider_printer_columns() -> list[dict[str, Any]]:
+    def condition(kind: str, field: str = "status") -> str:
+        return f'.status.conditions[?(@.type=="{kind}")].{field}'
+
+    return [
+        {"name": "Provider", "type": "string", "jsonPath": ".status.provider"},
+        {"name": "Ready", "type": "string", "jsonPath": condition("Ready")},
+        {"name": "Reason", "type": "string", "jsonPath": condition("Ready", "reason")},
+        {"name": "Endpoints", "type": "string", "jsonPath": ".status.endpointSummary"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Last Success",
+            "type": "date",
+            "jsonPath": ".status.lastSuccessTime",
+            "priority": 1,
+        },
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": condition("Ready", "message"),
+            "priority": 1,
+        },
+    ]
+
+
+def provider_crd(*, cluster: bool) -> dict[str, Any]:
+    kind, plural = (
+        (CLUSTER_KIND, CLUSTER_PLURAL) if cluster else (NAMESPACED_KIND, NAMESPACED_PLURAL)
+    )
+    short = CLUSTER_SHORT_NAME if cluster else NAMESPACED_SHORT_NAME
+    status = structural_schema(ProviderObjectStatus)
+    status["description"] = "Observed state, written by the operator only."
+    status["default"] = {"observedGeneration": 0}
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    conditions["maxItems"] = 8
+    scope = (
+        "cluster-wide; usable from the namespaces its conditions allow"
+        if cluster
+        else ("usable by InferenceEndpoints of its own namespace")
+    )
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": [CATEGORY],
+            },
+            "scope": "Cluster" if cluster else "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _provider_printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"A model-inference provider account ({scope}).",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": _provider_spec_schema(cluster),
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

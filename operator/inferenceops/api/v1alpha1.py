@@ -45,16 +45,37 @@ def parse_duration(text: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountSource:
+    """The provider object an endpoint's account comes from (its `spec.providerRef`, resolved):
+    its Secrets are read in `secret_namespace` and its budget replaces the operator's flags."""
+
+    kind: str
+    #: "" for a ClusterInferenceProvider.
+    namespace: str
+    name: str
+    secret_namespace: str
+    requests_per_second: float | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedSpec:
     poll_interval: float
     provider: Provider[Any]
+    #: With `spec.providerRef`, the endpoint's block merged over the provider object's.
     config: ProviderConfig
+    account: AccountSource | None = None
 
 
 def parse_spec(spec: Mapping[str, Any] | None) -> ParsedSpec:
     """Validate a spec as the API server's schema and CEL rules do, for objects that bypassed them
     (an older CRD, a `probe` of a local file)."""
     spec = spec or {}
+    if spec.get("providerRef") is not None:
+        raise InvalidSpecError(
+            "spec.providerRef is resolved by the operator from the provider object; "
+            "to probe, set the provider block's fields inline"
+        )
     interval = parse_duration(str(spec.get("pollInterval") or DEFAULT_POLL_INTERVAL))
     if interval < MIN_POLL_INTERVAL_SECONDS:
         raise InvalidSpecError(

@@ -1,6 +1,7 @@
 """Provider adapters: one module per provider behind `base.Provider`. See docs/providers.md."""
 
 from .base import (
+    CREDENTIAL_SEPARATOR,
     CredentialedConfig,
     ErrorReason,
     Observation,
@@ -16,6 +17,7 @@ from .base import (
 from .registry import all_providers, get
 
 __all__ = [
+    "CREDENTIAL_SEPARATOR",
     "CredentialedConfig",
     "ErrorReason",
     "Observation",

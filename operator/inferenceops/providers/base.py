@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "CREDENTIAL_SEPARATOR",
     "CredentialedConfig",
     "ErrorReason",
     "Observation",
@@ -157,13 +158,32 @@ class ProviderConfig(BaseModel):
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
     )
 
+    #: Fields that name one remote endpoint: only an InferenceEndpoint sets them, never an
+    #: InferenceProvider (api/provider_kinds.py builds the provider's block without them).
+    endpoint_fields: ClassVar[frozenset[str]] = frozenset({"endpoint_id"})
+    #: Fields naming Secrets: set on the endpoint or on the provider object, never both.
+    credential_fields: ClassVar[tuple[str, ...]] = ()
+    #: Fields that decide where requests (and so credentials) go: an endpoint using a provider
+    #: object's credentials may not change them, or it could send them to a server of its own.
+    destination_fields: ClassVar[frozenset[str]] = frozenset({"url"})
+
+    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
+        """The Secret keys a poll reads, in the order the adapter expects their values (all in
+        one Secret); empty for providers without credentials."""
+        return ()
+
 
 class CredentialedConfig(ProviderConfig):
     """A provider block whose requests carry a credential read from a Secret."""
 
+    credential_fields: ClassVar[tuple[str, ...]] = ("credentials_secret_ref",)
+
     credentials_secret_ref: SecretKeyRef = Field(
         description="Secret key holding the API credential, in the resource's namespace."
     )
+
+    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
+        return (self.credentials_secret_ref,)
 
 
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
@@ -171,11 +191,21 @@ ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
 
 @dataclass(frozen=True, slots=True)
 class Target(Generic[ConfigT]):
-    """One endpoint to poll. `key` is opaque to adapters: results are returned under it."""
+    """One endpoint to poll. `key` is opaque to adapters: results are returned under it.
+
+    `credential` holds the values of `config.secret_refs()`, joined by CREDENTIAL_SEPARATOR when
+    there are several (an access key and its secret key): one string keeps account keys,
+    fingerprints and redaction as they are for the one-token providers.
+    """
 
     key: str
     config: ConfigT
     credential: str | None = None
+
+
+#: Joins the values of several Secret keys into one `Target.credential`; a newline cannot be
+#: part of a value, as Secret values are stripped and HTTP header values cannot hold one.
+CREDENTIAL_SEPARATOR = "\n"
 
 
 class Provider(ABC, Generic[ConfigT]):

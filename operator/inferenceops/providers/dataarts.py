@@ -13,19 +13,21 @@ import asyncio
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 from .base import (
-    CredentialedConfig,
     ErrorReason,
     Observation,
     Phase,
     PollResult,
     Provider,
+    ProviderConfig,
     ProviderError,
+    SecretKeyRef,
     Target,
     Workers,
     list_then_fetch,
@@ -38,6 +40,7 @@ __all__ = [
     "PAGE_LIMIT",
     "PROVIDER",
     "WORKSPACE_ID_PATTERN",
+    "AccessKeySecretRef",
     "DataArtsFabricConfig",
     "DataArtsFabricProvider",
     "classify_error",
@@ -59,8 +62,43 @@ _CODE_WORKSPACE_NOT_EXIST = "00010003"
 _CODE_BUSY = "00000001"
 
 
-class DataArtsFabricConfig(CredentialedConfig):
-    """The Secret key holds an IAM token, sent as `X-Auth-Token`."""
+class AccessKeySecretRef(BaseModel):
+    """A Secret holding a Huawei Cloud access key (AK) and its secret key (SK)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    access_key_id_key: str = Field(
+        default="accessKeyId", min_length=1, max_length=253, description="Key holding the AK."
+    )
+    secret_access_key_key: str = Field(
+        default="secretAccessKey",
+        min_length=1,
+        max_length=253,
+        description="Key holding the SK.",
+    )
+
+
+class DataArtsFabricConfig(ProviderConfig):
+    """Exactly one credential: an IAM token (`credentialsSecretRef`, sent as `X-Auth-Token`; it
+    expires after 24 hours) or an access key pair (`accessKeySecretRef`; each request is signed
+    with SDK-HMAC-SHA256 and nothing expires)."""
+
+    credential_fields: ClassVar[tuple[str, ...]] = (
+        "credentials_secret_ref",
+        "access_key_secret_ref",
+    )
+
+    credentials_secret_ref: Annotated[
+        SecretKeyRef | None,
+        Field(description="Secret key holding an IAM token (X-Auth-Token)."),
+    ] = None
+    access_key_secret_ref: Annotated[
+        AccessKeySecretRef | None,
+        Field(description="Secret holding an access key pair; requests are signed with it."),
+    ] = None
 
     url: Annotated[
         str,
@@ -87,6 +125,22 @@ class DataArtsFabricConfig(CredentialedConfig):
             description="Endpoint ID: 32 to 36 letters, digits and hyphens.",
         ),
     ]
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> DataArtsFabricConfig:
+        if (self.credentials_secret_ref is None) == (self.access_key_secret_ref is None):
+            raise ValueError("set exactly one of credentialsSecretRef and accessKeySecretRef")
+        return self
+
+    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
+        if self.access_key_secret_ref is not None:
+            ref = self.access_key_secret_ref
+            return (
+                SecretKeyRef(name=ref.name, key=ref.access_key_id_key),
+                SecretKeyRef(name=ref.name, key=ref.secret_access_key_key),
+            )
+        assert self.credentials_secret_ref is not None  # _one_credential
+        return (self.credentials_secret_ref,)
 
 
 class _Tolerant(BaseModel):

@@ -6,7 +6,7 @@ FAILED; only `data.stage` tells. It documents no authentication, so no credentia
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,9 @@ __all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
 
 
 class NSModelServerConfig(ProviderConfig):
+    # Each model server is its own status API: an InferenceProvider only shares a budget.
+    endpoint_fields: ClassVar[frozenset[str]] = frozenset({"url"})
+
     url: Annotated[
         str,
         Field(

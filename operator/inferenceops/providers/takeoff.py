@@ -9,7 +9,7 @@ for its management API, so no credential is sent.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,9 @@ READERS_DEAD = "ReadersDead"
 
 
 class TakeoffConfig(ProviderConfig):
+    # Each Takeoff server is its own management API: an InferenceProvider only shares a budget.
+    endpoint_fields: ClassVar[frozenset[str]] = frozenset({"url", "consumer_group"})
+
     url: Annotated[
         str,
         Field(

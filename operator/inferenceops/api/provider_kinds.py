@@ -1,0 +1,165 @@
+"""InferenceProvider (namespaced) and ClusterInferenceProvider (cluster-scoped): provider accounts
+as resources, and `spec.providerRef` that lets an InferenceEndpoint use one.
+
+A provider object's block is derived from the endpoint's block of the same provider: every field
+but the ones naming one remote endpoint (`ProviderConfig.endpoint_fields`), all optional except
+the credentials, plus the account's request budget. Deriving it keeps the two from drifting when
+a provider gains a field.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.alias_generators import to_camel
+
+from ..providers import Provider, ProviderConfig, all_providers
+from .v1alpha1 import Condition
+
+__all__ = [
+    "CLUSTER_KIND",
+    "CLUSTER_PLURAL",
+    "NAMESPACED_KIND",
+    "NAMESPACED_PLURAL",
+    "AccountBudget",
+    "NamespaceCondition",
+    "ProviderObjectStatus",
+    "ProviderRef",
+    "account_model",
+]
+
+NAMESPACED_KIND = "InferenceProvider"
+NAMESPACED_PLURAL = "inferenceproviders"
+NAMESPACED_SHORT_NAME = "ipr"  # "ip" is taken by networking.k8s.io IPAddress
+CLUSTER_KIND = "ClusterInferenceProvider"
+CLUSTER_PLURAL = "clusterinferenceproviders"
+CLUSTER_SHORT_NAME = "cipr"
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class ProviderRef(_Camel):
+    """Which provider object an InferenceEndpoint uses for its account."""
+
+    kind: Annotated[
+        Literal["InferenceProvider", "ClusterInferenceProvider"],
+        Field(description="InferenceProvider (same namespace) or ClusterInferenceProvider."),
+    ] = "InferenceProvider"
+    name: Annotated[
+        str, Field(min_length=1, max_length=253, description="Name of the provider object.")
+    ]
+
+
+class AccountBudget(ProviderConfig):
+    """The request budget of the account; the operator's --requests-per-second and --burst
+    when unset."""
+
+    endpoint_fields = frozenset()
+
+    requests_per_second: Annotated[
+        float | None,
+        Field(gt=0, le=100000, description="Sustained provider requests per second."),
+    ] = None
+    burst: Annotated[
+        int | None, Field(ge=1, le=100000, description="Requests allowed at once above the rate.")
+    ] = None
+
+
+@cache
+def account_model(provider: Provider[Any]) -> type[AccountBudget]:
+    """The provider object's block for `provider`: the endpoint block without its endpoint
+    fields, every field optional but the credentials (a provider object exists to hold them),
+    plus the budget."""
+    config = provider.config_model
+    fields: dict[str, Any] = {}
+    for name, info in config.model_fields.items():
+        if name in config.endpoint_fields:
+            continue
+        field = copy.copy(info)
+        annotation: Any = info.annotation
+        # Several credential fields are alternatives (the model's own rule picks one).
+        if name not in config.credential_fields or len(config.credential_fields) > 1:
+            # Unset means "the endpoint's value, else the provider's documented default".
+            field.default = None
+            annotation = annotation | None
+        fields[name] = (annotation, field)
+    model = create_model(
+        f"{type(provider).__name__}Account",
+        __base__=AccountBudget,
+        __doc__=f"A {provider.display_name} account.",
+        **fields,
+    )
+    model.credential_fields = config.credential_fields
+    assert issubclass(model, AccountBudget)
+    return model
+
+
+class LabelSelectorRequirement(_Camel):
+    key: Annotated[str, Field(min_length=1, max_length=317)]
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: Annotated[list[Annotated[str, Field(max_length=63)]] | None, Field(max_length=64)] = (
+        None
+    )
+
+
+class LabelSelector(_Camel):
+    """A Kubernetes label selector (as in metav1.LabelSelector)."""
+
+    match_labels: Annotated[dict[str, str] | None, Field(description="Labels that must match.")] = (
+        None
+    )
+    match_expressions: Annotated[list[LabelSelectorRequirement] | None, Field(max_length=16)] = None
+
+
+class NamespaceCondition(_Camel):
+    """Namespaces listed by name or selected by labels (as a ClusterSecretStore's conditions)."""
+
+    namespaces: Annotated[
+        list[Annotated[str, Field(max_length=63)]] | None,
+        Field(max_length=256, description="Namespaces, by name."),
+    ] = None
+    namespace_selector: Annotated[
+        LabelSelector | None, Field(description="Namespaces, by their labels.")
+    ] = None
+
+
+class ProviderObjectStatus(_Camel):
+    """What the operator writes on a provider object."""
+
+    provider: Annotated[str | None, Field(description="Which provider block is in use.")] = None
+    endpoints: Annotated[
+        int | None, Field(ge=0, description="InferenceEndpoints using this provider object.")
+    ] = None
+    ready_endpoints: Annotated[
+        int | None, Field(ge=0, description="Of those, how many are Ready.")
+    ] = None
+    endpoint_summary: Annotated[
+        str | None, Field(description="ready/total, for the Endpoints printer column.")
+    ] = None
+    last_success_time: Annotated[
+        str | None,
+        Field(
+            description="When a call with these credentials last succeeded.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None
+    paused_until: Annotated[
+        str | None,
+        Field(
+            description="While RateLimited: when the provider allows requests again.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = None
+
+
+def provider_blocks() -> dict[str, type[AccountBudget]]:
+    return {p.name: account_model(p) for p in all_providers()}

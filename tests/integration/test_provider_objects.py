@@ -1,0 +1,186 @@
+"""InferenceProvider and ClusterInferenceProvider against a real kube-apiserver: what its schema
+and CEL rules admit, and what the operator does with an endpoint's providerRef."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+API = "inferenceops.io/v1alpha1"
+DA_ID = "0b5633ba2b904511ad514346f4d0prv1"
+
+
+def apply(control_plane: Any, *documents: dict[str, Any], check: bool = True) -> Any:
+    return control_plane.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump_all(documents), check=check
+    )
+
+
+def provider(name: str, namespace: str, block: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "InferenceProvider",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": block,
+    }
+
+
+def endpoint(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"pollInterval": "5s", **spec},
+    }
+
+
+FRIENDLI_ACCOUNT = {
+    "friendli": {
+        "url": "http://127.0.0.1:1/friendli",
+        "credentialsSecretRef": {"name": "creds", "key": "token"},
+        "requestsPerSecond": 5,
+        "burst": 10,
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            provider(
+                "two", "default", {**FRIENDLI_ACCOUNT, "runpod": FRIENDLI_ACCOUNT["friendli"]}
+            ),
+            "exactly one provider block",
+        ),
+        (provider("none", "default", {}), "exactly one provider block"),
+        (
+            provider(
+                "both",
+                "default",
+                {
+                    "dataArtsFabric": {
+                        "credentialsSecretRef": {"name": "c", "key": "t"},
+                        "accessKeySecretRef": {"name": "c"},
+                    }
+                },
+            ),
+            "exactly one of credentialsSecretRef, accessKeySecretRef",
+        ),
+        (
+            {
+                "apiVersion": API,
+                "kind": "ClusterInferenceProvider",
+                "metadata": {"name": "no-secret-namespace"},
+                "spec": FRIENDLI_ACCOUNT,
+            },
+            "secretNamespace is required",
+        ),
+        (
+            endpoint(
+                "ref-and-creds",
+                "default",
+                {
+                    "providerRef": {"name": "acct"},
+                    "friendli": {
+                        "endpointId": "x",
+                        "credentialsSecretRef": {"name": "c", "key": "t"},
+                    },
+                },
+            ),
+            "the credentials come from the provider object",
+        ),
+        (
+            endpoint("neither", "default", {"friendli": {"endpointId": "x"}}),
+            "friendli needs credentialsSecretRef unless spec.providerRef is set",
+        ),
+        (
+            endpoint(
+                "da-inline-no-url",
+                "default",
+                {
+                    "dataArtsFabric": {
+                        "endpointId": DA_ID,
+                        "credentialsSecretRef": {"name": "c", "key": "t"},
+                    }
+                },
+            ),
+            "dataArtsFabric needs url, workspaceId",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v["metadata"]["name"],
+)
+def test_the_api_server_rejects(
+    control_plane: Any, crds: None, document: Any, message: str
+) -> None:
+    result = apply(control_plane, document, check=False)
+    assert result.returncode != 0, result.stdout
+    assert message in result.stderr, result.stderr
+
+
+def test_the_api_server_admits_provider_objects_and_references(
+    control_plane: Any, crds: None
+) -> None:
+    cluster = {
+        "apiVersion": API,
+        "kind": "ClusterInferenceProvider",
+        "metadata": {"name": "admitted"},
+        "spec": {
+            "secretNamespace": "default",
+            "conditions": [
+                {"namespaces": ["default"]},
+                {"namespaceSelector": {"matchLabels": {"team": "ml"}}},
+            ],
+            "dataArtsFabric": {
+                "url": "https://fabric.example",
+                "workspaceId": "ws-1",
+                "accessKeySecretRef": {"name": "ak"},
+            },
+        },
+    }
+    documents = [
+        provider("admitted", "default", FRIENDLI_ACCOUNT),
+        provider("takeoff-budget", "default", {"takeoff": {"requestsPerSecond": 2}}),
+        cluster,
+        endpoint(
+            "by-ref",
+            "default",
+            {"providerRef": {"name": "admitted"}, "friendli": {"endpointId": "x"}},
+        ),
+        endpoint(
+            "da-by-ref",
+            "default",
+            {
+                "providerRef": {"kind": "ClusterInferenceProvider", "name": "admitted"},
+                "dataArtsFabric": {"endpointId": DA_ID},
+            },
+        ),
+    ]
+    try:
+        apply(control_plane, *documents)
+        got = json.loads(
+            control_plane.kubectl(
+                "get", "clusterinferenceprovider", "admitted", "-o", "json"
+            ).stdout
+        )
+        # The access key's Secret keys are defaulted by the API server.
+        assert got["spec"]["dataArtsFabric"]["accessKeySecretRef"] == {
+            "name": "ak",
+            "accessKeyIdKey": "accessKeyId",
+            "secretAccessKeyKey": "secretAccessKey",
+        }
+        names = control_plane.kubectl("get", "ipr", "-n", "default", "-o", "name").stdout.split()
+        assert "inferenceprovider.inferenceops.io/admitted" in names
+        ie = json.loads(
+            control_plane.kubectl("get", "ie", "by-ref", "-n", "default", "-o", "json").stdout
+        )
+        assert "url" not in ie["spec"]["friendli"]  # no server-side default to override the account
+    finally:
+        control_plane.kubectl("delete", "ie", "by-ref", "da-by-ref", "-n", "default", check=False)
+        control_plane.kubectl(
+            "delete", "ipr", "admitted", "takeoff-budget", "-n", "default", check=False
+        )
+        control_plane.kubectl("delete", "cipr", "admitted", check=False)
