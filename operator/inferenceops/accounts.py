@@ -24,6 +24,7 @@ import httpx
 
 from .metrics import Metrics
 from .providers.http import parse_retry_after
+from .providers.hwsign import SIGN_EXTENSION
 
 __all__ = ["Account", "AccountPool", "AccountSettings", "TokenBucket"]
 
@@ -115,6 +116,11 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._bucket.acquire()
+        sign = request.extensions.get(SIGN_EXTENSION)
+        if sign is not None:
+            # Signed now, not when the adapter built it: a request that queued behind the
+            # budget must not go out with a signature date the provider calls too old.
+            sign(request)
         started = time.perf_counter()
         try:
             async with self._gate:

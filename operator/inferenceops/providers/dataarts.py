@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from .base import (
+    CREDENTIAL_SEPARATOR,
     ErrorReason,
     Observation,
     Phase,
@@ -34,6 +35,7 @@ from .base import (
     provider_time,
 )
 from .http import URL_PATTERN, excerpt, get_json
+from .hwsign import SIGN_EXTENSION, signer
 
 __all__ = [
     "ENDPOINT_ID_PATTERN",
@@ -320,7 +322,15 @@ class _Pages:
         self._workspace_id = config.workspace_id
         self._endpoint_id = endpoint_id
         self._url = f"{config.url.rstrip('/')}/v1/workspaces/{config.workspace_id}/endpoints"
-        self._headers = {"X-Auth-Token": credential} if credential is not None else {}
+        self._headers: dict[str, str] = {}
+        self._extensions: dict[str, Any] = {}
+        parts = credential.split(CREDENTIAL_SEPARATOR) if credential is not None else []
+        if len(parts) == 2:
+            # An access key pair (accessKeySecretRef): each request signed, nothing expires.
+            access_key, secret_key = parts
+            self._extensions[SIGN_EXTENSION] = signer(access_key, secret_key)
+        elif credential is not None:
+            self._headers["X-Auth-Token"] = credential
         self.offset = 0
         self.total: int | None = None
         self.pages = 0
@@ -350,6 +360,7 @@ class _Pages:
             headers=self._headers,
             params=params,
             classify_error=self._classify,
+            extensions=self._extensions,
         )
         self.pages += 1
         page = body.endpoints

@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -151,6 +151,7 @@ async def get_json(
     params: Mapping[str, str | int] | None = None,
     classify_error: ErrorClassifier | None = None,
     max_bytes: int = MAX_BODY_BYTES,
+    extensions: Mapping[str, Any] | None = None,
 ) -> M:
     """GET `url` and parse the JSON body into `model`, or raise `ProviderError`.
 
@@ -158,7 +159,9 @@ async def get_json(
     credentials live) into a message.
     """
     try:
-        async with client.stream("GET", url, headers=headers, params=params) as response:
+        async with client.stream(
+            "GET", url, headers=headers, params=params, extensions=dict(extensions or {})
+        ) as response:
             body = await _read_capped(response, max_bytes)
     except httpx.TimeoutException as err:
         raise ProviderError(
