@@ -34,7 +34,7 @@ from .base import (
     Workers,
     provider_time,
 )
-from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
 __all__ = ["PROVIDER", "FriendliConfig", "FriendliProvider", "map_status"]
 
@@ -68,10 +68,8 @@ class FriendliConfig(CredentialedConfig):
         ),
     ] = None
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL of the Friendli API.",
         ),
     ] = DEFAULT_URL

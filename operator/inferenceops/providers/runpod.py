@@ -41,7 +41,7 @@ from .base import (
     Target,
     Workers,
 )
-from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
 __all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_v1", "map_v2"]
 
@@ -70,10 +70,8 @@ class RunPodConfig(CredentialedConfig):
         Field(description="RunPod REST API version; v1 is deprecated (retired 2026-11-15)."),
     ] = "v2"
     url: Annotated[
-        str | None,
+        ProviderURL | None,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL including the version path; defaults to "
             "https://api.runpod.io/v2 for v2 and https://rest.runpod.io/v1 for v1.",
         ),

@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
-from .http import URL_PATTERN, excerpt, get_json
+from .http import ProviderURL, excerpt, get_json
 
 __all__ = ["CONSUMER_GROUP_PATTERN", "PROVIDER", "TakeoffConfig", "TakeoffProvider", "map_status"]
 
@@ -27,10 +27,8 @@ READERS_DEAD = "ReadersDead"
 
 class TakeoffConfig(ProviderConfig):
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL of the Takeoff management API, e.g. http://takeoff.ml.svc:3001.",
         ),
     ]
