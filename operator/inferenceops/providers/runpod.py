@@ -183,12 +183,21 @@ class _V2Summary(BaseModel):
 class _V2Worker(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: str | None = None
+    isStale: bool | None = None
+    version: int | None = None
+
+    def stale(self, endpoint_version: int | None) -> bool:
+        # isStale is RunPod's own verdict; a version other than the endpoint's says the same,
+        # should isStale be missing or lag behind.
+        behind = None not in (self.version, endpoint_version) and self.version != endpoint_version
+        return bool(self.isStale) or behind
 
 
 class _V2Workers(BaseModel):
     model_config = ConfigDict(extra="ignore")
     summary: _V2Summary | None = None
     workers: list[_V2Worker] | None = None
+    endpointVersion: int | None = None
 
     @model_validator(mode="after")
     def _has_counts(self) -> _V2Workers:
@@ -242,13 +251,30 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
     else:
         # `total` counts workers in a state the summary has no column for.
         phase = Phase.UNKNOWN
+    listed = workers.workers or []
+    stale = sum(1 for w in listed if w.stale(workers.endpointVersion))
+    rollout = progress = None
+    if stale and phase in _ROLLING_PHASES:
+        # Workers on an older endpoint configuration: RunPod is rolling an update out.
+        phase = Phase.UPDATING
+        updated = len(listed) - stale
+        version = f" on version {workers.endpointVersion}" if workers.endpointVersion else ""
+        rollout = f"rolling update: {updated}/{len(listed)} workers{version}"
+        progress = 100 * updated // len(listed)
     return Observation(
         phase=phase,
         provider_status=provider_status,
+        provider_phase=rollout,
         error_code=error_code,
         error_message=error_message,
+        progress=progress,
         workers=counts,
     )
+
+
+#: Phases a rollout turns into Updating. Failed (nothing but unhealthy workers) stays Failed: a
+#: rollout whose workers all fail has failed, and saying so matters more than the progress.
+_ROLLING_PHASES = frozenset({Phase.RUNNING, Phase.DEGRADED, Phase.PROVISIONING})
 
 
 # --- adapter ---------------------------------------------------------------------------------

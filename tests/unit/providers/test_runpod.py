@@ -679,3 +679,59 @@ async def test_max_workers_lowered_to_two_still_serves() -> None:
     assert ok(await observe_one(official_v2([], max_workers=2))).phase is Phase.IDLE
     v1 = ok(await observe_one(official_v1([], max_workers=2), target(api="v1")))
     assert v1.phase is Phase.IDLE
+
+
+# --- rollouts: workers on an older endpoint version -------------------------------------------
+
+
+def rollout(workers: list[tuple[str, bool, int | None]], max_workers: int = 5) -> FakeRunPod:
+    """The official /workers example (endpointVersion 4) with (status, isStale, version)."""
+    fake = official_v2([status for status, _, _ in workers], max_workers)
+    listing = json.loads(fake.overrides["/v2/serverless/ep1/workers"].read())
+    for worker, (_, is_stale, version) in zip(listing["workers"], workers, strict=True):
+        worker |= {"isStale": is_stale, "version": version}
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json=listing)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("workers", "progress", "updated"),
+    [
+        ([("RUNNING", True, 3), ("IDLE", False, 4)], 50, "1/2"),
+        ([("RUNNING", True, 3), ("RUNNING", True, 3), ("INITIALIZING", False, 4)], 33, "1/3"),
+        # isStale false, but a version other than the endpoint's: either one makes it stale.
+        ([("IDLE", False, 3), ("RUNNING", False, 4), ("RUNNING", False, 4)], 66, "2/3"),
+        ([("IDLE", True, 3), ("UNHEALTHY", False, 4)], 50, "1/2"),
+        ([("INITIALIZING", True, 3)], 0, "0/1"),
+    ],
+)
+async def test_v2_stale_workers_are_a_rollout(
+    workers: list[tuple[str, bool, int | None]], progress: int, updated: str
+) -> None:
+    obs = ok(await observe_one(rollout(workers)))
+    assert obs.phase is Phase.UPDATING
+    assert obs.progress == progress
+    assert obs.provider_phase == f"rolling update: {updated} workers on version 4"
+    assert f"(rolling update: {updated} workers on version 4)" in ready_condition(obs)["message"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "phase"),
+    [
+        ([("RUNNING", False, 4), ("IDLE", False, 4)], Phase.RUNNING),
+        ([("RUNNING", False, None)], Phase.RUNNING),
+        # Nothing but unhealthy workers is a failure, rollout or not.
+        ([("UNHEALTHY", True, 3), ("UNHEALTHY", False, 4)], Phase.FAILED),
+    ],
+)
+async def test_v2_no_rollout_to_report(
+    workers: list[tuple[str, bool, int | None]], phase: Phase
+) -> None:
+    obs = ok(await observe_one(rollout(workers)))
+    assert obs.phase is phase
+    assert (obs.progress, obs.provider_phase) == (None, None)
+
+
+async def test_v2_max_workers_zero_wins_over_a_rollout() -> None:
+    obs = ok(await observe_one(rollout([("RUNNING", True, 3)], max_workers=0)))
+    assert obs.phase is Phase.SUSPENDED
