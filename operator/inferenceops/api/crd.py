@@ -39,6 +39,7 @@ _KEEP = (
     "enum",
     "format",
     "maxItems",
+    "x-kubernetes-validations",
 )
 
 

@@ -123,7 +123,9 @@ class InferenceEndpointStatus(_CamelModel):
     ] = None
     error_code: str | None = None
     error_message: str | None = None
-    progress: Annotated[int | None, Field(ge=0, le=100, description="Start-up progress.")] = None
+    progress: Annotated[
+        int | None, Field(ge=0, le=100, description="Start-up or rollout progress, in percent.")
+    ] = None
     workers: WorkersStatus | None = None
     worker_summary: Annotated[
         str | None, Field(description="ready/total, for the Workers printer column.")

@@ -31,7 +31,7 @@ from .base import (
     list_then_fetch,
     provider_time,
 )
-from .http import URL_PATTERN, excerpt, get_json
+from .http import ProviderURL, excerpt, get_json
 
 __all__ = [
     "ENDPOINT_ID_PATTERN",
@@ -63,10 +63,8 @@ class DataArtsFabricConfig(CredentialedConfig):
     """The Secret key holds an IAM token, sent as `X-Auth-Token`."""
 
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description=(
                 "Regional DataArts Fabric API base URL, "
                 "e.g. https://fabric.cn-north-4.myhuaweicloud.com."
