@@ -14,7 +14,9 @@
 --   phase Degraded                         -> Healthy, message "Degraded: ..." (it still serves)
 --   Reconciling=True, or any other phase   -> Progressing
 --   phase Unknown                          -> Unknown
--- hs.message is the message of the condition that decided; a failed last poll is appended.
+-- hs.message is the message of the condition that decided; " (last poll failed: ...)" is
+-- appended, except where the message is a failure's own (Terminated, Stalled, so also Failed)
+-- or the generation lags.
 local hs = {}
 
 local function condition(status, kind)

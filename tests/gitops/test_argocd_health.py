@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from inferenceops import status as st
+from inferenceops.providers import Observation, Phase
 
 from . import fixtures
 from .fixtures import CASES
@@ -116,3 +120,45 @@ def test_snippet_embeds_the_same_lua() -> None:
     assert cm["data"][CM_KEY] == LUA_FILE.read_text()
     # the key as written in the file, not just as parsed
     assert re.search(rf"^  {re.escape(CM_KEY)}: \|$", CM_FILE.read_text(), re.M)
+
+
+# ---- the operator's own status after a temporary poll failure, through the Lua ------------------
+
+TRANSIENT_FAILURES = ("Unreachable", "Timeout", "RateLimited", "BadResponse")
+#: Where the Lua does not append "(last poll failed: …)": the message is the failure's own.
+OWN_MESSAGE = {
+    "Failed": "OOM: no GPU memory",
+    "Terminated": "the provider has terminated the endpoint",
+}
+
+
+def _after_temporary_failure(phase: str, reason: str) -> dict[str, Any]:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def res(now: datetime) -> st.Resource:
+        return st.Resource(
+            generation=1,
+            provider="runpod",
+            endpoint="ep",
+            poll_interval=30.0,
+            now=now,
+            last_success=t0,
+        )
+
+    failure = {"error_code": "OOM", "error_message": "no GPU memory"} if phase == "Failed" else {}
+    seen = st.after_observation(None, Observation(Phase(phase), phase.upper(), **failure), res(t0))
+    later = res(t0 + timedelta(seconds=30))
+    return st.after_failure(seen, st.Failure(reason, "connection refused"), later)
+
+
+@pytest.mark.parametrize("reason", TRANSIENT_FAILURES)
+@pytest.mark.parametrize("phase", fixtures.PHASES)
+def test_temporary_poll_failure_message(phase: str, reason: str) -> None:
+    """docs/gitops.md: the message ends "(last poll failed: …)", except for Failed and
+    Terminated, whose message stays the failure's own; the verdict is the phase's."""
+    hs = run_health(fixtures.endpoint("op", status=_after_temporary_failure(phase, reason)))
+    assert hs["status"] == fixtures.PHASE_VERDICTS[phase][1]
+    if phase in OWN_MESSAGE:
+        assert hs["message"] == OWN_MESSAGE[phase]
+    else:
+        assert hs["message"].endswith(f" (last poll failed: {reason}: connection refused)")

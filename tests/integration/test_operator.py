@@ -201,7 +201,34 @@ def test_invalid_specs_are_rejected_by_the_api_server(
             "endpointId",
         ),
         "bad url": ({"nsModelServer": {"url": "file:///etc/passwd"}}, "url"),
+        "secret name is a path": (
+            {
+                "runpod": {
+                    "endpointId": "ep1",
+                    "credentialsSecretRef": {"name": "../x", "key": "k"},
+                }
+            },
+            "spec.runpod.credentialsSecretRef.name",
+        ),
     }
+    # Every provider's URL field refuses user:password@: it would show in status and -o wide.
+    userinfo = "https://user:pass@host.example"
+    creds = {"credentialsSecretRef": {"name": "c", "key": "k"}}
+    for provider, block in {
+        "friendli": {"endpointId": "ep1", **creds},
+        "runpod": {"endpointId": "ep1", **creds},
+        "takeoff": {},
+        "nsModelServer": {},
+        "dataArtsFabric": {
+            "workspaceId": "ws-1",
+            "endpointId": "0b5633ba2b904511ad514346f4d0int1",
+            **creds,
+        },
+    }.items():
+        cases[f"{provider} url with userinfo"] = (
+            {provider: {**block, "url": userinfo}},
+            "credentials belong in a Secret",
+        )
     for label, (spec, needle) in cases.items():
         manifest = {
             "apiVersion": "inferenceops.io/v1alpha1",
@@ -212,6 +239,20 @@ def test_invalid_specs_are_rejected_by_the_api_server(
         out = control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest), check=False)
         assert out.returncode != 0, label
         assert needle in out.stderr, (label, out.stderr)
+    # An "@" in the path is not userinfo, and a dotted Secret name is a valid one.
+    fine = {
+        "apiVersion": "inferenceops.io/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": "fine", "namespace": ns},
+        "spec": {
+            "runpod": {
+                "endpointId": "ep1",
+                "url": "https://api.example.com/v2/a@b",
+                "credentialsSecretRef": {"name": "team.creds-1", "key": "k"},
+            }
+        },
+    }
+    control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(fine))
 
 
 def test_printer_columns(

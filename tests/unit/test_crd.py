@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from inferenceops.api import parse_spec
+from inferenceops.api import InvalidSpecError, parse_spec
 from inferenceops.api.crd import all_crds, crd, crd_yaml, provider_crd
 from inferenceops.providers import all_providers
 
@@ -190,3 +192,91 @@ def test_examples_are_valid_specs() -> None:
                 parse_spec(doc["spec"])
                 found += 1
     assert found >= 5
+
+
+# --- userinfo in URLs and Secret names (issue 14) ------------------------------------------------
+
+USERINFO_URLS = [
+    "https://user:pass@api.example.com",
+    "http://token@10.0.0.1:3001/v2",
+    "https://user:p%40ss@host/path",
+]
+#: An "@" after the host is part of the path, not userinfo.
+PLAIN_URLS = ["https://api.example.com/v2", "http://ns.ml.svc:8080/a@b", "https://h:443/x"]
+
+
+def _spec(provider: str, **block: Any) -> dict[str, Any]:
+    minimal: dict[str, dict[str, Any]] = {
+        "friendli": {"endpointId": "ep1", "credentialsSecretRef": {"name": "c", "key": "k"}},
+        "runpod": {"endpointId": "ep1", "credentialsSecretRef": {"name": "c", "key": "k"}},
+        "takeoff": {"url": "http://takeoff:3001"},
+        "nsModelServer": {"url": "http://ns:8080"},
+        "dataArtsFabric": {
+            "url": "https://fabric.example.com",
+            "workspaceId": "ws-1",
+            "endpointId": "0b5633ba2b904511ad514346f4d0int1",
+            "credentialsSecretRef": {"name": "c", "key": "k"},
+        },
+    }
+    return {provider: minimal[provider] | block}
+
+
+def _provider_blocks() -> dict[str, Any]:
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return {p.name: spec["properties"][p.name] for p in all_providers()}
+
+
+def test_every_provider_has_a_url_field() -> None:
+    assert all("url" in block["properties"] for block in _provider_blocks().values())
+
+
+@pytest.mark.parametrize("provider", [p.name for p in all_providers()])
+def test_url_userinfo_rule_in_the_crd(provider: str) -> None:
+    url = _provider_blocks()[provider]["properties"]["url"]
+    [rule] = url["x-kubernetes-validations"]
+    assert "credentials belong in a Secret" in rule["message"]
+    # The CEL rule is `!self.matches('<RE2>')`; this RE2 reads the same in Python.
+    regex = re.fullmatch(r"!self\.matches\('(.+)'\)", rule["rule"])
+    assert regex is not None, rule["rule"]
+    assert all(re.search(regex.group(1), u) for u in USERINFO_URLS)
+    assert not any(re.search(regex.group(1), u) for u in PLAIN_URLS)
+
+
+@pytest.mark.parametrize("url", USERINFO_URLS)
+@pytest.mark.parametrize("provider", [p.name for p in all_providers()])
+def test_url_with_userinfo_is_an_invalid_spec(provider: str, url: str) -> None:
+    with pytest.raises(InvalidSpecError, match="credentials belong in a Secret"):
+        parse_spec(_spec(provider, url=url))
+
+
+@pytest.mark.parametrize("url", PLAIN_URLS)
+@pytest.mark.parametrize("provider", [p.name for p in all_providers()])
+def test_url_without_userinfo_is_accepted(provider: str, url: str) -> None:
+    assert parse_spec(_spec(provider, url=url)).config.url == url  # type: ignore[attr-defined]
+
+
+CREDENTIALED = ["friendli", "runpod", "dataArtsFabric"]
+BAD_SECRET_NAMES = ["../x", "x/y", "Creds", "a_b", "-a", "a-", ".a", "a..b"]
+GOOD_SECRET_NAMES = ["c", "runpod-key", "team.v1", "0a"]
+
+
+@pytest.mark.parametrize("provider", CREDENTIALED)
+def test_secret_name_pattern_in_the_crd(provider: str) -> None:
+    ref = _provider_blocks()[provider]["properties"]["credentialsSecretRef"]
+    name = ref["properties"]["name"]
+    assert name["maxLength"] == 253
+    assert all(re.fullmatch(name["pattern"], n) for n in GOOD_SECRET_NAMES)
+    assert not any(re.fullmatch(name["pattern"], n) for n in BAD_SECRET_NAMES)
+
+
+@pytest.mark.parametrize("name", [*BAD_SECRET_NAMES, "a" * 254])
+@pytest.mark.parametrize("provider", CREDENTIALED)
+def test_bad_secret_name_is_an_invalid_spec(provider: str, name: str) -> None:
+    with pytest.raises(InvalidSpecError, match=r"credentialsSecretRef\.name"):
+        parse_spec(_spec(provider, credentialsSecretRef={"name": name, "key": "k"}))
+
+
+@pytest.mark.parametrize("name", [*GOOD_SECRET_NAMES, "a" * 253])
+def test_secret_names_kubernetes_accepts_are_accepted(name: str) -> None:
+    spec = _spec("runpod", credentialsSecretRef={"name": name, "key": "k"})
+    assert parse_spec(spec).config.credentials_secret_ref.name == name  # type: ignore[attr-defined]

@@ -142,12 +142,22 @@ class ProviderError(Exception):
 PollResult = Observation | ProviderError
 
 
+#: A Kubernetes object name (DNS-1123 subdomain): what the API server accepts for a Secret, so
+#: nothing else (`../x`) reaches the Secret lookup.
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
 class SecretKeyRef(BaseModel):
     """A key of a Secret in the resource's own namespace."""
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description="Name of the Secret (a DNS-1123 subdomain, as Kubernetes requires).",
+    )
     key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
 
 

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from .base import (
     CREDENTIAL_SEPARATOR,
+    SECRET_NAME_PATTERN,
     ErrorReason,
     Observation,
     Phase,
@@ -34,7 +35,7 @@ from .base import (
     list_then_fetch,
     provider_time,
 )
-from .http import URL_PATTERN, excerpt, get_json
+from .http import ProviderURL, excerpt, get_json
 from .hwsign import SIGN_EXTENSION, signer
 
 __all__ = [
@@ -71,7 +72,12 @@ class AccessKeySecretRef(BaseModel):
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
     )
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description="Name of the Secret (a DNS-1123 subdomain, as Kubernetes requires).",
+    )
     access_key_id_key: str = Field(
         default="accessKeyId", min_length=1, max_length=253, description="Key holding the AK."
     )
@@ -103,10 +109,8 @@ class DataArtsFabricConfig(ProviderConfig):
     ] = None
 
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description=(
                 "Regional DataArts Fabric API base URL, "
                 "e.g. https://fabric.cn-north-4.myhuaweicloud.com."

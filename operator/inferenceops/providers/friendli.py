@@ -35,7 +35,7 @@ from .base import (
     provider_time,
     rate_limited,
 )
-from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
 __all__ = ["PROVIDER", "FriendliConfig", "FriendliProvider", "map_status"]
 
@@ -69,10 +69,8 @@ class FriendliConfig(CredentialedConfig):
         ),
     ] = None
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL of the Friendli API.",
         ),
     ] = DEFAULT_URL

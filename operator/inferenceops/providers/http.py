@@ -12,10 +12,10 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from .base import ErrorReason, ProviderError
 
@@ -24,6 +24,8 @@ __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "SAFE_ID_PATTERN",
     "URL_PATTERN",
+    "USERINFO_MESSAGE",
+    "ProviderURL",
     "excerpt",
     "get_json",
     "parse_retry_after",
@@ -31,6 +33,37 @@ __all__ = [
 
 #: An http(s) base URL with a host and an optional path: no query, fragment or whitespace.
 URL_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+#: A URL whose authority holds `user:password@`. Refused: the URL is shown verbatim in
+#: `status.endpoint` and `kubectl get -o wide`, and credentials belong in Secrets. No quotes or
+#: backslashes, so it goes into the CEL rule as it is.
+_USERINFO_PATTERN = r"^https?://[^/?#]*@"
+USERINFO_MESSAGE = (
+    "url must not contain user:password@ (userinfo): it is shown in status; "
+    "credentials belong in a Secret"
+)
+
+
+def _no_userinfo(url: str) -> str:
+    if re.match(_USERINFO_PATTERN, url):
+        raise ValueError(USERINFO_MESSAGE)
+    return url
+
+
+#: Every provider URL field: http(s), at most 2048 characters, no userinfo. The rule is checked
+#: by the API server (CEL, with the message) and by pydantic for specs that bypassed it.
+ProviderURL = Annotated[
+    str,
+    Field(
+        pattern=URL_PATTERN,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"!self.matches('{_USERINFO_PATTERN}')", "message": USERINFO_MESSAGE}
+            ]
+        },
+    ),
+    AfterValidator(_no_userinfo),
+]
 #: An id that is safe to put in a URL path segment (no "/", "..", "%" or whitespace).
 SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 

@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
-from .http import URL_PATTERN, get_json
+from .http import ProviderURL, get_json
 
 __all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
 
@@ -22,10 +22,8 @@ class NSModelServerConfig(ProviderConfig):
     endpoint_fields: ClassVar[frozenset[str]] = frozenset({"url"})
 
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL of the model server, e.g. http://ns.ml.svc:8080.",
         ),
     ]

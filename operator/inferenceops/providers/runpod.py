@@ -44,7 +44,7 @@ from .base import (
     list_then_fetch,
     rate_limited,
 )
-from .http import SAFE_ID_PATTERN, URL_PATTERN, get_json
+from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
 __all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_v1", "map_v2"]
 
@@ -55,6 +55,12 @@ DEFAULT_URLS: dict[str, str] = {
 }
 #: Error code of an endpoint whose only workers are unhealthy.
 WORKERS_UNHEALTHY = "WorkersUnhealthy"
+#: Error code of an endpoint whose max workers is 0: RunPod cannot start a worker for it.
+MAX_WORKERS_ZERO = "MaxWorkersZero"
+MAX_WORKERS_ZERO_MESSAGE = (
+    "max workers is 0, so RunPod cannot start a worker (RunPod lowers it to 0 after 7 days "
+    "without requests); raise max workers in the RunPod console or API to serve again"
+)
 
 
 class RunPodConfig(CredentialedConfig):
@@ -67,10 +73,8 @@ class RunPodConfig(CredentialedConfig):
         Field(description="RunPod REST API version; v1 is deprecated (retired 2026-11-15)."),
     ] = "v2"
     url: Annotated[
-        str | None,
+        ProviderURL | None,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL including the version path; defaults to "
             "https://api.runpod.io/v2 for v2 and https://rest.runpod.io/v1 for v1.",
         ),
@@ -102,21 +106,50 @@ class _V1List(RootModel[list[object]]):
     pass
 
 
+#: desiredStatus values of workers RunPod is stopping: they are going away, not coming up.
+_V1_GOING_AWAY = frozenset({"EXITED", "TERMINATED"})
+
+
 def map_v1(body: _V1Endpoint) -> Observation:
     workers = body.workers or []
     # desiredStatus is RunPod's intent for the worker, the closest v1 comes to observed health.
     ready = sum(1 for w in workers if w.desiredStatus == "RUNNING")
     total = len(workers)
+    if body.workersMax == 0:
+        return _max_workers_zero(
+            f"workers running={ready} total={total}",
+            Workers(ready=ready, total=total, min=body.workersMin, max=body.workersMax),
+        )
     if ready >= 1:
         phase = Phase.RUNNING
-    elif total == 0:
+    elif all(w.desiredStatus in _V1_GOING_AWAY for w in workers):
+        # None wanted running (or none listed): scaled down to zero, and RunPod starts workers
+        # again on demand. A worker on its way up is already desiredStatus RUNNING, so v1 has
+        # no Provisioning to report.
         phase = Phase.IDLE
     else:
-        phase = Phase.PROVISIONING
+        # A desiredStatus v1 does not document (or none): we cannot tell where it is going.
+        phase = Phase.UNKNOWN
     return Observation(
         phase=phase,
         provider_status=f"workers running={ready} total={total}",
         workers=Workers(ready=ready, total=total, min=body.workersMin, max=body.workersMax),
+    )
+
+
+def _max_workers_zero(provider_status: str, workers: Workers) -> Observation:
+    """Max workers 0 wins over any worker count: nothing can serve until the user raises it.
+
+    Suspended, not Failed: nothing is broken and waiting will not change it (RunPod keeps it at
+    0 until someone raises it), which is what Suspended means for every provider; a user who
+    set 0 on purpose to pause the endpoint gets the same, truthful, answer.
+    """
+    return Observation(
+        phase=Phase.SUSPENDED,
+        provider_status=provider_status,
+        error_code=MAX_WORKERS_ZERO,
+        error_message=MAX_WORKERS_ZERO_MESSAGE,
+        workers=workers,
     )
 
 
@@ -153,12 +186,21 @@ class _V2Summary(BaseModel):
 class _V2Worker(BaseModel):
     model_config = ConfigDict(extra="ignore")
     status: str | None = None
+    isStale: bool | None = None
+    version: int | None = None
+
+    def stale(self, endpoint_version: int | None) -> bool:
+        # isStale is RunPod's own verdict; a version other than the endpoint's says the same,
+        # should isStale be missing or lag behind.
+        behind = None not in (self.version, endpoint_version) and self.version != endpoint_version
+        return bool(self.isStale) or behind
 
 
 class _V2Workers(BaseModel):
     model_config = ConfigDict(extra="ignore")
     summary: _V2Summary | None = None
     workers: list[_V2Worker] | None = None
+    endpointVersion: int | None = None
 
     @model_validator(mode="after")
     def _has_counts(self) -> _V2Workers:
@@ -189,6 +231,14 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
         if c.total is not None
         else c.running + c.idle + c.initializing + c.throttled + c.unhealthy
     )
+    scaling = endpoint.workers or _V2Scaling()
+    provider_status = (
+        f"running={c.running} idle={c.idle} initializing={c.initializing} "
+        f"throttled={c.throttled} unhealthy={c.unhealthy}"
+    )
+    counts = Workers(ready=ready, total=total, min=scaling.min, max=scaling.max)
+    if scaling.max == 0:
+        return _max_workers_zero(provider_status, counts)
     error_code = error_message = None
     if ready >= 1:
         phase = Phase.DEGRADED if c.unhealthy >= 1 else Phase.RUNNING
@@ -204,17 +254,30 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
     else:
         # `total` counts workers in a state the summary has no column for.
         phase = Phase.UNKNOWN
-    scaling = endpoint.workers or _V2Scaling()
+    listed = workers.workers or []
+    stale = sum(1 for w in listed if w.stale(workers.endpointVersion))
+    rollout = progress = None
+    if stale and phase in _ROLLING_PHASES:
+        # Workers on an older endpoint configuration: RunPod is rolling an update out.
+        phase = Phase.UPDATING
+        updated = len(listed) - stale
+        version = f" on version {workers.endpointVersion}" if workers.endpointVersion else ""
+        rollout = f"rolling update: {updated}/{len(listed)} workers{version}"
+        progress = 100 * updated // len(listed)
     return Observation(
         phase=phase,
-        provider_status=(
-            f"running={c.running} idle={c.idle} initializing={c.initializing} "
-            f"throttled={c.throttled} unhealthy={c.unhealthy}"
-        ),
+        provider_status=provider_status,
+        provider_phase=rollout,
         error_code=error_code,
         error_message=error_message,
-        workers=Workers(ready=ready, total=total, min=scaling.min, max=scaling.max),
+        progress=progress,
+        workers=counts,
     )
+
+
+#: Phases a rollout turns into Updating. Failed (nothing but unhealthy workers) stays Failed: a
+#: rollout whose workers all fail has failed, and saying so matters more than the progress.
+_ROLLING_PHASES = frozenset({Phase.RUNNING, Phase.DEGRADED, Phase.PROVISIONING})
 
 
 # --- adapter ---------------------------------------------------------------------------------

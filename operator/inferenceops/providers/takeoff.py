@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
-from .http import URL_PATTERN, excerpt, get_json
+from .http import ProviderURL, excerpt, get_json
 
 __all__ = ["CONSUMER_GROUP_PATTERN", "PROVIDER", "TakeoffConfig", "TakeoffProvider", "map_status"]
 
@@ -30,10 +30,8 @@ class TakeoffConfig(ProviderConfig):
     endpoint_fields: ClassVar[frozenset[str]] = frozenset({"url", "consumer_group"})
 
     url: Annotated[
-        str,
+        ProviderURL,
         Field(
-            pattern=URL_PATTERN,
-            max_length=2048,
             description="Base URL of the Takeoff management API, e.g. http://takeoff.ml.svc:3001.",
         ),
     ]
@@ -67,9 +65,11 @@ class _Status(BaseModel):
 
 class _StatusResponse(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    # Required but nullable: without the key the body is not a Takeoff status document at all,
-    # while `null` is Takeoff saying it has no reader state yet. `config` is deliberately absent.
-    status: _Status | None
+    # The contract requires `config` and makes `status` optional and nullable. Requiring the
+    # object, not its fields, keeps an unrelated server's `{}` out while older servers, whose
+    # config has fewer fields, still pass.
+    config: dict[str, object]
+    status: _Status | None = None
 
 
 def _in_group(readers: dict[str, _Reader] | None, group: str | None) -> list[str]:
@@ -85,8 +85,10 @@ def _dead_message(dead: list[str], total: int) -> str:
 def map_status(body: _StatusResponse, consumer_group: str | None = None) -> Observation:
     status = body.status
     if status is None:
-        # Takeoff answers `status: null` before its readers have registered: it is starting.
-        return Observation(phase=Phase.PROVISIONING, provider_status="status=null")
+        # The server answers (the contract: 200 means it is running) but reports no reader state
+        # yet, as before its readers have registered: it is starting, not serving.
+        said = "status=null" if "status" in body.model_fields_set else "no status"
+        return Observation(phase=Phase.PROVISIONING, provider_status=said)
     live = _in_group(status.live_readers, consumer_group)
     loading = _in_group(status.loading_readers, consumer_group)
     dead = _in_group(status.dead_readers, consumer_group)

@@ -1,8 +1,12 @@
-"""What the provider tests share: result unwrapping, a poll helper, the emulator's token."""
+"""What the provider tests share: result unwrapping, a poll helper, the emulator's token, and
+the providers' official example bodies."""
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,3 +33,14 @@ async def poll(provider: Any, targets: Sequence[Target[Any]]) -> dict[str, PollR
         results = dict(await provider.observe(client, targets))
     assert set(results) == {t.key for t in targets}
     return results
+
+
+def official(provider: str) -> dict[str, Any]:
+    """The provider's official example bodies and enums (official_examples.json names where each
+    comes from), deep-copied so that a test can edit its copy."""
+    return copy.deepcopy(_OFFICIAL[provider])
+
+
+_OFFICIAL: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "official_examples.json").read_text(encoding="utf-8")
+)

@@ -21,7 +21,7 @@ from inferenceops.providers import (
 )
 from inferenceops.providers.dataarts import PROVIDER, DataArtsFabricConfig
 
-from .support import TOKEN, failed, ok
+from .support import TOKEN, failed, official, ok
 
 URL = "https://fabric.cn-north-4.myhuaweicloud.com"
 WS = "ws-1"
@@ -122,23 +122,30 @@ def error_body(
 # --- mapping ------------------------------------------------------------------------------------
 
 
+OFFICIAL = official("dataArtsFabric")
+#: Every documented status (the API reference's enum; the SDK's lacks TRIAL_ENDED).
+DOCUMENTED_STATUS_PHASES = {
+    "CREATING": Phase.PROVISIONING,
+    "RUNNING": Phase.RUNNING,
+    "UPDATING": Phase.UPDATING,
+    "CREATE_FAILED": Phase.FAILED,
+    "UPDATE_FAILED": Phase.FAILED,
+    "DELETE_FAILED": Phase.FAILED,
+    "DELETING": Phase.TERMINATING,
+    "DELETED": Phase.TERMINATED,
+    "FROZEN": Phase.SUSPENDED,
+    "INACTIVE": Phase.SUSPENDED,
+    "TRIAL_ENDED": Phase.SUSPENDED,
+}
+
+
+def test_every_documented_status_has_a_row() -> None:
+    assert set(OFFICIAL["status"]) == set(DOCUMENTED_STATUS_PHASES)
+
+
 @pytest.mark.parametrize(
     ("status", "phase"),
-    [
-        ("CREATING", Phase.PROVISIONING),
-        ("RUNNING", Phase.RUNNING),
-        ("UPDATING", Phase.UPDATING),
-        ("CREATE_FAILED", Phase.FAILED),
-        ("UPDATE_FAILED", Phase.FAILED),
-        ("DELETE_FAILED", Phase.FAILED),
-        ("DELETING", Phase.TERMINATING),
-        ("DELETED", Phase.TERMINATED),
-        ("FROZEN", Phase.SUSPENDED),
-        ("INACTIVE", Phase.SUSPENDED),
-        ("TRIAL_ENDED", Phase.SUSPENDED),
-        ("MIGRATING", Phase.UNKNOWN),
-        ("running", Phase.UNKNOWN),
-    ],
+    [*DOCUMENTED_STATUS_PHASES.items(), ("MIGRATING", Phase.UNKNOWN), ("running", Phase.UNKNOWN)],
 )
 async def test_status_mapping(status: str, phase: Phase) -> None:
     obs = ok(await observe_one(Fabric([entry(1, status)])))
@@ -148,6 +155,25 @@ async def test_status_mapping(status: str, phase: Phase) -> None:
     if phase is not Phase.FAILED:
         assert obs.error_code is None
         assert obs.error_message is None
+
+
+@pytest.mark.parametrize("status", OFFICIAL["status"])
+async def test_official_example_with_each_documented_status(status: str) -> None:
+    example = OFFICIAL["examples"]["200"]["endpoints"][0] | {"status": status}
+    official_target = Target(
+        key="ns/official",
+        config=config(1).model_copy(update={"endpoint_id": example["id"]}),
+        credential=TOKEN,
+    )
+    obs = ok((await observe(Fabric([example]), [official_target]))["ns/official"])
+    assert obs.phase is DOCUMENTED_STATUS_PHASES[status]
+    # The example is a `job` with reserved APUs: warm-up 1, at most 100.
+    assert obs.workers == Workers(min=1, max=100)
+    if obs.phase is Phase.FAILED:
+        assert (obs.error_code, obs.error_message) == ("string", "string")
+    else:
+        # The example carries error_code/error_msg whatever its status: only a failure shows it.
+        assert obs.error_code is None and obs.error_message is None
 
 
 @pytest.mark.parametrize("status", ["CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"])

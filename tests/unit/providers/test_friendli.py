@@ -20,7 +20,7 @@ from inferenceops.providers import (
 )
 from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
 
-from .support import failed, ok
+from .support import failed, official, ok
 
 TOKEN = "flp_test_token"
 BASE = "https://api.friendli.ai/dedicated/beta/endpoint"
@@ -139,20 +139,33 @@ async def observe_one(handler: Handler, t: Target[FriendliConfig] | None = None)
 # --- mapping ---------------------------------------------------------------------------------
 
 
+OFFICIAL = official("friendli")
+STATUS_EXAMPLE = OFFICIAL["examples"]["GET /dedicated/beta/endpoint/{endpoint_id}/status 200"]
+DETAILS_EXAMPLE = OFFICIAL["examples"]["GET /dedicated/beta/endpoint/{endpoint_id} 200"]
+#: Every documented status (InferenceDeploymentStatus) and what it maps to.
+DOCUMENTED_STATUS_PHASES = {
+    "INITIALIZING": Phase.PROVISIONING,
+    "RUNNING": Phase.RUNNING,
+    "READY": Phase.RUNNING,
+    "UPDATING": Phase.UPDATING,
+    "SLEEPING": Phase.SLEEPING,
+    "AWAKING": Phase.WAKING,
+    "FAILED": Phase.FAILED,
+    "STOPPING": Phase.TERMINATING,
+    "TERMINATING": Phase.TERMINATING,
+    "TERMINATED": Phase.TERMINATED,
+    "UNKNOWN": Phase.UNKNOWN,
+}
+
+
+def test_every_documented_status_has_a_row() -> None:
+    assert set(OFFICIAL["status"]) == set(DOCUMENTED_STATUS_PHASES)
+
+
 @pytest.mark.parametrize(
     ("status", "phase"),
     [
-        ("INITIALIZING", Phase.PROVISIONING),
-        ("RUNNING", Phase.RUNNING),
-        ("READY", Phase.RUNNING),
-        ("UPDATING", Phase.UPDATING),
-        ("SLEEPING", Phase.SLEEPING),
-        ("AWAKING", Phase.WAKING),
-        ("FAILED", Phase.FAILED),
-        ("STOPPING", Phase.TERMINATING),
-        ("TERMINATING", Phase.TERMINATING),
-        ("TERMINATED", Phase.TERMINATED),
-        ("UNKNOWN", Phase.UNKNOWN),
+        *DOCUMENTED_STATUS_PHASES.items(),
         ("HIBERNATING", Phase.UNKNOWN),
         ("running", Phase.UNKNOWN),
     ],
@@ -163,6 +176,31 @@ async def test_status_maps_to_phase(status: str, phase: Phase) -> None:
     assert obs.provider_status == status
     if phase is not Phase.FAILED:
         assert obs.error_code is None
+
+
+@pytest.mark.parametrize("status", OFFICIAL["status"])
+async def test_official_example_with_each_documented_status(status: str) -> None:
+    fake = FakeFriendli({"ep1": STATUS_EXAMPLE | {"status": status}})
+    fake.details["ep1"] = httpx.Response(200, json=DETAILS_EXAMPLE)
+    obs = ok(await observe_one(fake))
+    assert obs.phase is DOCUMENTED_STATUS_PHASES[status]
+    assert obs.provider_status == status
+    assert obs.workers == Workers(ready=1, total=1, min=0, max=1)
+
+
+@pytest.mark.parametrize("phase", OFFICIAL["phase"])
+async def test_each_documented_initializing_phase_is_the_provider_phase(phase: str) -> None:
+    fake = FakeFriendli({"ep1": STATUS_EXAMPLE | {"phase": phase}})
+    obs = ok(await observe_one(fake))
+    assert obs.phase is Phase.PROVISIONING
+    assert obs.provider_phase == phase
+
+
+@pytest.mark.parametrize("code", OFFICIAL["error_codes"])
+async def test_each_documented_error_code_is_the_error_code(code: str) -> None:
+    fake = FakeFriendli({"ep1": STATUS_EXAMPLE | {"status": "FAILED", "errorCode": code}})
+    obs = ok(await observe_one(fake))
+    assert (obs.phase, obs.error_code) == (Phase.FAILED, code)
 
 
 async def test_initializing_reports_the_phase_field() -> None:

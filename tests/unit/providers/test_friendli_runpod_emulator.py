@@ -187,7 +187,8 @@ async def test_runpod_v2_rows(emu: Emulator, workers: list[str], phase: Phase, r
     [
         (["RUNNING", "IDLE"], Phase.RUNNING, 2),
         ([], Phase.IDLE, 0),
-        (["UNHEALTHY"], Phase.PROVISIONING, 0),
+        # The emulator gives an unhealthy worker desiredStatus EXITED: going away, not coming up.
+        (["UNHEALTHY"], Phase.IDLE, 0),
     ],
 )
 async def test_runpod_v1_rows(emu: Emulator, workers: list[str], phase: Phase, ready: int) -> None:

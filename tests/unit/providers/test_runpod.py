@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from inferenceops import status as st
 from inferenceops.providers import (
     ErrorReason,
+    Observation,
     Phase,
     PollResult,
     Target,
@@ -18,7 +22,7 @@ from inferenceops.providers import (
 )
 from inferenceops.providers.runpod import RunPodConfig, RunPodProvider
 
-from .support import failed, ok
+from .support import failed, official, ok
 
 TOKEN = "rp_test_token"
 SECRET_REF = {"name": "runpod", "key": "token"}
@@ -270,8 +274,10 @@ async def test_v2_problem_detail_is_in_the_message() -> None:
         (["RUNNING", "EXITED"], Phase.RUNNING, 1),
         (["RUNNING", "RUNNING", "TERMINATED"], Phase.RUNNING, 2),
         ([], Phase.IDLE, 0),
-        (["EXITED"], Phase.PROVISIONING, 0),
-        (["TERMINATED", "SOMETHING_NEW", None], Phase.PROVISIONING, 0),
+        (["EXITED"], Phase.IDLE, 0),
+        (["EXITED", "TERMINATED"], Phase.IDLE, 0),
+        (["TERMINATED", "SOMETHING_NEW", None], Phase.UNKNOWN, 0),
+        ([None], Phase.UNKNOWN, 0),
     ],
 )
 async def test_v1_workers_map_to_phase(
@@ -458,11 +464,11 @@ async def test_v2_batch_workers_failure_fails_only_that_target() -> None:
 async def test_v1_batch_is_one_request() -> None:
     fake = FakeRunPod(["a", "b", "c", "unrelated"])
     fake.v1_workers["b"] = []
-    fake.v1_workers["c"] = [{"desiredStatus": "EXITED"}]
+    fake.v1_workers["c"] = [{"desiredStatus": "SOMETHING_NEW"}]
     results = await observe(fake, [target(i, api="v1") for i in "abc"])
     assert ok(results["ns/a"]).phase is Phase.RUNNING
     assert ok(results["ns/b"]).phase is Phase.IDLE
-    assert ok(results["ns/c"]).phase is Phase.PROVISIONING
+    assert ok(results["ns/c"]).phase is Phase.UNKNOWN
     assert fake.urls() == [f"{V1}/endpoints?includeWorkers=true"]
 
 
@@ -526,3 +532,206 @@ async def test_v1_and_v2_targets_in_one_call_are_polled_separately() -> None:
             f"{V2}/serverless/b/workers",
         ]
     )
+
+
+# --- the official examples and every documented status value -------------------------------
+
+OFFICIAL = official("runpod")
+V2_WORKER_STATUSES = OFFICIAL["v2_worker_status"]
+V1_DESIRED_STATUSES = OFFICIAL["v1_desired_status"]
+
+
+def official_v2(workers: list[str], max_workers: int = 5) -> FakeRunPod:
+    """RunPod v2 answering with its own examples, the workers' statuses replaced by `workers`."""
+    fake = FakeRunPod()
+    examples = official("runpod")["v2"]
+    endpoint = examples["GET /v2/serverless/{id} 200"] | {"id": "ep1"}
+    endpoint["workers"]["max"] = max_workers
+    listing = examples["GET /v2/serverless/{id}/workers 200"]
+    template = listing["workers"][0]
+    listing["workers"] = [template | {"id": f"w{n}", "status": s} for n, s in enumerate(workers)]
+    listing["summary"] = summary(**{s.lower(): workers.count(s) for s in set(workers)})
+    fake.overrides["/v2/serverless/ep1"] = httpx.Response(200, json=endpoint)
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json=listing)
+    return fake
+
+
+def official_v1(desired: list[str], max_workers: int = 3) -> FakeRunPod:
+    """RunPod v1 answering with its own example, the workers' desiredStatus replaced."""
+    fake = FakeRunPod()
+    endpoint = official("runpod")["v1"]["GET /endpoints/{endpointId}?includeWorkers=true 200"]
+    endpoint |= {"id": "ep1", "workersMax": max_workers}
+    template = endpoint["workers"][0]
+    endpoint["workers"] = [
+        template | {"id": f"w{n}", "desiredStatus": s} for n, s in enumerate(desired)
+    ]
+    fake.overrides["/v1/endpoints/ep1"] = httpx.Response(200, json=endpoint)
+    return fake
+
+
+def ready_condition(obs: Observation) -> dict[str, Any]:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    resource = st.Resource(
+        generation=1, provider="runpod", endpoint="ep1", poll_interval=30.0, now=now
+    )
+    found = st.condition(st.after_observation(None, obs, resource), "Ready")
+    assert found is not None
+    return dict(found)
+
+
+async def test_official_v2_examples_read_as_running() -> None:
+    fake = FakeRunPod()
+    endpoint = OFFICIAL["v2"]["GET /v2/serverless/{id} 200"] | {"id": "ep1"}
+    fake.overrides["/v2/serverless/ep1"] = httpx.Response(200, json=endpoint)
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(
+        200, json=OFFICIAL["v2"]["GET /v2/serverless/{id}/workers 200"]
+    )
+    obs = ok(await observe_one(fake))
+    assert obs.phase is Phase.RUNNING
+    # The example's summary says 2 although it lists one worker; the summary is what counts.
+    assert obs.workers == Workers(ready=2, total=2, min=0, max=5)
+
+
+async def test_official_v1_example_reads_as_running() -> None:
+    fake = FakeRunPod(["jpnw0v75y3qoql"])
+    fake.overrides["/v1/endpoints/jpnw0v75y3qoql"] = httpx.Response(
+        200, json=OFFICIAL["v1"]["GET /endpoints/{endpointId}?includeWorkers=true 200"]
+    )
+    obs = ok(await observe_one(fake, target("jpnw0v75y3qoql", api="v1")))
+    assert obs.phase is Phase.RUNNING
+    assert obs.workers == Workers(ready=1, total=1, min=0, max=3)
+
+
+V2_STATUS_PHASES = {
+    "RUNNING": Phase.RUNNING,
+    "IDLE": Phase.RUNNING,
+    "INITIALIZING": Phase.PROVISIONING,
+    "THROTTLED": Phase.PROVISIONING,
+    "UNHEALTHY": Phase.FAILED,
+}
+
+
+def test_every_documented_v2_worker_status_has_a_row() -> None:
+    assert set(V2_WORKER_STATUSES) == set(V2_STATUS_PHASES)
+
+
+@pytest.mark.parametrize("with_summary", [True, False])
+@pytest.mark.parametrize("status", V2_WORKER_STATUSES)
+async def test_v2_each_documented_worker_status(status: str, with_summary: bool) -> None:
+    fake = official_v2([status, status])
+    if not with_summary:
+        body = fake.overrides["/v2/serverless/ep1/workers"].read()
+        listing = {k: v for k, v in json.loads(body).items() if k != "summary"}
+        fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json=listing)
+    obs = ok(await observe_one(fake))
+    assert obs.phase is V2_STATUS_PHASES[status]
+    ready = 2 if status in ("RUNNING", "IDLE") else 0
+    assert obs.workers == Workers(ready=ready, total=2, min=0, max=5)
+
+
+V1_STATUS_PHASES = {"RUNNING": Phase.RUNNING, "EXITED": Phase.IDLE, "TERMINATED": Phase.IDLE}
+
+
+def test_every_documented_v1_desired_status_has_a_row() -> None:
+    assert set(V1_DESIRED_STATUSES) == set(V1_STATUS_PHASES)
+
+
+@pytest.mark.parametrize("desired", V1_DESIRED_STATUSES)
+async def test_v1_each_documented_desired_status(desired: str) -> None:
+    obs = ok(await observe_one(official_v1([desired, desired]), target(api="v1")))
+    assert obs.phase is V1_STATUS_PHASES[desired]
+    ready = 2 if desired == "RUNNING" else 0
+    assert obs.workers == Workers(ready=ready, total=2, min=0, max=3)
+    assert obs.error_code is None
+
+
+async def test_v1_workers_going_away_are_idle_not_provisioning() -> None:
+    obs = ok(await observe_one(official_v1(["EXITED", "TERMINATED"]), target(api="v1")))
+    assert obs.phase is Phase.IDLE
+    assert ready_condition(obs)["status"] == "True"
+
+
+@pytest.mark.parametrize("workers", [[], ["RUNNING"], ["IDLE", "UNHEALTHY"], ["UNHEALTHY"]])
+async def test_v2_max_workers_zero_is_suspended_and_not_ready(workers: list[str]) -> None:
+    obs = ok(await observe_one(official_v2(workers, max_workers=0)))
+    assert obs.phase is Phase.SUSPENDED
+    assert obs.error_code == "MaxWorkersZero"
+    assert obs.workers is not None and obs.workers.max == 0
+    assert obs.workers.total == len(workers)
+    ready = ready_condition(obs)
+    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert "7 days without requests" in ready["message"]
+    assert "raise max workers in the RunPod console or API" in ready["message"]
+
+
+@pytest.mark.parametrize("desired", [[], ["RUNNING"], ["EXITED"]])
+async def test_v1_max_workers_zero_is_suspended_and_not_ready(desired: list[str]) -> None:
+    obs = ok(await observe_one(official_v1(desired, max_workers=0), target(api="v1")))
+    assert obs.phase is Phase.SUSPENDED
+    assert obs.error_code == "MaxWorkersZero"
+    ready = ready_condition(obs)
+    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert "raise max workers in the RunPod console or API" in ready["message"]
+
+
+async def test_max_workers_lowered_to_two_still_serves() -> None:
+    # The 3-day step (max 2) leaves an endpoint that can start workers: not Suspended.
+    assert ok(await observe_one(official_v2([], max_workers=2))).phase is Phase.IDLE
+    v1 = ok(await observe_one(official_v1([], max_workers=2), target(api="v1")))
+    assert v1.phase is Phase.IDLE
+
+
+# --- rollouts: workers on an older endpoint version -------------------------------------------
+
+
+def rollout(workers: list[tuple[str, bool, int | None]], max_workers: int = 5) -> FakeRunPod:
+    """The official /workers example (endpointVersion 4) with (status, isStale, version)."""
+    fake = official_v2([status for status, _, _ in workers], max_workers)
+    listing = json.loads(fake.overrides["/v2/serverless/ep1/workers"].read())
+    for worker, (_, is_stale, version) in zip(listing["workers"], workers, strict=True):
+        worker |= {"isStale": is_stale, "version": version}
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(200, json=listing)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("workers", "progress", "updated"),
+    [
+        ([("RUNNING", True, 3), ("IDLE", False, 4)], 50, "1/2"),
+        ([("RUNNING", True, 3), ("RUNNING", True, 3), ("INITIALIZING", False, 4)], 33, "1/3"),
+        # isStale false, but a version other than the endpoint's: either one makes it stale.
+        ([("IDLE", False, 3), ("RUNNING", False, 4), ("RUNNING", False, 4)], 66, "2/3"),
+        ([("IDLE", True, 3), ("UNHEALTHY", False, 4)], 50, "1/2"),
+        ([("INITIALIZING", True, 3)], 0, "0/1"),
+    ],
+)
+async def test_v2_stale_workers_are_a_rollout(
+    workers: list[tuple[str, bool, int | None]], progress: int, updated: str
+) -> None:
+    obs = ok(await observe_one(rollout(workers)))
+    assert obs.phase is Phase.UPDATING
+    assert obs.progress == progress
+    assert obs.provider_phase == f"rolling update: {updated} workers on version 4"
+    assert f"(rolling update: {updated} workers on version 4)" in ready_condition(obs)["message"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "phase"),
+    [
+        ([("RUNNING", False, 4), ("IDLE", False, 4)], Phase.RUNNING),
+        ([("RUNNING", False, None)], Phase.RUNNING),
+        # Nothing but unhealthy workers is a failure, rollout or not.
+        ([("UNHEALTHY", True, 3), ("UNHEALTHY", False, 4)], Phase.FAILED),
+    ],
+)
+async def test_v2_no_rollout_to_report(
+    workers: list[tuple[str, bool, int | None]], phase: Phase
+) -> None:
+    obs = ok(await observe_one(rollout(workers)))
+    assert obs.phase is phase
+    assert (obs.progress, obs.provider_phase) == (None, None)
+
+
+async def test_v2_max_workers_zero_wins_over_a_rollout() -> None:
+    obs = ok(await observe_one(rollout([("RUNNING", True, 3)], max_workers=0)))
+    assert obs.phase is Phase.SUSPENDED

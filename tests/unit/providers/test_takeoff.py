@@ -11,7 +11,26 @@ from pydantic import ValidationError
 from inferenceops.providers import ErrorReason, Observation, Phase, ProviderError, Target, Workers
 from inferenceops.providers.takeoff import PROVIDER, TakeoffConfig
 
+from .support import official
+
 URL = "http://takeoff.ml.svc:3001"
+#: The documented defaults of the required `config` object (the page gives no example body).
+CONFIG = official("takeoff")["config_defaults"]
+#: What takeoff-config 0.5.5 (an older server) has of it: 9 of the 14 fields.
+OLD_CONFIG = {
+    k: CONFIG[k]
+    for k in (
+        "echo",
+        "port",
+        "enable_metrics",
+        "heartbeat_check_interval",
+        "management_port",
+        "vertex_port",
+        "repository_path",
+        "body_size_limit_bytes",
+        "allow_remote_images",
+    )
+}
 
 
 def _reader(*groups: str) -> dict[str, Any]:
@@ -31,7 +50,7 @@ def _readers(n: int, prefix: str, *groups: str) -> dict[str, Any]:
 
 def _body(live: int = 0, loading: int = 0, dead: int = 0) -> dict[str, Any]:
     return {
-        "config": {"management_port": 3001},
+        "config": CONFIG,
         "status": {
             "live_readers": _readers(live, "live-"),
             "loading_readers": _readers(loading, "loading-"),
@@ -118,34 +137,54 @@ async def test_no_readers_says_so() -> None:
 
 
 async def test_null_status_is_provisioning() -> None:
-    obs = await _observe({"config": {}, "status": None})
+    obs = await _observe({"config": CONFIG, "status": None})
     assert obs.phase is Phase.PROVISIONING
     assert obs.provider_status == "status=null"
     assert obs.workers is None
 
 
-async def test_config_is_not_required() -> None:
-    body = _body(live=1)
-    del body["config"]
+async def test_config_only_answer_is_provisioning() -> None:
+    # Valid by the contract (`status` is optional): the server runs, no reader state yet.
+    obs = await _observe({"config": CONFIG})
+    assert obs.phase is Phase.PROVISIONING
+    assert obs.provider_status == "no status"
+    assert obs.workers is None
+
+
+async def test_older_servers_smaller_config_is_accepted() -> None:
+    body = _body(live=1) | {"config": OLD_CONFIG}
     assert (await _observe(body)).phase is Phase.RUNNING
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"status": None},
+        {"status": _body(live=1)["status"]},
+        {"config": None, "status": None},
+        {"config": "port=3000", "status": None},
+        [CONFIG],
+    ],
+)
+async def test_body_without_config_object_is_bad_response(body: Any) -> None:
+    # `config` is what the contract requires: without it, it is not Takeoff (`{}` must not read
+    # as "starting").
+    result = await _poll(body)
+    assert isinstance(result, ProviderError)
+    assert result.reason is ErrorReason.BAD_RESPONSE
+
+
 async def test_missing_or_null_reader_maps_count_as_empty() -> None:
-    obs = await _observe({"status": {"live_readers": {"a": _reader()}, "dead_readers": None}})
+    body = {"config": CONFIG, "status": {"live_readers": {"a": _reader()}, "dead_readers": None}}
+    obs = await _observe(body)
     assert obs.phase is Phase.RUNNING
     assert obs.provider_status == "live=1 loading=0 dead=0"
 
 
 async def test_reader_without_consumer_groups_is_tolerated() -> None:
-    obs = await _observe({"status": {"live_readers": {"a": {"model_name": "m"}}}})
+    obs = await _observe({"config": CONFIG, "status": {"live_readers": {"a": {"model_name": "m"}}}})
     assert obs.phase is Phase.RUNNING
-
-
-async def test_body_without_status_key_is_bad_response() -> None:
-    # `{}` from something that is not Takeoff must not read as "starting".
-    result = await _poll({"config": {}})
-    assert isinstance(result, ProviderError)
-    assert result.reason is ErrorReason.BAD_RESPONSE
 
 
 async def test_503_is_unreachable() -> None:
@@ -157,6 +196,7 @@ async def test_503_is_unreachable() -> None:
 
 def _grouped_body() -> dict[str, Any]:
     return {
+        "config": CONFIG,
         "status": {
             "live_readers": {
                 "a-live": _reader("alpha"),
@@ -165,7 +205,7 @@ def _grouped_body() -> dict[str, Any]:
             },
             "loading_readers": {"b-loading": _reader("beta")},
             "dead_readers": {"a-dead": _reader("alpha"), "c-dead": _reader("gamma")},
-        }
+        },
     }
 
 
