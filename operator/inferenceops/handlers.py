@@ -29,12 +29,14 @@ import kopf
 
 from .accounts import AccountPool, AccountSettings
 from .api import GROUP, PLURAL, VERSION
+from .api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
 from .kube import client as kube_client
 from .kube import secrets
 from .kube.informer import Informer
 from .kube.secrets import SecretCache
 from .kube.writer import ApiWriter
 from .metrics import Metrics
+from .provider_objects import ProviderObjects
 from .scheduler import Scheduler, SchedulerSettings
 
 __all__ = ["Runtime", "registry"]
@@ -62,6 +64,13 @@ class Runtime:
     task: asyncio.Task[None] | None = None
     informer: asyncio.Task[None] | None = None
     secret_informer: asyncio.Task[None] | None = None
+    providers: ProviderObjects = field(default_factory=ProviderObjects)
+    #: The InferenceProvider, ClusterInferenceProvider and Namespace watches.
+    provider_informers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def watches(self) -> list[asyncio.Task[None]]:
+        tasks = [self.informer, self.secret_informer, *self.provider_informers]
+        return [t for t in tasks if t is not None]
 
 
 registry = kopf.OperatorRegistry()
@@ -90,9 +99,30 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     writer = ApiWriter(api, runtime.metrics)
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
     scheduler = runtime.scheduler = Scheduler(
-        writer, runtime.secrets, runtime.accounts, runtime.settings
+        writer, runtime.secrets, runtime.accounts, runtime.settings, providers=runtime.providers
     )
     runtime.secrets.bind(functools.partial(secrets.get_secret, api), scheduler.secret_changed)
+    runtime.providers.bind(scheduler.provider_changed)
+    # Provider objects (and namespace labels, for ClusterInferenceProvider conditions) first:
+    # an endpoint naming one then resolves when it is listed, not ProviderMissing for a moment.
+    for name, informer in (
+        (
+            "inferenceproviders",
+            Informer(api, provider_paths(runtime.namespaces), runtime.providers.observe_namespaced),
+        ),
+        (
+            "clusterinferenceproviders",
+            Informer(
+                api,
+                [f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}"],
+                runtime.providers.observe_cluster,
+            ),
+        ),
+        ("namespaces", Informer(api, ["/api/v1/namespaces"], runtime.providers.observe_namespace)),
+    ):
+        task = _start(informer.run(), f"inferenceops-{name}-informer")
+        runtime.provider_informers.append(task)
+        await _synced(informer, task)
     # Endpoints first, so that the Secret listing knows which Secrets to keep; polling starts
     # when both are listed, so no endpoint reports a Secret missing that is merely unread.
     endpoints = Informer(api, endpoint_paths(runtime.namespaces), scheduler.observe)
@@ -139,6 +169,13 @@ def secret_paths(namespaces: tuple[str, ...]) -> list[str]:
     return [f"/api/v1/namespaces/{ns}/secrets" for ns in namespaces]
 
 
+def provider_paths(namespaces: tuple[str, ...]) -> list[str]:
+    base = f"/apis/{GROUP}/{VERSION}"
+    if not namespaces:
+        return [f"{base}/{NAMESPACED_PLURAL}"]
+    return [f"{base}/namespaces/{ns}/{NAMESPACED_PLURAL}" for ns in namespaces]
+
+
 def endpoint_paths(namespaces: tuple[str, ...]) -> list[str]:
     base = f"/apis/{GROUP}/{VERSION}"
     if not namespaces:
@@ -158,17 +195,16 @@ def scheduler_alive(memo: Any, **_: Any) -> int:
     runtime = _runtime(memo)
     if runtime.task is None or runtime.task.done() or runtime.scheduler is None:
         raise kopf.PermanentError("the poll scheduler is not running")
-    if runtime.informer is not None and runtime.informer.done():
-        raise kopf.PermanentError("the InferenceEndpoint watch is not running")
-    if runtime.secret_informer is not None and runtime.secret_informer.done():
-        raise kopf.PermanentError("the Secret watch is not running")
+    for task in runtime.watches():
+        if task.done():
+            raise kopf.PermanentError(f"a watch ({task.get_name()}) is not running")
     return len(runtime.scheduler)
 
 
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    for task in (runtime.informer, runtime.secret_informer, runtime.task):
+    for task in (*runtime.watches(), runtime.task):
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -141,7 +141,7 @@ class Scheduler:
         self.settings = settings or SchedulerSettings()
         self._secrets = secrets
         self._accounts = accounts
-        self.providers = providers or ProviderObjects()
+        self.providers = providers if providers is not None else ProviderObjects()
         #: Endpoints by the provider object their providerRef names.
         self._provider_users: dict[ObjectKey, set[Key]] = {}
         self._poller = Poller(

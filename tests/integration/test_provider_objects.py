@@ -4,10 +4,13 @@ and CEL rules admit, and what the operator does with an endpoint's providerRef."
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 import yaml
+
+from .conftest import TOKEN, EmulatorProcess, OperatorProcess, condition, get_ie, wait_until
 
 API = "inferenceops.io/v1alpha1"
 DA_ID = "0b5633ba2b904511ad514346f4d0prv1"
@@ -184,3 +187,119 @@ def test_the_api_server_admits_provider_objects_and_references(
             "delete", "ipr", "admitted", "takeoff-budget", "-n", "default", check=False
         )
         control_plane.kubectl("delete", "cipr", "admitted", check=False)
+
+
+# --- the operator resolving providerRef -------------------------------------------------------
+
+
+def synced_reason(control_plane: Any, ns: str, name: str) -> str | None:
+    return condition(get_ie(control_plane, ns, name), "Synced").get("reason")
+
+
+def wait_reason(control_plane: Any, ns: str, name: str, reason: str) -> dict[str, Any]:
+    return wait_until(  # type: ignore[no-any-return]
+        f"{ns}/{name} Synced reason {reason}",
+        lambda: (
+            (o := get_ie(control_plane, ns, name))
+            and condition(o, "Synced").get("reason") == reason
+            and o
+        ),
+        30,
+    )
+
+
+def running(emulator: EmulatorProcess, endpoint_id: str) -> None:
+    emulator.control(
+        "PUT",
+        f"/friendli/{endpoint_id}",
+        status="RUNNING",
+        curr_replicas=1,
+        desired_replicas=1,
+        autoscaling_min=0,
+        autoscaling_max=2,
+    )
+
+
+def test_endpoint_polls_through_an_inference_provider_and_survives_its_deletion(
+    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+) -> None:
+    running(emulator, "fr-prov-1")
+    account = {
+        "friendli": {
+            "url": f"{emulator.base}/friendli",
+            "credentialsSecretRef": {"name": "creds", "key": "token"},
+        }
+    }
+    apply(control_plane, provider("acct", ns, account))
+    spec = {"providerRef": {"name": "acct"}, "friendli": {"endpointId": "fr-prov-1"}}
+    apply(control_plane, endpoint("ep", ns, spec))
+    wait_reason(control_plane, ns, "ep", "Polled")
+    assert get_ie(control_plane, ns, "ep")["status"]["phase"] == "Running"
+
+    control_plane.kubectl("delete", "ipr", "acct", "-n", ns)
+    obj = wait_reason(control_plane, ns, "ep", "ProviderMissing")
+    assert condition(obj, "Stalled")["reason"] == "ProviderMissing"
+    assert f"InferenceProvider {ns}/acct not found" in condition(obj, "Synced")["message"]
+    before = emulator.requests(provider="friendli", endpoint="fr-prov-1")
+    time.sleep(6)  # more than the 5 s interval: no polls without an account
+    assert emulator.requests(provider="friendli", endpoint="fr-prov-1") == before
+
+    apply(control_plane, provider("acct", ns, account))
+    wait_reason(control_plane, ns, "ep", "Polled")
+    assert not condition(get_ie(control_plane, ns, "ep"), "Stalled")
+
+
+def test_cluster_provider_tenancy_and_secret_rotation(
+    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+) -> None:
+    running(emulator, "fr-prov-2")
+    vault = f"{ns}-vault"
+    control_plane.kubectl("create", "namespace", vault)
+    control_plane.kubectl(
+        "create", "secret", "generic", "shared", "-n", vault, f"--from-literal=token={TOKEN}"
+    )
+    name = f"shared-{ns}"
+    cip = {
+        "apiVersion": API,
+        "kind": "ClusterInferenceProvider",
+        "metadata": {"name": name},
+        "spec": {
+            "secretNamespace": vault,
+            "conditions": [{"namespaceSelector": {"matchLabels": {"inference": "allowed"}}}],
+            "friendli": {
+                "url": f"{emulator.base}/friendli",
+                "credentialsSecretRef": {"name": "shared", "key": "token"},
+            },
+        },
+    }
+    spec = {
+        "providerRef": {"kind": "ClusterInferenceProvider", "name": name},
+        "friendli": {"endpointId": "fr-prov-2"},
+    }
+    new_token = "rotated-cluster-token-0002"
+    try:
+        apply(control_plane, cip)
+        apply(control_plane, endpoint("ep", ns, spec))
+        obj = wait_reason(control_plane, ns, "ep", "ProviderNotAllowed")
+        assert condition(obj, "Stalled")["reason"] == "ProviderNotAllowed"
+        assert emulator.requests(provider="friendli", endpoint="fr-prov-2") == 0
+
+        control_plane.kubectl("label", "namespace", ns, "inference=allowed")
+        wait_reason(control_plane, ns, "ep", "Polled")
+
+        # Rotation: the provider's Secret, in its own namespace, takes effect at the next poll.
+        emulator.control("PUT", "/tokens/friendli", token=new_token)
+        wait_reason(control_plane, ns, "ep", "Unauthorized")
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shared", "namespace": vault},
+            "stringData": {"token": new_token},
+        }
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        obj = wait_reason(control_plane, ns, "ep", "Polled")
+        assert new_token not in json.dumps(obj)
+    finally:
+        emulator.control("PUT", "/tokens", token=TOKEN)
+        control_plane.kubectl("delete", "ie", "ep", "-n", ns, check=False)
+        control_plane.kubectl("delete", "cipr", name, check=False)

@@ -9,7 +9,7 @@ import kopf
 import pytest
 
 from inferenceops.accounts import AccountPool
-from inferenceops.handlers import Runtime, endpoint_paths, scheduler_alive
+from inferenceops.handlers import Runtime, endpoint_paths, provider_paths, scheduler_alive
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.scheduler import Scheduler, SchedulerSettings
 
@@ -58,3 +58,22 @@ def test_endpoint_paths_cover_the_watched_namespaces() -> None:
         f"{base}/namespaces/a/inferenceendpoints",
         f"{base}/namespaces/b/inferenceendpoints",
     ]
+
+
+def test_provider_paths_cover_the_watched_namespaces() -> None:
+    base = "/apis/inferenceops.io/v1alpha1"
+    assert provider_paths(()) == [f"{base}/inferenceproviders"]
+    assert provider_paths(("a",)) == [f"{base}/namespaces/a/inferenceproviders"]
+
+
+async def test_liveness_fails_when_a_provider_watch_is_gone() -> None:
+    runtime = Runtime(settings=SchedulerSettings())
+    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
+    runtime.task = asyncio.create_task(runtime.scheduler.run())
+    gone = asyncio.create_task(asyncio.sleep(0), name="inferenceops-namespaces-informer")
+    runtime.provider_informers.append(gone)
+    await asyncio.sleep(0.01)
+    with pytest.raises(kopf.PermanentError, match="namespaces-informer"):
+        scheduler_alive(memo=SimpleNamespace(runtime=runtime))
+    runtime.task.cancel()
+    await asyncio.gather(runtime.task, return_exceptions=True)

@@ -1,0 +1,335 @@
+"""spec.providerRef: resolution and tenancy (provider_objects.py), and the scheduler acting on it
+(the provider object appearing, changing and going; its Secret rotating; its budget)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from inferenceops.accounts import AccountPool
+from inferenceops.api import parse_spec
+from inferenceops.api.provider_kinds import LabelSelector
+from inferenceops.kube.secrets import SecretCache
+from inferenceops.provider_objects import ProviderObjects, Unresolved, selects
+from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.status import condition
+
+from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
+
+CREDS = {"name": "creds", "key": "token"}
+FRIENDLI = {"friendli": {"url": "http://friendli.test", "credentialsSecretRef": CREDS}}
+
+
+def obj(kind: str, name: str, spec: dict[str, Any], namespace: str = "ml") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "uid": f"uid-{name}", "generation": 1}
+    if kind == "InferenceProvider":
+        meta["namespace"] = namespace
+    return {"metadata": meta, "spec": spec}
+
+
+def ref_spec(kind: str = "InferenceProvider", name: str = "acct", **block: Any) -> dict[str, Any]:
+    return {
+        "pollInterval": "30s",
+        "providerRef": {"kind": kind, "name": name},
+        "friendli": {"endpointId": "ep1", **block},
+    }
+
+
+def objects(*items: tuple[str, dict[str, Any]]) -> ProviderObjects:
+    store = ProviderObjects()
+    for kind, body_ in items:
+        if kind == "InferenceProvider":
+            store.observe_namespaced(None, body_)
+        else:
+            store.observe_cluster(None, body_)
+    return store
+
+
+def unresolved(store: ProviderObjects, namespace: str, spec: dict[str, Any]) -> Unresolved:
+    with pytest.raises(Unresolved) as caught:
+        store.resolve(namespace, spec)
+    return caught.value
+
+
+# --- resolution -------------------------------------------------------------------------------
+
+
+def test_namespaced_provider_fills_the_block_and_reads_secrets_in_its_namespace() -> None:
+    budget = {"friendli": {**FRIENDLI["friendli"], "teamId": "team-a", "requestsPerSecond": 3}}
+    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", budget)))
+    resolved = store.resolve("ml", ref_spec())
+    parsed = parse_spec(resolved.spec)
+    assert parsed.config.model_dump(by_alias=True, exclude_none=True) == {
+        "endpointId": "ep1",
+        "teamId": "team-a",
+        "url": "http://friendli.test",
+        "credentialsSecretRef": CREDS,
+    }
+    account = resolved.account
+    assert (account.kind, account.namespace, account.name) == ("InferenceProvider", "ml", "acct")
+    assert account.secret_namespace == "ml"
+    assert (account.requests_per_second, account.burst) == (3, None)
+
+
+def test_endpoint_fields_override_the_providers_defaults_but_not_where_requests_go() -> None:
+    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", FRIENDLI)))
+    spec = store.resolve("ml", ref_spec(teamId="team-b")).spec
+    assert spec["friendli"]["teamId"] == "team-b"
+    # Someone else's credentials sent to a URL of the endpoint author's choosing: refused.
+    err = unresolved(store, "ml", ref_spec(url="https://collector.example"))
+    assert err.reason == "ProviderMismatch" and "friendli.url" in err.message
+    # The same URL as the provider's is harmless.
+    store.resolve("ml", ref_spec(url="http://friendli.test"))
+
+
+def test_a_namespaced_provider_is_invisible_from_other_namespaces() -> None:
+    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", FRIENDLI)))
+    err = unresolved(store, "other", ref_spec())
+    assert err.reason == "ProviderMissing"
+    assert err.message == "InferenceProvider other/acct not found"
+
+
+def test_missing_and_mismatched_providers() -> None:
+    runpod = {"runpod": {"credentialsSecretRef": CREDS}}
+    store = objects(("InferenceProvider", obj("InferenceProvider", "rp", runpod)))
+    assert unresolved(store, "ml", ref_spec(name="nope")).reason == "ProviderMissing"
+    err = unresolved(store, "ml", ref_spec(name="rp"))
+    assert err.reason == "ProviderMismatch"
+    assert "is a runpod account; this endpoint's block is friendli" in err.message
+
+
+def cluster(**extra: Any) -> dict[str, Any]:
+    return obj(
+        "ClusterInferenceProvider", "shared", {**FRIENDLI, "secretNamespace": "vault", **extra}
+    )
+
+
+def test_cluster_provider_reads_its_secret_namespace_only() -> None:
+    store = objects(("ClusterInferenceProvider", cluster()))
+    account = store.resolve("ml", ref_spec("ClusterInferenceProvider", "shared")).account
+    assert (account.namespace, account.secret_namespace) == ("", "vault")
+
+
+@pytest.mark.parametrize(
+    ("conditions", "labels", "allowed"),
+    [
+        (None, {}, True),
+        ([{"namespaces": ["ml"]}], {}, True),
+        ([{"namespaces": ["other"]}], {}, False),
+        ([{"namespaceSelector": {"matchLabels": {"team": "ml"}}}], {"team": "ml"}, True),
+        ([{"namespaceSelector": {"matchLabels": {"team": "ml"}}}], {"team": "web"}, False),
+        ([{"namespaces": ["other"]}, {"namespaceSelector": {}}], {}, True),
+        ([{}], {}, False),
+    ],
+    ids=["open", "listed", "not-listed", "selected", "not-selected", "any-condition", "empty"],
+)
+def test_cluster_provider_conditions(
+    conditions: Any, labels: dict[str, str], allowed: bool
+) -> None:
+    store = objects(("ClusterInferenceProvider", cluster(conditions=conditions)))
+    store.observe_namespace(None, {"metadata": {"name": "ml", "labels": labels}})
+    spec = ref_spec("ClusterInferenceProvider", "shared")
+    if allowed:
+        store.resolve("ml", spec)
+    else:
+        err = unresolved(store, "ml", spec)
+        assert err.reason == "ProviderNotAllowed"
+        assert "does not serve namespace ml" in err.message
+
+
+@pytest.mark.parametrize(
+    ("expression", "labels", "expected"),
+    [
+        ({"key": "tier", "operator": "In", "values": ["gold"]}, {"tier": "gold"}, True),
+        ({"key": "tier", "operator": "In", "values": ["gold"]}, {}, False),
+        ({"key": "tier", "operator": "NotIn", "values": ["gold"]}, {"tier": "gold"}, False),
+        ({"key": "tier", "operator": "NotIn", "values": ["gold"]}, {}, True),
+        ({"key": "tier", "operator": "Exists"}, {"tier": "x"}, True),
+        ({"key": "tier", "operator": "Exists"}, {}, False),
+        ({"key": "tier", "operator": "DoesNotExist"}, {"tier": "x"}, False),
+        ({"key": "tier", "operator": "DoesNotExist"}, {}, True),
+    ],
+)
+def test_label_selector_expressions(
+    expression: dict[str, Any], labels: dict[str, str], expected: bool
+) -> None:
+    selector = LabelSelector.model_validate({"matchExpressions": [expression]})
+    assert selects(selector, labels) is expected
+
+
+def test_only_a_spec_change_reports_a_change() -> None:
+    seen: list[Any] = []
+    store = ProviderObjects()
+    store.bind(seen.append)
+    store.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+    store.observe_namespaced(
+        "MODIFIED", {**obj("InferenceProvider", "acct", FRIENDLI), "status": {}}
+    )
+    assert seen == [("InferenceProvider", "ml", "acct")]
+    store.observe_namespaced("DELETED", obj("InferenceProvider", "acct", FRIENDLI))
+    assert len(seen) == 2 and len(store) == 0
+
+
+# --- the scheduler ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider() -> Provider:
+    return Provider(friendli_running)
+
+
+@pytest.fixture
+async def env(provider: Provider) -> AsyncIterator[tuple[Scheduler, FakeWriter, SecretCache]]:
+    writer, secrets = FakeWriter(), SecretCache()
+    accounts = AccountPool(transport=httpx.MockTransport(provider))
+    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
+    sched.providers.bind(sched.provider_changed)
+    task = asyncio.create_task(sched.run())
+    yield sched, writer, secrets
+    task.cancel()
+    await sched.drain()
+    await accounts.aclose()
+
+
+def token(value: str = TOKEN) -> dict[str, str]:
+    return {"token": base64.b64encode(value.encode()).decode()}
+
+
+def synced(patch: dict[str, Any]) -> tuple[str | None, str | None]:
+    found = condition(patch, "Synced") or {}
+    return found.get("status"), found.get("reason")
+
+
+async def test_deleting_the_provider_says_so_and_recreating_it_resumes(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    secrets.put("ml", "creds", token())
+    sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+    sched.upsert(body("f", ref_spec()))
+    await writer.wait_for(1)
+    assert writer.patches[0][1]["phase"] == "Running"
+    sent = len(provider.requests)
+
+    sched.providers.observe_namespaced("DELETED", obj("InferenceProvider", "acct", FRIENDLI))
+    await writer.wait_for(2)
+    patch = writer.patches[1][1]
+    assert synced(patch) == ("False", "ProviderMissing")
+    assert (condition(patch, "Stalled") or {}).get("reason") == "ProviderMissing"
+    assert len(provider.requests) == sent  # nothing sent without an account
+
+    sched.providers.observe_namespaced("ADDED", obj("InferenceProvider", "acct", FRIENDLI))
+    await writer.wait_for(3)
+    assert synced(writer.patches[2][1]) == ("True", "Polled")
+    assert "Stalled" not in [c["type"] for c in writer.patches[2][1]["conditions"]]
+
+
+async def test_a_forbidden_namespace_sends_no_request(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    secrets.put("vault", "creds", token())
+    sched.providers.observe_cluster(None, cluster(conditions=[{"namespaces": ["prod"]}]))
+    sched.upsert(body("f", ref_spec("ClusterInferenceProvider", "shared")))
+    await writer.wait_for(1)
+    assert synced(writer.patches[0][1]) == ("False", "ProviderNotAllowed")
+    assert provider.requests == []
+    # Labelling the namespace into a selector lets it in, with no change to the endpoint.
+    sched.providers.observe_cluster(
+        "MODIFIED",
+        cluster(conditions=[{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]),
+    )
+    await asyncio.sleep(0.05)
+    assert len(writer.patches) == 1  # still not allowed: nothing new to say
+    sched.providers.observe_namespace(
+        "MODIFIED", {"metadata": {"name": "ml", "labels": {"team": "ml"}}}
+    )
+    await writer.wait_for(2)
+    assert writer.patches[1][1]["phase"] == "Running"
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in provider.requests)
+
+
+async def test_the_cluster_providers_secret_is_read_in_its_namespace_not_the_endpoints(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    secrets.put("ml", "creds", token())  # the endpoint's namespace: must not be used
+    sched.providers.observe_cluster(None, cluster())
+    sched.upsert(body("f", ref_spec("ClusterInferenceProvider", "shared")))
+    await writer.wait_for(1)
+    assert synced(writer.patches[0][1]) == ("False", "SecretMissing")
+    assert "vault/creds" in (condition(writer.patches[0][1], "Synced") or {})["message"]
+    assert provider.requests == []
+
+
+async def test_rotating_the_providers_secret_takes_effect_at_the_next_poll(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    secrets.put("ml", "creds", token("revoked"))
+    sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+    sched.upsert(body("f", ref_spec()))
+    await writer.wait_for(1)
+    assert synced(writer.patches[0][1]) == ("False", "Unauthorized")
+    secrets.put("ml", "creds", token())
+    sched.secret_changed("ml", "creds")
+    await writer.wait_for(2)
+    assert writer.patches[1][1]["phase"] == "Running"
+    assert provider.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_the_provider_objects_budget_is_its_accounts(
+    env: tuple[Scheduler, FakeWriter, SecretCache],
+) -> None:
+    sched, writer, secrets = env
+    secrets.put("ml", "creds", token())
+    budget = {"friendli": {**FRIENDLI["friendli"], "requestsPerSecond": 7, "burst": 3}}
+    sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", budget))
+    sched.upsert(body("f", ref_spec()))
+    await writer.wait_for(1)
+    buckets = [a.bucket for a in sched._accounts._accounts.values()]
+    assert [(b.rate, b.capacity) for b in buckets] == [(7, 3)]
+
+
+async def test_neither_key_of_an_access_key_pair_reaches_status_or_events(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    ak, sk = "HPUAEXAMPLEACCESSKEY", "exampleSecretKey0123456789abcdefghijklmn"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        # A provider (or a proxy) quoting what it was sent, keys included.
+        return httpx.Response(500, text=f"cannot serve {ak} / {sk}")
+
+    provider.handler = echo
+    encoded = {
+        k: base64.b64encode(v.encode()).decode()
+        for k, v in (("accessKeyId", ak), ("secretAccessKey", sk))
+    }
+    secrets.put("ml", "aksk", encoded)
+    spec = {
+        "dataArtsFabric": {
+            "url": "http://fabric.test",
+            "workspaceId": "ws-1",
+            "endpointId": "0b5633ba2b904511ad514346f4000001",
+            "accessKeySecretRef": {"name": "aksk"},
+        }
+    }
+    sched.upsert(body("d", spec))
+    await writer.wait_for(1)
+    assert provider.requests[0].headers["authorization"].startswith(f"SDK-HMAC-SHA256 Access={ak}")
+    text = repr(writer.patches) + repr(writer.events)
+    assert ak not in text and sk not in text and "***" in text
+
+
+async def test_the_scheduler_resolves_against_the_store_it_is_given() -> None:
+    """An empty store is still the store the informers fill (it was once replaced by a new one
+    because an empty store is falsy)."""
+    store = ProviderObjects()
+    sched = Scheduler(FakeWriter(), SecretCache(), AccountPool(), providers=store)
+    assert sched.providers is store
