@@ -32,11 +32,13 @@ from .api import GROUP, PLURAL, VERSION
 from .api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
 from .kube import client as kube_client
 from .kube import secrets
+from .kube.errors import ApiError
 from .kube.informer import Informer
 from .kube.secrets import SecretCache
 from .kube.writer import ApiWriter
 from .metrics import Metrics
 from .provider_objects import ProviderObjects
+from .provider_status import ProviderStatus
 from .scheduler import Scheduler, SchedulerSettings
 
 __all__ = ["Runtime", "registry"]
@@ -67,9 +69,16 @@ class Runtime:
     providers: ProviderObjects = field(default_factory=ProviderObjects)
     #: The InferenceProvider, ClusterInferenceProvider and Namespace watches.
     provider_informers: list[asyncio.Task[None]] = field(default_factory=list)
+    provider_status_task: asyncio.Task[None] | None = None
 
     def watches(self) -> list[asyncio.Task[None]]:
-        tasks = [self.informer, self.secret_informer, *self.provider_informers]
+        """The tasks besides the scheduler that must run for the operator to be alive."""
+        tasks = [
+            self.informer,
+            self.secret_informer,
+            *self.provider_informers,
+            self.provider_status_task,
+        ]
         return [t for t in tasks if t is not None]
 
 
@@ -102,27 +111,21 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         writer, runtime.secrets, runtime.accounts, runtime.settings, providers=runtime.providers
     )
     runtime.secrets.bind(functools.partial(secrets.get_secret, api), scheduler.secret_changed)
-    runtime.providers.bind(scheduler.provider_changed)
+    provider_status = scheduler.provider_status = ProviderStatus(
+        runtime.providers, scheduler.provider_users, writer
+    )
+    runtime.providers.bind(scheduler.provider_changed, provider_status.changed)
     # Provider objects (and namespace labels, for ClusterInferenceProvider conditions) first:
     # an endpoint naming one then resolves when it is listed, not ProviderMissing for a moment.
-    for name, informer in (
-        (
-            "inferenceproviders",
-            Informer(api, provider_paths(runtime.namespaces), runtime.providers.observe_namespaced),
-        ),
-        (
-            "clusterinferenceproviders",
-            Informer(
-                api,
-                [f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}"],
-                runtime.providers.observe_cluster,
-            ),
-        ),
-        ("namespaces", Informer(api, ["/api/v1/namespaces"], runtime.providers.observe_namespace)),
-    ):
-        task = _start(informer.run(), f"inferenceops-{name}-informer")
-        runtime.provider_informers.append(task)
-        await _synced(informer, task)
+    if await _served(api, NAMESPACED_PLURAL, CLUSTER_PLURAL):
+        await _watch_provider_objects(api, runtime)
+    else:
+        # Helm installs CRDs only on first install: after an upgrade they may be missing, and
+        # an operator that waited for them would never start for the endpoints it can serve.
+        log.warning(
+            "the InferenceProvider/ClusterInferenceProvider CRDs are not installed (apply "
+            "crds/ and restart): endpoints with spec.providerRef will say ProviderMissing"
+        )
     # Endpoints first, so that the Secret listing knows which Secrets to keep; polling starts
     # when both are listed, so no endpoint reports a Secret missing that is merely unread.
     endpoints = Informer(api, endpoint_paths(runtime.namespaces), scheduler.observe)
@@ -146,6 +149,36 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         len(scheduler),
     )
     runtime.task = _start(scheduler.run(), "inferenceops-scheduler")
+    runtime.provider_status_task = _start(provider_status.run(), "inferenceops-provider-status")
+
+
+async def _watch_provider_objects(api: kube_client.ApiSession, runtime: Runtime) -> None:
+    """Start the provider-object and Namespace watches; return once each has listed."""
+    store = runtime.providers
+    watches = {
+        "inferenceproviders": Informer(
+            api, provider_paths(runtime.namespaces), store.observe_namespaced
+        ),
+        "clusterinferenceproviders": Informer(
+            api, [f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}"], store.observe_cluster
+        ),
+        "namespaces": Informer(api, ["/api/v1/namespaces"], store.observe_namespace),
+    }
+    for name, informer in watches.items():
+        task = _start(informer.run(), f"inferenceops-{name}-informer")
+        runtime.provider_informers.append(task)
+        await _synced(informer, task)
+
+
+async def _served(api: kube_client.ApiSession, *plurals: str) -> bool:
+    """Whether the API server serves all of these resources of our group (discovery)."""
+    try:
+        found = await api.get_json(f"/apis/{GROUP}/{VERSION}", {})
+    except ApiError as err:
+        log.warning("discovery of %s/%s failed: %s", GROUP, VERSION, err)
+        return False
+    served = {r.get("name") for r in found.get("resources") or []}
+    return all(p in served for p in plurals)
 
 
 def _start(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

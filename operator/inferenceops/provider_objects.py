@@ -92,10 +92,20 @@ class ProviderObjects:
         self._generations: dict[ObjectKey, int] = {}
         self._uids: dict[ObjectKey, str] = {}
         self._labels: dict[str, Mapping[str, str]] = {}
+        self._statuses: dict[ObjectKey, Mapping[str, Any]] = {}
         self._changed: Callable[[ObjectKey | None], None] = lambda key: None
+        self._changed_status: Callable[[], None] = lambda: None
 
-    def bind(self, changed: Callable[[ObjectKey | None], None]) -> None:
+    def bind(
+        self,
+        changed: Callable[[ObjectKey | None], None],
+        status_changed: Callable[[], None] | None = None,
+    ) -> None:
+        """`changed` re-resolves endpoints; `status_changed` asks for provider statuses to be
+        recomputed (a new object, a new generation)."""
         self._changed = changed
+        if status_changed is not None:
+            self._changed_status = status_changed
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -115,12 +125,17 @@ class ProviderObjects:
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             self._uids.pop(key, None)
             self._generations.pop(key, None)
+            self._statuses.pop(key, None)
             if self._specs.pop(key, None) is not None:
                 self._changed(key)
             return
         spec = body.get("spec") or {}
         self._uids[key] = str(meta.get("uid", ""))
-        self._generations[key] = int(meta.get("generation") or 0)
+        generation = int(meta.get("generation") or 0)
+        if self._generations.get(key) != generation:
+            self._changed_status()  # observedGeneration to update
+        self._generations[key] = generation
+        self._statuses[key] = body.get("status") or {}
         # Our own status writes come back as MODIFIED: only a spec change re-resolves endpoints.
         if self._specs.get(key) != spec:
             self._specs[key] = spec
@@ -136,7 +151,7 @@ class ProviderObjects:
 
     # --- what the status writer reads -----------------------------------------------------
 
-    def keys(self) -> list[ObjectKey]:
+    def all_keys(self) -> list[ObjectKey]:
         return list(self._specs)
 
     def identity(self, key: ObjectKey) -> tuple[str, int] | None:
@@ -144,6 +159,14 @@ class ProviderObjects:
         if key not in self._specs:
             return None
         return self._uids.get(key, ""), self._generations.get(key, 0)
+
+    def status(self, key: ObjectKey) -> Mapping[str, Any]:
+        """The status the object shows (as last seen, or as last written by us)."""
+        return self._statuses.get(key) or {}
+
+    def set_status(self, key: ObjectKey, status: Mapping[str, Any]) -> None:
+        if key in self._specs:
+            self._statuses[key] = status
 
     def provider_name(self, key: ObjectKey) -> str | None:
         spec = self._specs.get(key) or {}

@@ -25,6 +25,7 @@ from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
 from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
+from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
 from .providers.base import concurrently
 from .timing import PollPolicy, shard_of, stale_after
@@ -144,6 +145,9 @@ class Scheduler:
         self.providers = providers if providers is not None else ProviderObjects()
         #: Endpoints by the provider object their providerRef names.
         self._provider_users: dict[ObjectKey, set[Key]] = {}
+        #: Told each provider object's call outcomes and when its endpoints change (set by
+        #: handlers once it exists; it reads `provider_users`).
+        self.provider_status: ProviderStatus | None = None
         self._poller = Poller(
             accounts, secrets, writer, poll_time_refresh=self.settings.poll_time_refresh
         )
@@ -368,6 +372,8 @@ class Scheduler:
             batches, early = self._poller.batches(entries)
             for entry, outcome in early:
                 if outcome is not WAITING:  # a Secret being read: its arrival re-polls
+                    if outcome.reason == st.SECRET_MISSING:
+                        self._account_outcome(entry.parsed, outcome.reason, outcome.message)
                     await self._record(entry, outcome)
             if batches:
                 await concurrently([self._poll_batch(batch) for batch in batches])
@@ -401,6 +407,7 @@ class Scheduler:
                 "the provider asked this account to wait (Retry-After); polling resumes at "
                 + st.timestamp(until),
             )
+            self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:
                 if not entry.repoll:
                     await self._record(entry, failure, at=self._clock() + paused)
@@ -410,6 +417,8 @@ class Scheduler:
         )
         async with gate, self._gate:
             results = await self._poller.observe(batch)
+        if batch.parsed.account is not None:
+            self._report_call(batch, [r for _, r in results])
         # One clock reading and one jitter draw for the batch: its members stay due together
         # (so the next cycle is one listing again), however long their writes take.
         timing = (self._clock(), self.settings.policy.jitter_factor())
@@ -510,6 +519,8 @@ class Scheduler:
             if written is Written.UNCHANGED:
                 return True
             entry.status = new
+            if entry.provider_object is not None and self.provider_status is not None:
+                self.provider_status.changed()  # its Ready count may have moved
         self._count_phase(old.get("phase"), new.get("phase"))
         changed_at = result.changed_at if isinstance(result, Observation) else None
         if changed_at is not None and old.get("phase") != new.get("phase") and old:
@@ -544,9 +555,32 @@ class Scheduler:
             secret = (account.secret_namespace if account else entry.namespace, refs[0].name)
         self._use_secret(entry, secret)
 
+    def _report_call(self, batch: Batch[_Entry], results: list[Observation | st.Failure]) -> None:
+        """A provider object's account was called: any answer means its credentials were
+        accepted; else the first failure says why (and until when, if it was a 429)."""
+        failures = [r for r in results if isinstance(r, st.Failure)]
+        if len(failures) < len(results):
+            self._account_outcome(batch.parsed, None, "")
+        elif failures:
+            left = self._poller.paused_for(batch)
+            until = self._wallclock() + timedelta(seconds=left) if left else None
+            self._account_outcome(batch.parsed, failures[0].reason, failures[0].message, until)
+
+    def _account_outcome(
+        self,
+        parsed: ParsedSpec | None,
+        reason: str | None,
+        message: str,
+        paused_until: datetime | None = None,
+    ) -> None:
+        if self.provider_status is not None and parsed is not None and parsed.account:
+            self.provider_status.record(parsed.account, reason, message, paused_until)
+
     def _use_provider(self, entry: _Entry, key: ObjectKey | None) -> None:
         if key == entry.provider_object:
             return
+        if self.provider_status is not None:
+            self.provider_status.changed()  # its endpoint count
         if entry.provider_object is not None:
             users = self._provider_users.get(entry.provider_object)
             if users is not None:

@@ -342,6 +342,21 @@ def _compact(status: Status) -> Status:
     return {k: v for k, v in status.items() if v is not None}
 
 
+def set_condition(
+    conditions: list[dict[str, Any]],
+    kind: str,
+    state: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int,
+) -> None:
+    """Set one condition in place, moving lastTransitionTime only when its status changes (for
+    other kinds' statuses: provider_status.py)."""
+    _set(conditions, kind, state, reason, message, Resource(generation, None, None, 0.0, now))
+
+
 def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
     for cond in (status or {}).get("conditions") or []:
         if cond.get("type") == kind:

@@ -116,8 +116,14 @@ def test_snippet_embeds_the_same_lua() -> None:
     cm = yaml.safe_load(CM_FILE.read_text())
     assert cm["apiVersion"] == "v1" and cm["kind"] == "ConfigMap"
     assert cm["metadata"]["name"] == "argocd-cm"
-    assert list(cm["data"]) == [CM_KEY]
+    provider_keys = [
+        f"resource.customizations.health.inferenceops.io_{kind}"
+        for kind in ("InferenceProvider", "ClusterInferenceProvider")
+    ]
+    assert list(cm["data"]) == [CM_KEY, *provider_keys]
     assert cm["data"][CM_KEY] == LUA_FILE.read_text()
+    provider_lua = (ROOT / "docs" / "argocd" / "provider-health.lua").read_text()
+    assert all(cm["data"][key] == provider_lua for key in provider_keys)
     # the key as written in the file, not just as parsed
     assert re.search(rf"^  {re.escape(CM_KEY)}: \|$", CM_FILE.read_text(), re.M)
 

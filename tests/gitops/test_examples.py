@@ -184,7 +184,8 @@ def _get_json(cp, *args) -> dict[str, Any]:
 def test_server_dry_run_apply(control_plane, rendered) -> None:
     """Every rendered object passes the real API server's validation (CRD schema, CEL rules)."""
     cp = control_plane
-    _apply_crd(cp, of_kind(rendered, "CustomResourceDefinition")[0])
+    for crd in of_kind(rendered, "CustomResourceDefinition"):
+        _apply_crd(cp, crd)
     cp.kubectl("apply", "-f", "-", input=json.dumps(of_kind(rendered, "Namespace")[0]))
     rest = [o for o in rendered if o["kind"] not in ("CustomResourceDefinition", "Namespace")]
     out = cp.kubectl(
@@ -202,7 +203,8 @@ def test_read_back_from_api_server(control_plane, rendered) -> None:
     """Applied for real, read back: the endpoints (no operator running) must not look Current
     to kstatus -- this holds only once the CRD declares status.default (docs/gitops.md)."""
     cp = control_plane
-    _apply_crd(cp, of_kind(rendered, "CustomResourceDefinition")[0])
+    for crd in of_kind(rendered, "CustomResourceDefinition"):
+        _apply_crd(cp, crd)
     cp.kubectl(
         "apply",
         "-f",

@@ -176,7 +176,9 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
         [
-            "CustomResourceDefinition",
+            "CustomResourceDefinition",  # InferenceEndpoint
+            "CustomResourceDefinition",  # InferenceProvider
+            "CustomResourceDefinition",  # ClusterInferenceProvider
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
@@ -188,9 +190,15 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
         if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
             assert d["metadata"]["namespace"] == ns, d["metadata"]
 
-    crd = _one(docs, "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == IE
-    assert crd["spec"]["scope"] == "Namespaced"
+    scopes = {
+        d["metadata"]["name"]: d["spec"]["scope"]
+        for d in _by_kind(docs, "CustomResourceDefinition")
+    }
+    assert scopes == {
+        IE: "Namespaced",
+        "inferenceproviders.inferenceops.io": "Namespaced",
+        "clusterinferenceproviders.inferenceops.io": "Cluster",
+    }
 
     dep = _one(docs, "Deployment")
     assert dep["spec"]["replicas"] == 1
@@ -269,14 +277,21 @@ def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
     assert sorted(r["metadata"]["namespace"] for r in bindings) == [a, b]
     for rb in bindings:
         assert rb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
-    # the only cluster-wide rules left are CRD and namespace discovery
+    # the only cluster-wide rules left are CRD and namespace discovery, and the cluster-scoped
+    # ClusterInferenceProviders (read, and their status written)
     cr = _one(docs, "ClusterRole")
-    assert sorted((tuple(r["apiGroups"]), tuple(r["resources"])) for r in cr["rules"]) == [
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in cr["rules"]}
+    assert sorted(rules) == [
         (("",), ("namespaces",)),
         (("apiextensions.k8s.io",), ("customresourcedefinitions",)),
+        (("inferenceops.io",), ("clusterinferenceproviders",)),
+        (("inferenceops.io",), ("clusterinferenceproviders/status",)),
     ]
-    for rule in cr["rules"]:
-        assert sorted(rule["verbs"]) == ["get", "list", "watch"]
+    for resources, verbs in rules.items():
+        expected = (
+            ["get", "patch"] if resources[1][0].endswith("/status") else ["get", "list", "watch"]
+        )
+        assert sorted(verbs) == expected, resources
 
     _dry_run_apply(control_plane, docs)
 

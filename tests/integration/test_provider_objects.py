@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import TOKEN, EmulatorProcess, OperatorProcess, condition, get_ie, wait_until
+from .conftest import ROOT, TOKEN, EmulatorProcess, OperatorProcess, condition, get_ie, wait_until
 
 API = "inferenceops.io/v1alpha1"
 DA_ID = "0b5633ba2b904511ad514346f4d0prv1"
@@ -208,6 +208,11 @@ def wait_reason(control_plane: Any, ns: str, name: str, reason: str) -> dict[str
     )
 
 
+def get_provider(control_plane: Any, ns: str, name: str) -> dict[str, Any]:
+    where = ["ipr", name, "-n", ns] if ns else ["cipr", name]
+    return json.loads(control_plane.kubectl("get", *where, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+
 def running(emulator: EmulatorProcess, endpoint_id: str) -> None:
     emulator.control(
         "PUT",
@@ -235,6 +240,25 @@ def test_endpoint_polls_through_an_inference_provider_and_survives_its_deletion(
     apply(control_plane, endpoint("ep", ns, spec))
     wait_reason(control_plane, ns, "ep", "Polled")
     assert get_ie(control_plane, ns, "ep")["status"]["phase"] == "Running"
+    # The provider object's own status: the credentials worked, 1 of 1 endpoints Ready.
+    shown = wait_until(
+        "the provider's status",
+        lambda: (
+            (o := get_provider(control_plane, ns, "acct"))
+            and (o.get("status") or {}).get("endpointSummary") == "1/1"
+            and o
+        ),
+        30,
+    )
+    assert condition(shown, "Ready")["reason"] == "Authorized"
+    assert shown["status"]["observedGeneration"] == shown["metadata"]["generation"]
+    assert shown["status"]["provider"] == "friendli" and shown["status"]["lastSuccessTime"]
+    events = control_plane.kubectl(
+        "get", "events", "-n", ns, "-o", "json", "--field-selector=involvedObject.name=acct"
+    )
+    assert "Authorized" in [e["reason"] for e in json.loads(events.stdout)["items"]]
+    columns = control_plane.kubectl("get", "ipr", "acct", "-n", ns).stdout.split("\n")[1].split()
+    assert columns[:4] == ["acct", "friendli", "True", "Authorized"], columns
 
     control_plane.kubectl("delete", "ipr", "acct", "-n", ns)
     obj = wait_reason(control_plane, ns, "ep", "ProviderMissing")
@@ -290,6 +314,16 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         # Rotation: the provider's Secret, in its own namespace, takes effect at the next poll.
         emulator.control("PUT", "/tokens/friendli", token=new_token)
         wait_reason(control_plane, ns, "ep", "Unauthorized")
+        shown = wait_until(
+            "the cluster provider Unauthorized",
+            lambda: (
+                (o := get_provider(control_plane, "", name))
+                and condition(o, "Ready").get("reason") == "Unauthorized"
+                and o
+            ),
+            30,
+        )
+        assert condition(shown, "Stalled")["reason"] == "Unauthorized"
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -303,3 +337,14 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         emulator.control("PUT", "/tokens", token=TOKEN)
         control_plane.kubectl("delete", "ie", "ep", "-n", ns, check=False)
         control_plane.kubectl("delete", "cipr", name, check=False)
+
+
+def test_the_examples_pass_the_api_servers_validation(
+    control_plane: Any, crds: None, ns: str
+) -> None:
+    for path in sorted((ROOT / "examples" / "provider-accounts").glob("*.yaml")):
+        out = control_plane.kubectl(
+            "apply", "--dry-run=server", "-n", ns, "-f", str(path), check=False
+        )
+        assert out.returncode == 0, (path.name, out.stderr)
+        assert out.stdout.count("(server dry run)") >= 2, out.stdout

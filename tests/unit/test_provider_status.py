@@ -1,0 +1,157 @@
+"""`.status` of provider objects (provider_status.py): the pure computation, writes only on
+change with Events on Ready transitions, and the scheduler feeding it real poll outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from inferenceops.accounts import AccountPool
+from inferenceops.api import AccountSource
+from inferenceops.kube.secrets import SecretCache
+from inferenceops.provider_objects import ObjectKey, ProviderObjects
+from inferenceops.provider_status import CallOutcome, ProviderStatus, provider_status
+from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.status import EventSpec, condition
+
+from .test_provider_objects import FRIENDLI, obj, ref_spec
+from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
+
+NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+READY = {"conditions": [{"type": "Ready", "status": "True"}]}
+NOT_READY = {"conditions": [{"type": "Ready", "status": "False"}]}
+
+
+def compute(prev: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "provider": "friendli",
+        "generation": 2,
+        "users": [READY, NOT_READY, READY],
+        "outcome": CallOutcome(None, "", NOW),
+        "last_success": NOW,
+        "now": NOW,
+        "success_refresh": timedelta(minutes=5),
+    }
+    args.update(kw)
+    return provider_status(prev, **args)
+
+
+def ready(status: Mapping[str, Any]) -> tuple[str, str]:
+    found = condition(status, "Ready") or {}
+    return found.get("status", ""), found.get("reason", "")
+
+
+def test_authorized_with_endpoint_counts() -> None:
+    status = compute()
+    assert ready(status) == ("True", "Authorized")
+    assert (status["endpoints"], status["readyEndpoints"], status["endpointSummary"]) == (
+        3,
+        2,
+        "2/3",
+    )
+    assert status["observedGeneration"] == 2 and status["provider"] == "friendli"
+    assert status["lastSuccessTime"] == "2026-12-01T15:00:00Z"
+    assert condition(status, "Stalled") is None
+
+
+def test_reasons_when_not_ready() -> None:
+    unauthorized = compute(outcome=CallOutcome("Unauthorized", "HTTP 401: bad key", NOW))
+    assert ready(unauthorized) == ("False", "Unauthorized")
+    assert (condition(unauthorized, "Stalled") or {}).get("reason") == "Unauthorized"
+    assert ready(compute(outcome=CallOutcome("Timeout", "slow", NOW))) == ("False", "Unreachable")
+    assert ready(compute(outcome=CallOutcome("SecretMissing", "x", NOW))) == (
+        "False",
+        "SecretMissing",
+    )
+    until = NOW + timedelta(seconds=90)
+    limited = compute(outcome=CallOutcome("RateLimited", "wait", NOW, until))
+    assert ready(limited) == ("False", "RateLimited")
+    assert limited["pausedUntil"] == "2026-12-01T15:01:30Z"
+    assert condition(limited, "Stalled") is None  # a pause ends by itself
+    # An endpoint the provider does not know is no reason to doubt the credentials.
+    assert ready(compute(outcome=CallOutcome("NotFound", "gone", NOW))) == ("True", "Authorized")
+    assert ready(compute(outcome=None, last_success=None)) == ("Unknown", "NoCallsYet")
+
+
+def test_steady_success_does_not_rewrite_last_success_each_poll() -> None:
+    first = compute()
+    later = compute(first, last_success=NOW + timedelta(minutes=4), now=NOW + timedelta(minutes=4))
+    assert later == first
+    much_later = compute(first, last_success=NOW + timedelta(minutes=6))
+    assert much_later["lastSuccessTime"] == "2026-12-01T15:06:00Z"
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.patches: list[tuple[ObjectKey, dict[str, Any]]] = []
+        self.events: list[tuple[ObjectKey, str, EventSpec]] = []
+
+    async def patch_provider_status(self, key: ObjectKey, patch: Mapping[str, Any]) -> bool:
+        self.patches.append((key, dict(patch)))
+        return True
+
+    async def emit_for_provider(self, key: ObjectKey, uid: str, event: EventSpec) -> None:
+        self.events.append((key, uid, event))
+
+
+KEY = ("InferenceProvider", "ml", "acct")
+SOURCE = AccountSource("InferenceProvider", "ml", "acct", "ml")
+
+
+async def test_writes_only_on_change_and_posts_an_event_per_transition() -> None:
+    store, sink = ProviderObjects(), FakeSink()
+    store.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+    clock = [NOW]
+    status = ProviderStatus(store, lambda key: [READY], sink, wallclock=lambda: clock[0])
+    assert await status.sync() == 1
+    assert ready(sink.patches[0][1]) == ("Unknown", "NoCallsYet")
+    assert await status.sync() == 0  # nothing changed, nothing written
+
+    status.record(SOURCE, None, "")
+    assert await status.sync() == 1
+    assert [e.reason for _, _, e in sink.events] == ["Authorized"]
+    assert sink.events[0][1] == "uid-acct"
+    clock[0] += timedelta(seconds=30)
+    status.record(SOURCE, None, "")
+    assert await status.sync() == 0  # a steady success is not a change
+
+    status.record(SOURCE, "Unauthorized", "HTTP 401")
+    assert await status.sync() == 1
+    assert [(e.type, e.reason) for _, _, e in sink.events][-1] == ("Warning", "Unauthorized")
+    assert len(sink.events) == 2
+
+
+async def test_the_scheduler_reports_outcomes_and_ready_counts() -> None:
+    writer, secrets, sink = FakeWriter(), SecretCache(), FakeSink()
+    server = Provider(friendli_running)
+    accounts = AccountPool(transport=httpx.MockTransport(server))
+    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
+    status = sched.provider_status = ProviderStatus(sched.providers, sched.provider_users, sink)
+    sched.providers.bind(sched.provider_changed, status.changed)
+    task = asyncio.create_task(sched.run())
+    try:
+        secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
+        sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+        sched.upsert(body("f", ref_spec()))
+        sched.upsert(body("g", ref_spec()))
+        await writer.wait_for(2)
+        await status.sync()
+        shown = sched.providers.status(KEY)
+        assert ready(shown) == ("True", "Authorized")
+        assert shown["endpointSummary"] == "2/2"
+
+        secrets.put("ml", "creds", {"token": base64.b64encode(b"revoked").decode()})
+        sched.secret_changed("ml", "creds")
+        await writer.wait_for(4)
+        await status.sync()
+        assert ready(sched.providers.status(KEY)) == ("False", "Unauthorized")
+        assert TOKEN not in repr(sink.patches)
+    finally:
+        task.cancel()
+        await sched.drain()
+        await accounts.aclose()
