@@ -22,12 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    KeyFn,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
     bearer_auth,
     int_or_none,
     iso_now,
@@ -168,7 +166,7 @@ def _limit_error(raw: str, kind: str, msg: str, ctx: dict[str, Any] | None) -> R
     return Reply(status=422, body={"detail": [item]})
 
 
-def add_routes(app: web.Application, hub: Hub, store: FriendliStore) -> None:
+def routes(store: FriendliStore) -> list[Route]:
     def not_found(endpoint_id: str) -> Reply:
         return Reply(status=404, body={"detail": f"Endpoint {endpoint_id} not found"})
 
@@ -229,10 +227,20 @@ def add_routes(app: web.Application, hub: Hub, store: FriendliStore) -> None:
     def no_keys(_request: web.Request) -> tuple[str, ...]:
         return ()
 
-    def wrap(handler: ProviderHandler, keys: KeyFn) -> WebHandler:
-        return hub.wrap("friendli", handler, keys=keys, error=error, auth=bearer_auth)
+    return [
+        Route(PREFIX, listing, no_keys),
+        Route(PREFIX + "/{endpoint_id}", details, ep_keys),
+        Route(PREFIX + "/{endpoint_id}/status", status, ep_keys),
+        Route("/friendli/{tail:.*}", unknown_path, no_keys, method="*"),
+    ]
 
-    app.router.add_get(PREFIX, wrap(listing, no_keys))
-    app.router.add_get(PREFIX + "/{endpoint_id}", wrap(details, ep_keys))
-    app.router.add_get(PREFIX + "/{endpoint_id}/status", wrap(status, ep_keys))
-    app.router.add_route("*", "/friendli/{tail:.*}", wrap(unknown_path, no_keys))
+
+EMULATION = Emulation(
+    name="friendli",
+    key=("endpoint",),
+    urls={"friendli": "/friendli"},
+    auth=bearer_auth,
+    error=error,
+    new_store=FriendliStore,
+    routes=routes,
+)

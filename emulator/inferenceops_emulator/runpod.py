@@ -23,12 +23,10 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    KeyFn,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
     bearer_auth,
     iso_now,
     public_fields,
@@ -323,7 +321,7 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
 
-def add_routes(app: web.Application, hub: Hub, store: RunpodStore) -> None:
+def routes(store: RunpodStore) -> list[Route]:
     def not_found(request: web.Request, endpoint_id: str) -> Reply:
         return error(request, 404, f"endpoint {endpoint_id} not found")
 
@@ -370,13 +368,22 @@ def add_routes(app: web.Application, hub: Hub, store: RunpodStore) -> None:
     def no_keys(_request: web.Request) -> tuple[str, ...]:
         return ()
 
-    def wrap(handler: ProviderHandler, keys: KeyFn) -> WebHandler:
-        return hub.wrap("runpod", handler, keys=keys, error=error, auth=bearer_auth)
+    return [
+        Route("/runpod/v2/serverless", v2_list, no_keys),
+        Route("/runpod/v2/serverless/{endpoint_id}", v2_get, ep_keys),
+        Route("/runpod/v2/serverless/{endpoint_id}/workers", v2_workers, ep_keys),
+        Route("/runpod/v1/endpoints", v1_list, no_keys),
+        Route("/runpod/v1/endpoints/{endpoint_id}", v1_get, ep_keys),
+        Route("/runpod/{tail:.*}", unknown_path, no_keys, method="*"),
+    ]
 
-    router = app.router
-    router.add_get("/runpod/v2/serverless", wrap(v2_list, no_keys))
-    router.add_get("/runpod/v2/serverless/{endpoint_id}", wrap(v2_get, ep_keys))
-    router.add_get("/runpod/v2/serverless/{endpoint_id}/workers", wrap(v2_workers, ep_keys))
-    router.add_get("/runpod/v1/endpoints", wrap(v1_list, no_keys))
-    router.add_get("/runpod/v1/endpoints/{endpoint_id}", wrap(v1_get, ep_keys))
-    router.add_route("*", "/runpod/{tail:.*}", wrap(unknown_path, no_keys))
+
+EMULATION = Emulation(
+    name="runpod",
+    key=("endpoint",),
+    urls={"runpod_v1": "/runpod/v1", "runpod_v2": "/runpod/v2"},
+    auth=bearer_auth,
+    error=error,
+    new_store=RunpodStore,
+    routes=routes,
+)

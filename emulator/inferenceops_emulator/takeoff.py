@@ -19,11 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
     public_fields,
     str_list,
     text_error,
@@ -219,7 +218,7 @@ class TakeoffStore(Store[TakeoffInstance]):
         return self.put(instance, **{**current, **changes})
 
 
-def add_routes(app: web.Application, hub: Hub, store: TakeoffStore) -> None:
+def routes(store: TakeoffStore) -> list[Route]:
     async def status(request: web.Request) -> Reply:
         rec = store.get(request.match_info["instance"])
         if rec is None:
@@ -235,8 +234,18 @@ def add_routes(app: web.Application, hub: Hub, store: TakeoffStore) -> None:
         instance = request.match_info.get("instance")
         return (instance,) if instance else ()
 
-    def wrap(handler: ProviderHandler) -> WebHandler:
-        return hub.wrap("takeoff", handler, keys=keys, error=text_error, auth=None)
+    return [
+        Route("/takeoff/{instance}/status", status, keys),
+        Route("/takeoff/{instance}/{tail:.*}", unknown_path, keys, method="*"),
+    ]
 
-    app.router.add_get("/takeoff/{instance}/status", wrap(status))
-    app.router.add_route("*", "/takeoff/{instance}/{tail:.*}", wrap(unknown_path))
+
+EMULATION = Emulation(
+    name="takeoff",
+    key=("instance",),
+    urls={"takeoff": "/takeoff/{instance}"},
+    auth=None,
+    error=text_error,
+    new_store=TakeoffStore,
+    routes=routes,
+)
