@@ -22,7 +22,7 @@ Python API (`async with Emulator(token="emulator-token") as emu:`; port 0 picks 
     emu.base_url, emu.control_url, emu.url("friendli" | "runpod_v1" | "runpod_v2" |
     "dataArtsFabric"), emu.url("takeoff" | "nsModelServer", instance=inst)
 
-    emu.store("friendli").put(id, status=, phase=, error_code=, team=, name=, model=,
+    emu.store("friendli").put(id, status=, phase=, error_code=, team=, name=,
                      curr_replicas=, desired_replicas=, updated_replicas=, autoscaling_min=,
                      autoscaling_max=)
     emu.store("runpod").put(id, workers=["RUNNING", {"status": "IDLE", "desired_status":

@@ -8,6 +8,9 @@ Assumptions where the docs are silent:
   without the header (the caller's default team).
 - `nextCursor` is an opaque offset; it is null on the last page.
 - Any status string is served as given, so clients can be tested against values added later.
+- The details document (`DedicatedEndpointSpec`) carries only the official members; those the
+  emulator has no state for take the official example's values, and `teamId` (a required
+  string) is `emulator-default-team` for an endpoint put without a team.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from ._core import (
 
 _META = ("endpoint_id", "created_at", "updated_at")
 PREFIX = "/friendli/dedicated/beta/endpoint"
+#: The team of an endpoint put without one: the caller's default team, whose id the API still
+#: names.
+DEFAULT_TEAM = "emulator-default-team"
 
 
 @dataclass
@@ -45,7 +51,6 @@ class FriendliEndpoint:
     error_code: str | None
     team: str | None
     name: str
-    model: str
     curr_replicas: int | None
     desired_replicas: int | None
     updated_replicas: int | None
@@ -64,23 +69,26 @@ class FriendliEndpoint:
         }
 
     def details_json(self) -> dict[str, Any]:
-        # Field names beyond the replica counts follow the Friendli console's endpoint spec.
+        # DedicatedEndpointSpec: no status, model or timestamps; the status route has those.
         return {
-            "endpointId": self.endpoint_id,
             "name": self.name,
-            "teamId": self.team,
-            "hfModelRepo": self.model,
-            "instanceOption": {"gpuType": "H100", "gpuCount": 1},
-            "status": self.status,
-            "phase": self.phase,
-            "errorCode": self.error_code,
+            "gpuType": "NVIDIA H100",
+            "numGpu": 1,
+            "instanceId": f"instance-{self.endpoint_id}",
+            "projectId": "emulator-project",
+            "creatorId": "emulator-user",
+            "teamId": self.team or DEFAULT_TEAM,
+            "autoscalingMin": self.autoscaling_min,
+            "autoscalingMax": self.autoscaling_max,
+            "autoscalingCooldown": 300,
+            "maxBatchSize": 256,
+            "maxInputLength": None,
+            "maxContextLength": None,
+            "tokenizerSkipSpecialTokens": True,
+            "tokenizerAddSpecialTokens": False,
             "currReplicaCnt": self.curr_replicas,
             "desiredReplicaCnt": self.desired_replicas,
             "updatedReplicaCnt": self.updated_replicas,
-            "autoscalingMin": self.autoscaling_min,
-            "autoscalingMax": self.autoscaling_max,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
         }
 
 
@@ -96,7 +104,6 @@ class FriendliStore(Store[FriendliEndpoint]):
         error_code: str | None = None,
         team: str | None = None,
         name: str | None = None,
-        model: str = "meta-llama/Llama-3.1-8B-Instruct",
         curr_replicas: int | None = 1,
         desired_replicas: int | None = 1,
         updated_replicas: int | None = 1,
@@ -113,7 +120,6 @@ class FriendliStore(Store[FriendliEndpoint]):
             error_code=error_code,
             team=team,
             name=name if name is not None else str(endpoint_id),
-            model=str(model),
             curr_replicas=int_or_none(curr_replicas),
             desired_replicas=int_or_none(desired_replicas),
             updated_replicas=int_or_none(updated_replicas),
