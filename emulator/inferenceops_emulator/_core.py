@@ -303,6 +303,23 @@ def text_error(_request: web.Request, status: int, message: str | None) -> Reply
     return Reply(status=status, raw=text.encode(), content_type="text/plain; charset=utf-8")
 
 
+def instance_routes(prefix: str, status: ProviderHandler) -> list[Route]:
+    """The routes of a self-hosted server, one per named instance: `GET {prefix}/{instance}/status`
+    and, for any other path of an instance, the plain-text 404 a server answers."""
+
+    async def unknown_path(request: web.Request) -> Reply:
+        return text_error(request, 404, None)
+
+    def keys(request: web.Request) -> tuple[str, ...]:
+        instance = request.match_info.get("instance")
+        return (instance,) if instance else ()
+
+    return [
+        Route(prefix + "/{instance}/status", status, keys),
+        Route(prefix + "/{instance}/{tail:.*}", unknown_path, keys, method="*"),
+    ]
+
+
 def reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase

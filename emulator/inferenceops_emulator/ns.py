@@ -22,6 +22,7 @@ from ._core import (
     Reply,
     Route,
     Store,
+    instance_routes,
     public_fields,
     str_list,
     text_error,
@@ -143,17 +144,7 @@ def routes(store: NsStore) -> list[Route]:
             return text_error(request, 404, None)
         return Reply(body=rec.status_json())
 
-    async def unknown_path(request: web.Request) -> Reply:
-        return text_error(request, 404, None)
-
-    def keys(request: web.Request) -> tuple[str, ...]:
-        instance = request.match_info.get("instance")
-        return (instance,) if instance else ()
-
-    return [
-        Route("/ns/{instance}/status", status, keys),
-        Route("/ns/{instance}/{tail:.*}", unknown_path, keys, method="*"),
-    ]
+    return instance_routes("/ns", status)
 
 
 EMULATION = Emulation(

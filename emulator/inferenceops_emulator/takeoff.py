@@ -23,6 +23,7 @@ from ._core import (
     Reply,
     Route,
     Store,
+    instance_routes,
     public_fields,
     str_list,
     text_error,
@@ -227,17 +228,7 @@ def routes(store: TakeoffStore) -> list[Route]:
             return text_error(request, 503, None)
         return Reply(body=rec.status_json())
 
-    async def unknown_path(request: web.Request) -> Reply:
-        return text_error(request, 404, None)
-
-    def keys(request: web.Request) -> tuple[str, ...]:
-        instance = request.match_info.get("instance")
-        return (instance,) if instance else ()
-
-    return [
-        Route("/takeoff/{instance}/status", status, keys),
-        Route("/takeoff/{instance}/{tail:.*}", unknown_path, keys, method="*"),
-    ]
+    return instance_routes("/takeoff", status)
 
 
 EMULATION = Emulation(
