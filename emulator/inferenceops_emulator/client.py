@@ -79,7 +79,7 @@ class EmulatorClient:
         body = {"provider": provider, "count": count, "prefix": prefix, "fields": fields, **group}
         return int(self._call("POST", "/bulk", body)["count"])
 
-    def set_token(self, token: str, provider: str | None = None) -> None:
+    def set_token(self, provider: str | None, token: str) -> None:
         """Accept only `token` from now on, for one provider or (None) every provider."""
         self._call(
             "PUT", "/tokens" if provider is None else f"/tokens/{provider}", {"token": token}

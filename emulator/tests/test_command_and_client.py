@@ -81,7 +81,7 @@ def test_harness_and_client(tmp_path: Path) -> None:
         emu.reset_requests()
         assert emu.requests() == 0
 
-        emu.set_token("t1", "friendli")
+        emu.set_token("friendli", "t1")
         bearer = {"Authorization": "Bearer t1"}
         assert http.get(
             "/friendli/dedicated/beta/endpoint/f-000000/status", headers=bearer

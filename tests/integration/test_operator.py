@@ -246,7 +246,7 @@ def test_secret_rotation_and_deletion(
     )
     wait_phase(control_plane, ns, "rot", "Running")
     new_token = "rotated-token-0001"
-    emulator.set_token(new_token, "friendli")
+    emulator.set_token("friendli", new_token)
     try:
         obj = wait_until(
             "Unauthorized",
@@ -305,7 +305,7 @@ def test_secret_rotation_and_deletion(
         assert obj["status"]["lastHandledReconcileAt"] == "secret-deleted"
         assert new_token not in json.dumps(obj)
     finally:
-        emulator.set_token(TOKEN)
+        emulator.set_token(None, TOKEN)
 
 
 @pytest.mark.parametrize(
