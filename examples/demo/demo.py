@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ LIFECYCLES: list[tuple[str, str, dict[str, str], list[tuple[float, dict[str, Any
 ]
 
 
-#: The Secrets examples/*.yaml name, and the key each of them reads.
+#: The Secrets examples/providers/*.yaml name, and the key each of them reads.
 CREDENTIALS = (
     ("friendli-credentials", "token"),
     ("runpod-credentials", "apiKey"),
@@ -91,8 +92,8 @@ CREDENTIALS = (
 def pointed_at_emulator(
     base: str, namespace: str = NAMESPACE, token: str = TOKEN
 ) -> list[dict[str, Any]]:
-    """examples/*.yaml with their URLs replaced by the emulator's, polled every 5 s, and the
-    Secrets they need (holding the emulator's token): one list to apply."""
+    """examples/providers/*.yaml with their URLs replaced by the emulator's, polled every 5 s,
+    and the Secrets they need (holding the emulator's token): one list to apply."""
     urls = {
         "friendli": f"{base}/friendli",
         "runpod": f"{base}/runpod/v2",
@@ -109,7 +110,7 @@ def pointed_at_emulator(
         }
         for name, key in CREDENTIALS
     ]
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
+    for path in sorted((ROOT / "examples" / "providers").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "InferenceEndpoint":
                 continue
@@ -125,7 +126,27 @@ def pointed_at_emulator(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep everything running until Ctrl-C and print the KUBECONFIG to use (make run)",
+    )
     args = parser.parse_args()
+    # SIGTERM (a closed terminal, `kill`) stops as Ctrl-C does: through the ExitStack below,
+    # so no kube-apiserver, etcd, emulator or operator is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _demo(args)
+    except KeyboardInterrupt:
+        print("\nstopped: the operator, the emulator and the local control plane are gone")
+        return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace) -> int:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferenceops-demo-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -161,6 +182,10 @@ def main() -> int:
         for provider, key, group, steps in LIFECYCLES:
             emulator.lifecycle(provider, key, steps, **group)
         print(f"operator log: {work / 'operator.log'}   kubeconfig: {plane.kubeconfig}\n")
+        if args.keep:
+            _print_next_steps(plane.kubeconfig, emulator.base_url)
+            while True:
+                time.sleep(3600)
         deadline = time.monotonic() + args.seconds
         last = ""
         while time.monotonic() < deadline:
@@ -173,6 +198,20 @@ def main() -> int:
                 last = shown
             time.sleep(1)
     return 0
+
+
+def _print_next_steps(kubeconfig: Path, emulator_url: str) -> None:
+    # The kubectl built with this control plane: the same version, whatever is on PATH.
+    kubectl = localcp.find_binaries(build_missing=False, need_helm=False).kubectl
+    print(
+        "Running: a local control plane, the provider emulator and the operator, with the five\n"
+        f"examples in namespace {NAMESPACE}. In another terminal:\n\n"
+        f"  export KUBECONFIG={kubeconfig}\n"
+        f"  {kubectl} get ie -n {NAMESPACE} -w\n\n"
+        f"The emulator's control API is {emulator_url}/_emulator (inferenceops-emulator --help).\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
