@@ -1,5 +1,4 @@
-"""The `inferenceops` command: run the operator, probe one endpoint, serve the emulator, print
-the CRD."""
+"""The `inferenceops` command: run the operator, probe one endpoint, print the CRD."""
 
 from __future__ import annotations
 
@@ -109,16 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
 
-    emulator = sub.add_parser("emulator", help="serve the five providers' APIs on 127.0.0.1")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, help="default: 8400 (emulator.DEFAULT_PORT)")
-    emulator.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_ENV, "emulator-token"),
-        help=f"accepted credential (default: ${TOKEN_ENV} or emulator-token)",
-    )
-    emulator.add_argument("--seed", help="YAML/JSON file of endpoints to create at start")
-
     sub.add_parser("crd", help="print the CustomResourceDefinition YAML")
     return parser
 
@@ -129,12 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "probe":
         return asyncio.run(_probe(args))
-    if args.command == "emulator":
-        from .emulator import DEFAULT_PORT, serve_forever
-
-        port = DEFAULT_PORT if args.port is None else args.port
-        asyncio.run(serve_forever(args.host, port, args.token, args.seed))
-        return EXIT_OK
     from .api.crd import crd_yaml
 
     sys.stdout.write(crd_yaml())

@@ -112,6 +112,7 @@ def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Res
         provider_phase=obs.provider_phase,
         error_code=obs.error_code,
         error_message=obs.error_message,
+        error=obs.error_code,
         progress=obs.progress,
         last_poll_time=now,
         last_transition_time=_phase_transition_time(prev, obs.phase.value, now),
@@ -179,6 +180,9 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
         )
     elif _is_stale(res):
         _set(conditions, "Ready", "Unknown", "ObservationStale", _stale(prev, failure, res), res)
+    # The Error column: the provider's own code wins; else why we cannot tell (SecretMissing…).
+    error = str(prev.get("errorCode") or failure.reason)
+    status.update(_written(InferenceEndpointStatus.model_construct(error=error)))
     _set(conditions, "Synced", "False", failure.reason, failure.message, res)
     stalled = failure if failure.reason in STALLED_REASONS else None
     _set_abnormal(conditions, phase, stalled, _failure_text_of(status), res)

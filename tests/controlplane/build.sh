@@ -70,13 +70,22 @@ gen_k8s_gomod() {
   (cd "$dir" && go mod tidy)
 }
 
-# timed <name> <cmd...>
+# timed <name> <cmd...>: "[k/N] building <name>", a line a minute while Go works (a quiet
+# terminal for 8 minutes looks hung), and how long it took.
+STEP=0 STEPS=0
+HEARTBEAT="${BUILD_HEARTBEAT_SECONDS:-60}"
 timed() {
-  local name="$1" t0 t1; shift
+  local name="$1" t0 t1 beat rc=0; shift
+  STEP=$((STEP + 1))
   t0=$(date +%s)
-  "$@"
+  log "[$STEP/$STEPS] building $name ..."
+  ( while sleep "$HEARTBEAT"; do log "    ... still building $name ($(( $(date +%s) - t0 )) s)"; done ) &
+  beat=$!
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
+  (( rc == 0 )) || return "$rc"
   t1=$(date +%s)
-  log "$name built in $((t1 - t0)) s ($(du -h "$BIN/$name" | cut -f1))"
+  log "[$STEP/$STEPS] $name built in $((t1 - t0)) s ($(du -h "$BIN/$name" | cut -f1))"
 }
 
 BUILD_NODE="${BUILD_NODE:-0}"
@@ -117,6 +126,17 @@ if [[ "$BUILD_NODE" == 1 ]]; then
     [[ -x "$BIN/$name" ]] && continue
     node_bins+=("$name")
   done
+fi
+
+need_helm=1
+[[ -x "$BIN/helm" ]] && need_helm=0
+STEPS=$(( need_apiserver + need_kubectl + need_etcd + need_helm + ${#node_bins[@]} ))
+if (( STEPS )); then
+  # Measured on 2 cores: kube-apiserver ~9 min, kubectl ~4, etcd ~2, helm ~3; the node's
+  # binaries ~4 each. Said up front, so a first `make test` is not mistaken for a hang.
+  minutes=$(( need_apiserver * 9 + need_kubectl * 4 + need_etcd * 2 + need_helm * 3 + ${#node_bins[@]} * 4 ))
+  log "building $STEPS binaries from Go modules into $BIN: about $minutes minutes on 2 cores"
+  log "(once: later runs reuse them; BUILD_PARALLELISM=$P)"
 fi
 
 # ---- kube-apiserver, kubectl and the node's binaries: one module, one build cache ------------
@@ -160,7 +180,7 @@ if (( need_etcd )); then
 fi
 
 # ---- helm ------------------------------------------------------------------------------
-if [[ ! -x "$BIN/helm" ]]; then
+if (( need_helm )); then
   build_helm() {
     local dir="$HERE/helm"
     if [[ "$HELM_VERSION" != "$(pinned "$HERE/helm/go.mod" helm.sh/helm/v4)" ]]; then

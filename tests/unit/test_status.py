@@ -353,3 +353,17 @@ def test_the_deadline_turns_a_known_status_unknown_and_says_why() -> None:
     later = res(T0 + timedelta(minutes=3))
     assert st.after_deadline(stale, later) == stale, "already Unknown: nothing to write"
     assert st.after_deadline({}, res()) == {}, "never observed: nothing to say yet"
+
+
+def test_the_error_column_says_why_when_the_provider_gave_no_code() -> None:
+    running = st.after_observation(None, Observation(Phase.RUNNING, "RUNNING"), res())
+    assert "error" not in running
+    missing = st.after_failure(running, st.Failure("SecretMissing", "Secret ml/x not found"), res())
+    assert missing["error"] == "SecretMissing"
+    failed = st.after_observation(
+        None, Observation(Phase.FAILED, "FAILED", error_code="OOM", error_message="m"), res()
+    )
+    assert failed["error"] == "OOM"
+    assert st.after_failure(failed, st.Failure("Unreachable", "down"), res())["error"] == "OOM"
+    again = st.after_observation(missing, Observation(Phase.RUNNING, "RUNNING"), res())
+    assert "error" not in again and st.merge_patch(missing, again)["error"] is None

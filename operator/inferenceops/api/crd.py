@@ -143,7 +143,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": condition("Ready")},
         {"name": "Workers", "type": "string", "jsonPath": ".status.workerSummary"},
-        {"name": "Error", "type": "string", "jsonPath": ".status.errorCode"},
+        {"name": "Error", "type": "string", "jsonPath": ".status.error"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
         {"name": "Synced", "type": "string", "jsonPath": condition("Synced"), "priority": 1},

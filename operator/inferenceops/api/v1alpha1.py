@@ -129,8 +129,15 @@ class InferenceEndpointStatus(_CamelModel):
     provider_phase: Annotated[
         str | None, Field(description="The provider's sub-phase, where it has one.")
     ] = None
-    error_code: str | None = None
-    error_message: str | None = None
+    error_code: Annotated[str | None, Field(description="The provider's error code.")] = None
+    error_message: Annotated[str | None, Field(description="The provider's error text.")] = None
+    error: Annotated[
+        str | None,
+        Field(
+            description="For the Error printer column: the provider's error code, else why the "
+            "last poll failed (e.g. SecretMissing, Unauthorized, Unreachable)."
+        ),
+    ] = None
     progress: Annotated[
         int | None, Field(ge=0, le=100, description="Start-up or rollout progress, in percent.")
     ] = None
