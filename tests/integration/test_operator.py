@@ -210,6 +210,27 @@ def test_invalid_specs_are_rejected_by_the_api_server(
             },
             "spec.runpod.credentialsSecretRef.name",
         ),
+        "queue metrics on v1": (
+            {
+                "runpod": {
+                    "endpointId": "ep1",
+                    "api": "v1",
+                    "queueMetrics": True,
+                    "credentialsSecretRef": {"name": "c", "key": "k"},
+                }
+            },
+            "queueMetrics needs api v2",
+        ),
+        "queue url with userinfo": (
+            {
+                "runpod": {
+                    "endpointId": "ep1",
+                    "queueUrl": "https://user:pass@host.example",
+                    "credentialsSecretRef": {"name": "c", "key": "k"},
+                }
+            },
+            "credentials belong in a Secret",
+        ),
     }
     # Every provider's URL field refuses user:password@: it would show in status and -o wide.
     userinfo = "https://user:pass@host.example"
@@ -248,6 +269,7 @@ def test_invalid_specs_are_rejected_by_the_api_server(
             "runpod": {
                 "endpointId": "ep1",
                 "url": "https://api.example.com/v2/a@b",
+                "queueMetrics": True,
                 "credentialsSecretRef": {"name": "team.creds-1", "key": "k"},
             }
         },
