@@ -39,6 +39,7 @@ from ._core import (
 
 WORKER_STATUSES = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
 _META = ("endpoint_id", "created_at")
+_JOB_COUNTS = ("completed", "failed", "inProgress", "inQueue", "retried")
 _RATE_POLICY = '"default";q=600;w=60'
 
 
@@ -74,6 +75,8 @@ class RunpodEndpoint:
     data_center_ids: list[str]
     execution_timeout_ms: int
     endpoint_type: str
+    #: The serverless /health route's job counts (inQueue, inProgress, failed, completed, retried).
+    jobs: dict[str, int]
     created_at: str
 
     def summary(self) -> dict[str, int]:
@@ -219,6 +222,14 @@ class RunpodEndpoint:
         ]
         return {"workers": workers, "summary": self.summary(), "endpointVersion": self.version}
 
+    def health_json(self) -> dict[str, Any]:
+        """GET https://api.runpod.ai/v2/{id}/health (the serverless endpoint API)."""
+        counts = self.summary()
+        return {
+            "jobs": {k: self.jobs.get(k, 0) for k in _JOB_COUNTS},
+            "workers": {"idle": counts["idle"], "running": counts["running"]},
+        }
+
 
 def _request_urls(endpoint_id: str, endpoint_type: str) -> dict[str, str]:
     if endpoint_type == "LOAD_BALANCER":
@@ -269,12 +280,17 @@ class RunpodStore(Store[RunpodEndpoint]):
         data_center_ids: Sequence[str] = ("EU-NL-1", "EU-RO-1", "EU-SE-1"),
         execution_timeout_ms: int = 600000,
         endpoint_type: str = "QUEUE",
+        jobs: Mapping[str, int] | None = None,
     ) -> RunpodEndpoint:
         """Create or replace an endpoint.
 
         `workers` items are a v2 status string ("RUNNING") or a mapping with `status` and
         optionally `desired_status` (v1 override), `id`, `version`, `started_at` (epoch seconds).
+        `jobs`: the /health route's counts, e.g. {"inQueue": 3, "inProgress": 1}.
         """
+        unknown_jobs = set(jobs or {}) - set(_JOB_COUNTS)
+        if unknown_jobs:
+            raise ValueError(f"unknown job counts {sorted(unknown_jobs)}; known: {_JOB_COUNTS}")
         old = self._items.get(endpoint_id)
         now = time.time()
         built: list[RunpodWorker] = []
@@ -310,6 +326,7 @@ class RunpodStore(Store[RunpodEndpoint]):
             data_center_ids=str_list(data_center_ids),
             execution_timeout_ms=int(execution_timeout_ms),
             endpoint_type=str(endpoint_type),
+            jobs={k: int(v) for k, v in (jobs or {}).items()},
             created_at=old.created_at if old else iso_now(),
         )
         return self._save(rec.endpoint_id, rec)
@@ -385,6 +402,12 @@ def routes(store: RunpodStore) -> list[Route]:
     async def v2_list(_request: web.Request) -> Reply:
         return ok({"endpoints": [r.v2_json() for r in store.all()]})
 
+    async def health(request: web.Request) -> Reply:
+        rec = store.get(request.match_info["endpoint_id"])
+        if rec is None:
+            return not_found(request, request.match_info["endpoint_id"])
+        return ok(rec.health_json())
+
     async def v1_get(request: web.Request) -> Reply:
         rec = store.get(request.match_info["endpoint_id"])
         if rec is None:
@@ -414,6 +437,9 @@ def routes(store: RunpodStore) -> list[Route]:
         Route("/runpod/v2/serverless", v2_list, no_keys),
         Route("/runpod/v2/serverless/{endpoint_id}", v2_get, ep_keys),
         Route("/runpod/v2/serverless/{endpoint_id}/workers", v2_workers, ep_keys),
+        # The serverless endpoint API's /health (api.runpod.ai/v2/{id}/health): queueUrl is the
+        # same base as the REST v2 emulation.
+        Route("/runpod/v2/{endpoint_id}/health", health, ep_keys),
         Route("/runpod/v1/endpoints", v1_list, no_keys),
         Route("/runpod/v1/endpoints/{endpoint_id}", v1_get, ep_keys),
         Route("/runpod/{tail:.*}", unknown_path, no_keys, method="*"),

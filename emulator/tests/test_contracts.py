@@ -321,3 +321,24 @@ def test_every_documented_status_is_served() -> None:
         *NS["enums"]["stage"],
     ]
     assert [s for s in documented if f" {s}" not in ids] == []
+
+
+def _shape(value: Any) -> Any:
+    """Keys and value types, recursively: what two bodies share when their numbers differ."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    return type(value).__name__
+
+
+async def test_the_queue_health_route_has_the_documented_shape() -> None:
+    """RunPod documents /health by example only (no schema): the served body has its members."""
+    example = RUNPOD["facts"]["health"]["example"]
+    async with Emulator(token=TOKEN) as emu, httpx.AsyncClient(base_url=emu.base_url) as client:
+        emu.store("runpod").put("q1", workers=["RUNNING", "IDLE"], jobs={"inQueue": 4})
+        response = await client.get(
+            "/runpod/v2/q1/health", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert _shape(body) == _shape(example)
+    assert body["jobs"]["inQueue"] == 4 and body["workers"] == {"idle": 1, "running": 1}

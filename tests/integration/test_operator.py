@@ -528,3 +528,31 @@ def test_restart_carries_on(
     after = wait_phase(control_plane, ns, "restart", "Running")
     assert after["status"]["lastTransitionTime"] >= before["status"]["lastTransitionTime"]
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_runpod_queue_depth_is_opt_in(
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
+) -> None:
+    """runpod.queueMetrics: the /health route's queue in status.queue (issue 15)."""
+    emulator.put("runpod", "rp-queue", workers=["RUNNING"], jobs={"inQueue": 7, "inProgress": 2})
+    emulator.put("runpod", "rp-noqueue", workers=["RUNNING"], jobs={"inQueue": 7})
+    base = f"{emulator.base_url}/runpod/v2"
+    for name, opted in (("rp-queue", True), ("rp-noqueue", False)):
+        block: dict[str, Any] = {
+            "endpointId": name,
+            "url": base,
+            "credentialsSecretRef": {"name": "creds", "key": "token"},
+        }
+        if opted:
+            block |= {"queueMetrics": True, "queueUrl": base}
+        apply_ie(control_plane, ns, name, {"runpod": block})
+    obj = wait_until(
+        "status.queue",
+        lambda: (o := get_ie(control_plane, ns, "rp-queue")).get("status", {}).get("queue") and o,
+        30,
+    )
+    assert obj["status"]["queue"] == {"inQueue": 7, "inProgress": 2, "failed": 0}
+    plain = wait_phase(control_plane, ns, "rp-noqueue", "Running")
+    assert "queue" not in plain["status"]
+    assert emulator.requests(provider="runpod", path="/runpod/v2/rp-queue/health") >= 1
+    assert emulator.requests(provider="runpod", path="/runpod/v2/rp-noqueue/health") == 0
