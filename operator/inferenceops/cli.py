@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .accounts import AccountSettings
 from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .providers import SecretKeyRef
 from .timing import PollPolicy
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--requests-per-second",
         type=float,
-        default=50.0,
+        default=AccountSettings().requests_per_second,
         help="request budget per provider account (token bucket; burst = 2 s)",
     )
     run.add_argument(
@@ -187,7 +188,7 @@ class _NoWrites:
 
 
 async def _probe(args: argparse.Namespace) -> int:
-    from .accounts import AccountPool, AccountSettings
+    from .accounts import AccountPool
     from .poller import Poller
     from .providers import CredentialedConfig, Observation
 
@@ -257,7 +258,6 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from .accounts import AccountSettings
     from .api import parse_duration
     from .handlers import Runtime, registry
     from .scheduler import SchedulerSettings
@@ -287,10 +287,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
         ),
         namespaces=tuple(args.namespace),
-        account_settings=AccountSettings(
-            requests_per_second=args.requests_per_second,
-            burst=max(1, int(args.requests_per_second * 2)),
-        ),
+        account_settings=AccountSettings.at_rate(args.requests_per_second),
     )
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)
