@@ -8,38 +8,53 @@ PY := $(VENV)/bin/python
 K8S_VERSION ?= v1.37.2
 export K8S_VERSION
 
-.PHONY: help venv run demo test test-unit test-integration lint crds controlplane bench image e2e e2e-kind e2e-kind-clean clean
+.PHONY: help venv run demo emulator test test-unit test-integration lint crds controlplane bench image e2e e2e-kind e2e-kind-clean clean
 
 help:
-	@echo "make run         run the operator against the current kube context (or the demo without one)"
+	@echo "make run         the operator against the current kube context; without one, a local cluster + emulator + operator until Ctrl-C"
 	@echo "make test        unit + integration tests (builds the local control plane on first use)"
 	@echo "make test-unit   the fast loop: unit tests only"
 	@echo "make demo        local control plane + emulator + operator + examples, for a minute"
-	@echo "make lint        ruff + mypy --strict"
+	@echo "make lint        ruff + mypy --strict (operator and emulator)"
+	@echo "make emulator    the provider emulator on 127.0.0.1:8400, seeded for examples/emulator (inferenceops-emulator --help)"
 	@echo "make crds        regenerate crds/ and the chart's copy from the models"
 	@echo "make bench       the scale benchmark (bench/)"
 	@echo "make image       the operator image as an OCI archive, no Docker needed (root; image/README.md)"
 	@echo "make e2e         a real node here (kubelet + containerd, root) + image + chart: the e2e suite (docs/e2e.md)"
 	@echo "make e2e-kind    the same image and chart on a kind cluster (needs Docker; docs/e2e.md)"
 
-$(PY): pyproject.toml
+# The provider emulator (emulator/) is a separate package: installed here for tests, the
+# benchmark and the demo, never part of the operator's wheel or image.
+$(PY): pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./emulator
 	@touch $(PY)
 
 venv: $(PY)
 
+# With a kube context: the CRDs applied and the operator running here, against that cluster.
+# Without one: a local control plane, the emulator and the operator, kept until Ctrl-C.
 run: venv
-	@if kubectl config current-context >/dev/null 2>&1; then \
-		kubectl apply -k crds/ && $(VENV)/bin/inferenceops run; \
+	@if $(PY) -c 'import sys, kubernetes.config as c; sys.exit(0 if c.list_kube_config_contexts()[1] else 1)' >/dev/null 2>&1; then \
+		kubectl=$$(bash tests/controlplane/kubectl.sh) && \
+		$$kubectl apply -k crds/ && \
+		echo && echo "CRDs applied to $$($$kubectl config current-context); the operator runs here until Ctrl-C." && \
+		echo "To try the examples without provider accounts, in other terminals:" && \
+		echo "  make emulator                               # the providers' APIs on 127.0.0.1:8400" && \
+		echo "  $$kubectl apply -k examples/emulator" && \
+		echo "  $$kubectl get ie -w" && echo && \
+		$(VENV)/bin/inferenceops run; \
 	else \
-		echo "No kube context configured: starting the local demo instead (make demo)."; \
-		$(MAKE) demo; \
+		echo "No kube context: starting a local control plane, the provider emulator and the operator."; \
+		$(PY) examples/demo/demo.py --keep; \
 	fi
 
 demo: venv
 	$(PY) examples/demo/demo.py
+
+emulator: venv
+	$(VENV)/bin/inferenceops-emulator --seed examples/emulator/seed.yaml
 
 controlplane:
 	bash tests/controlplane/build.sh
@@ -54,7 +69,7 @@ test-integration: venv
 	$(PY) -m pytest -q -m integration
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests examples image $(wildcard bench)
+	$(VENV)/bin/ruff check operator emulator tests examples image $(wildcard bench)
 	$(VENV)/bin/mypy
 
 crds: venv

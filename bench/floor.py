@@ -56,6 +56,17 @@ KINDS = ("dataarts", "friendli", "runpod-v1", "runpod-v2", "takeoff", "ns")
 #: Kinds whose adapter answers a whole account with one paged list.
 LIST_KINDS = ("dataarts", "friendli", "runpod-v1")
 DEFAULT_MIX = "dataarts=30,friendli=25,runpod-v1=20,runpod-v2=5,takeoff=10,ns=10"
+#: The emulator's name for each kind's provider (the name of its block in the spec).
+PROVIDER_OF_KIND = {
+    "dataarts": "dataArtsFabric",
+    "friendli": "friendli",
+    "runpod-v1": "runpod",
+    "runpod-v2": "runpod",
+    "takeoff": "takeoff",
+    "ns": "nsModelServer",
+}
+#: The kind of each provider but RunPod, whose kind depends on the API version of the path.
+KIND_OF_PROVIDER = {v: k for k, v in PROVIDER_OF_KIND.items() if v != "runpod"}
 PAGE = 100
 DATAARTS_PREFIX = "bench-dataarts-endpoint-"  # + "w{i}-" + 6 digits: 33 chars (32-36 allowed)
 
@@ -163,7 +174,7 @@ def bulk_bodies(layout: Sequence[Endpoint]) -> list[dict[str, Any]]:
         if kind == "dataarts":
             w = account.rsplit("-", 1)[1]
             body = {
-                "provider": "dataarts",
+                "provider": "dataArtsFabric",
                 "prefix": f"{DATAARTS_PREFIX}w{w}-",
                 "workspace": account,
                 "fields": {"status": "RUNNING"},
@@ -184,7 +195,7 @@ def bulk_bodies(layout: Sequence[Endpoint]) -> list[dict[str, Any]]:
         elif kind == "takeoff":
             body = {"provider": "takeoff", "prefix": "tk-", "fields": {"live": ["llama-3-8b"]}}
         else:
-            body = {"provider": "ns", "prefix": "nsm-", "fields": {"stage": "READY"}}
+            body = {"provider": "nsModelServer", "prefix": "nsm-", "fields": {"stage": "READY"}}
         bodies.append({**body, "count": count})
     return bodies
 
@@ -235,7 +246,7 @@ def _headers(provider: str, token: str, team: str = "") -> dict[str, str]:
         h["Authorization"] = f"Bearer {token}"
     if provider == "friendli" and team:
         h["X-Friendli-Team"] = team
-    if provider == "dataarts":
+    if provider == "dataArtsFabric":
         h["X-Auth-Token"] = token
     return h
 
@@ -250,7 +261,7 @@ def plan_from_layout(layout: Sequence[Endpoint], base: str, token: str) -> Plan:
     for (kind, account), keys in by_account.items():
         if kind == "dataarts":
             url = f"{base}/dataarts/v1/workspaces/{account}/endpoints"
-            headers = _headers("dataarts", token)
+            headers = _headers("dataArtsFabric", token)
         elif kind == "friendli":
             url = f"{base}/friendli/dedicated/beta/endpoint"
             headers = _headers("friendli", token, account)
@@ -315,12 +326,12 @@ def with_observed_requests(
                 provider == "runpod"
             ):  # /runpod/v2/serverless/{id}[/workers], /runpod/v1/endpoints/{id}
                 key = parts[3] if len(parts) > 3 else None
-            elif provider in ("takeoff", "ns"):  # /takeoff/{inst}/status
+            elif provider in ("takeoff", "nsModelServer"):  # /takeoff/{inst}/status
                 key = parts[1] if len(parts) > 1 else None
-            elif provider == "dataarts":
+            elif provider == "dataArtsFabric":
                 key = parts[-1]
             observes = key in wanted and (
-                provider in ("takeoff", "ns")
+                provider in ("takeoff", "nsModelServer")
                 or path.endswith("/workers")
                 or path.endswith("/status")
             )

@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.processes import OperatorProcess  # noqa: E402
+
 from bench import floor  # noqa: E402
+from inferenceops_emulator import EmulatorClient  # noqa: E402
+from inferenceops_emulator.process import emulator_process, wait_until  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
@@ -73,12 +76,6 @@ def parse_duration(text: str) -> float:
         if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
             return float(text[: -len(unit)]) * units[unit]
     return float(text)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -145,16 +142,17 @@ def manifest(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
 
 
 #: How K changed endpoints are changed (RUNNING -> something else), per kind.
-def change_of(ep: floor.Endpoint) -> tuple[str, dict[str, Any]]:
+def change_of(ep: floor.Endpoint) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The endpoint's key in the emulator and the fields to patch."""
     if ep.kind == "dataarts":
-        return f"/dataarts/{ep.account}/{ep.key}", {"status": "UPDATING"}
+        return (ep.account, ep.key), {"status": "UPDATING"}
     if ep.kind == "friendli":
-        return f"/friendli/{ep.key}", {"status": "UPDATING"}
+        return (ep.key,), {"status": "UPDATING"}
     if ep.kind in ("runpod-v1", "runpod-v2"):
-        return f"/runpod/{ep.key}", {"workers": []}  # -> Idle
+        return (ep.key,), {"workers": []}  # -> Idle
     if ep.kind == "takeoff":
-        return f"/takeoff/{ep.key}", {"live": [], "loading": ["llama-3-8b"]}  # -> Provisioning
-    return f"/ns/{ep.key}", {"stage": "LOADING_MODEL", "progress": 40}  # -> Provisioning
+        return (ep.key,), {"live": [], "loading": ["llama-3-8b"]}  # -> Provisioning
+    return (ep.key,), {"stage": "LOADING_MODEL", "progress": 40}  # -> Provisioning
 
 
 def pick_changes(layout: Sequence[floor.Endpoint], k: int) -> list[floor.Endpoint]:
@@ -442,67 +440,14 @@ class AuditTail:
 # --- processes ------------------------------------------------------------------------------
 
 
-class EmulatorProc:
-    def __init__(self, logfile: Path) -> None:
-        import httpx
+class OperatorProc(OperatorProcess):
+    """The shared operator harness, sampling its RSS every second."""
 
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "inferenceops"),
-                "emulator",
-                "--port",
-                str(self.port),
-                "--token",
-                TOKEN,
-            ],
-            stdout=logfile.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.http = httpx.Client(base_url=f"{self.base}/_emulator", timeout=120)
-        wait_until("the emulator", lambda: self.http.get("/").status_code == 200, 30)
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        r = self.http.request(method, path, json=body)
-        if r.status_code >= 300:
-            raise RuntimeError(f"emulator {method} {path}: HTTP {r.status_code} {r.text[:300]}")
-        return r.json() if r.content else None
-
-    def summary(self) -> dict[str, Any]:
-        return dict(self.control("GET", "/requests/summary"))
-
-    def stop(self) -> None:
-        self.http.close()
-        stop_process(self.proc)
-
-
-class OperatorProc:
     def __init__(self, kubeconfig: str, logfile: Path, extra: Sequence[str] = ()) -> None:
         import psutil
 
-        self.health = free_port()
-        self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
-        self.started = time.time()
-        self.proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "inferenceops"),
-                "run",
-                "--health-port",
-                str(self.health),
-                "--metrics-port",
-                str(self.metrics_port),
-                *extra,
-            ],
-            stdout=logfile.open("a"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        super().__init__(kubeconfig, logfile, extra, wait=False)
         self.ps = psutil.Process(self.proc.pid)
-        self.logfile = logfile
         self.peak_rss = 0
         #: (seconds since start, RSS MB) every second: shows when memory grows.
         self.rss_timeline: list[tuple[float, float]] = []
@@ -519,20 +464,6 @@ class OperatorProc:
                     (round(time.time() - self.started, 1), round(rss / 2**20, 1))
                 )
 
-    def wait_healthy(self, timeout: float = 120) -> float:
-        import httpx
-
-        def alive() -> bool:
-            if self.proc.poll() is not None:
-                tail = "\n".join(self.logfile.read_text().splitlines()[-30:])
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{tail}")
-            return (
-                httpx.get(f"http://127.0.0.1:{self.health}/healthz", timeout=2).status_code == 200
-            )
-
-        wait_until("the operator's /healthz", alive, timeout)
-        return time.time() - self.started
-
     def cpu(self) -> float:
         return cpu_of(self.ps)
 
@@ -541,21 +472,9 @@ class OperatorProc:
         self.peak_rss = max(self.peak_rss, rss)
         return rss
 
-    def metrics(self) -> dict[str, float]:
-        """Every sample of the inferenceops_* metrics, keyed by `name{labels}`."""
-        import httpx
-
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("inferenceops_"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def stop(self) -> None:
+    def stop(self) -> int:
         self._sampling.set()
-        stop_process(self.proc)
+        return super().stop()
 
 
 def metric_sum(metrics: Mapping[str, float], name: str, **labels: str) -> float:
@@ -568,38 +487,10 @@ def metric_sum(metrics: Mapping[str, float], name: str, **labels: str) -> float:
     return total
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except RuntimeError:
-            raise
-        except Exception as err:
-            last = err
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
-
-
 def kind_of_path(provider: str, path: str) -> str:
     if provider == "runpod":
         return "runpod-v1" if path.startswith("/runpod/v1") else "runpod-v2"
-    return provider
+    return floor.KIND_OF_PROVIDER[provider]
 
 
 def requests_by_kind(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:
@@ -663,7 +554,7 @@ def measure_empty_operator(
 
 
 def run_case(
-    emu: EmulatorProc,
+    emu: EmulatorClient,
     n: int,
     interval_text: str,
     repeat: int,
@@ -711,13 +602,14 @@ def run_case(
             empty = measure_empty_operator(kube, cp.kubeconfig, opts.workdir, opts.operator_args)
             log(f"empty operator: {empty}")
 
-        emu.control("POST", "/reset")
+        emu.reset()
         t0 = time.monotonic()
         for body in floor.bulk_bodies(layout):
-            emu.control("POST", "/bulk", body)
+            body = dict(body)
+            emu.bulk(body.pop("provider"), body.pop("count"), **body)
         case["seed_s"] = round(time.monotonic() - t0, 2)
 
-        objects = [manifest(ep, emu.base, interval_text) for ep in layout]
+        objects = [manifest(ep, emu.base_url, interval_text) for ep in layout]
         case["create_s"] = round(kube.create_all(objects, opts.create_concurrency), 2)
         log(f"{tag}: created {n} resources in {case['create_s']} s")
 
@@ -729,7 +621,7 @@ def run_case(
 
         # -- start: time to every resource having a status ------------------------------------
         others = {name: psutil.Process(pid) for name, pid in cp.pids.items()}
-        others["emulator"] = psutil.Process(emu.proc.pid)
+        others["emulator"] = psutil.Process(emu.pid)
         cpu0 = {name: cpu_of(ps) for name, ps in others.items()}
         op = OperatorProc(cp.kubeconfig, opts.workdir / f"operator-{tag}.log", opts.operator_args)
         limit = max(120.0, 6 * interval + n / 50)
@@ -749,7 +641,7 @@ def run_case(
 
         try:
             wait_until(f"{n} statuses", all_have_status, limit, every=0.2)
-        except TimeoutError:
+        except AssertionError:
             log(f"{tag}: only {watcher.with_status()}/{n} have a status after {limit:.0f} s")
         # Who spent the machine's two cores on start-up: a slow start can be the API server's.
         case["startup_cpu_s"] = {
@@ -850,14 +742,11 @@ def run_case(
         keys = {f"{ep.namespace}/{ep.name}": ep for ep in chosen}
         change_start = time.time()
         for ep in chosen:
-            path, body = change_of(ep)
-            emu.control("PATCH", path, body)
-        changed_at: dict[str, float] = {}
-        for key, ep in keys.items():
-            provider = "runpod" if ep.kind.startswith("runpod") else ep.kind
-            changed_at[key] = float(
-                emu.control("GET", f"/changed_at/{provider}/{ep.key}")["changed_at"]
-            )
+            key_parts, body = change_of(ep)
+            emu.patch(floor.PROVIDER_OF_KIND[ep.kind], *key_parts, **body)
+        changed_at = {
+            key: emu.changed_at(floor.PROVIDER_OF_KIND[ep.kind], ep.key) for key, ep in keys.items()
+        }
 
         def seen() -> dict[str, tuple[float, str | None]]:
             with watcher.lock:
@@ -867,7 +756,7 @@ def run_case(
                         out[key] = (t, new)
                 return out
 
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(AssertionError):
             wait_until(
                 "the changes to show", lambda: len(seen()) >= len(keys), 2 * interval + 15, 0.2
             )
@@ -900,9 +789,9 @@ def run_case(
         op = None
 
         # -- the floor ------------------------------------------------------------------------
-        plan = floor.plan_from_layout(layout, emu.base, TOKEN)
+        plan = floor.plan_from_layout(layout, emu.base_url, TOKEN)
         plan = floor.with_observed_requests(
-            plan, layout, emu.base, TOKEN, path_delta(s0, s1), cycles
+            plan, layout, emu.base_url, TOKEN, path_delta(s0, s1), cycles
         )
         plan_file = opts.workdir / f"plan-{tag}.json"
         plan_file.write_text(json.dumps(plan.to_json()))
@@ -1231,8 +1120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     cases: list[dict[str, Any]] = []
     empty: dict[str, Any] | None = None
-    emu = EmulatorProc(workdir / "emulator.log")
     failed: list[str] = []
+    processes = contextlib.ExitStack()
+    emu = processes.enter_context(
+        emulator_process(workdir / "emulator.log", token=TOKEN, timeout=120)
+    )
     try:
         for n in sizes:
             repeats = args.repeats if args.repeats is not None else (3 if n <= 1000 else 1)
@@ -1254,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
     finally:
-        emu.stop()
+        processes.close()
     rows = summarize(cases)
     meta["loadavg_end"] = os.getloadavg()
     doc = {

@@ -12,28 +12,33 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 
 import localcp  # noqa: E402
+from tests.processes import OperatorProcess  # noqa: E402
+
+from inferenceops_emulator.process import emulator_process  # noqa: E402
 
 TOKEN = "demo-token"
 NAMESPACE = "demo"
 
-#: (emulator resource, [(seconds from start, new state)]) — what each endpoint goes through.
-LIFECYCLES: list[tuple[str, list[tuple[float, dict[str, Any]]]]] = [
+#: (provider, key, its group in the emulator, [(seconds from start, new state)]): what each
+#: endpoint goes through.
+LIFECYCLES: list[tuple[str, str, dict[str, str], list[tuple[float, dict[str, Any]]]]] = [
     (
-        "friendli/abc123xyz",
+        "friendli",
+        "abc123xyz",
+        {},
         [
             (12, {"status": "RUNNING", "phase": None, "curr_replicas": 2}),
             (40, {"status": "UPDATING"}),
@@ -41,16 +46,20 @@ LIFECYCLES: list[tuple[str, list[tuple[float, dict[str, Any]]]]] = [
         ],
     ),
     (
-        "runpod/jpnw0v75y3qoql",
+        "runpod",
+        "jpnw0v75y3qoql",
+        {},
         [
             (10, {"workers": ["INITIALIZING"]}),
             (20, {"workers": ["RUNNING", "IDLE"]}),
             (45, {"workers": ["RUNNING", "UNHEALTHY"]}),
         ],
     ),
-    ("takeoff/mistral", [(15, {"live": ["mistral-7b"], "loading": []})]),
+    ("takeoff", "mistral", {}, [(15, {"live": ["mistral-7b"], "loading": []})]),
     (
-        "ns/classifier",
+        "nsModelServer",
+        "classifier",
+        {},
         [
             (8, {"stage": "LOADING_MODEL", "progress": 40}),
             (
@@ -63,17 +72,16 @@ LIFECYCLES: list[tuple[str, list[tuple[float, dict[str, Any]]]]] = [
             ),
         ],
     ),
-    ("dataarts/8d1c5a3e-ws01/0b5633ba2b904511ad514346f4d00001", [(18, {"status": "RUNNING"})]),
+    (
+        "dataArtsFabric",
+        "0b5633ba2b904511ad514346f4d00001",
+        {"workspace": "8d1c5a3e-ws01"},
+        [(18, {"status": "RUNNING"})],
+    ),
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-#: The Secrets examples/*.yaml name, and the key each of them reads.
+#: The Secrets examples/providers/*.yaml name, and the key each of them reads.
 CREDENTIALS = (
     ("friendli-credentials", "token"),
     ("runpod-credentials", "apiKey"),
@@ -84,8 +92,8 @@ CREDENTIALS = (
 def pointed_at_emulator(
     base: str, namespace: str = NAMESPACE, token: str = TOKEN
 ) -> list[dict[str, Any]]:
-    """examples/*.yaml with their URLs replaced by the emulator's, polled every 5 s, and the
-    Secrets they need (holding the emulator's token): one list to apply."""
+    """examples/providers/*.yaml with their URLs replaced by the emulator's, polled every 5 s,
+    and the Secrets they need (holding the emulator's token): one list to apply."""
     urls = {
         "friendli": f"{base}/friendli",
         "runpod": f"{base}/runpod/v2",
@@ -102,7 +110,7 @@ def pointed_at_emulator(
         }
         for name, key in CREDENTIALS
     ]
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
+    for path in sorted((ROOT / "examples" / "providers").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "InferenceEndpoint":
                 continue
@@ -118,39 +126,37 @@ def pointed_at_emulator(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep everything running until Ctrl-C and print the KUBECONFIG to use (make run)",
+    )
     args = parser.parse_args()
+    # SIGTERM (a closed terminal, `kill`) stops as Ctrl-C does: through the ExitStack below,
+    # so no kube-apiserver, etcd, emulator or operator is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _demo(args)
+    except KeyboardInterrupt:
+        print("\nstopped: the operator, the emulator and the local control plane are gone")
+        return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace) -> int:
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferenceops-demo-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
         print("starting the local control plane (first run builds it from Go modules)…")
         plane = stack.enter_context(localcp.LocalControlPlane().start())
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "inferenceops",
-                    "emulator",
-                    "--port",
-                    str(port),
-                    "--token",
-                    TOKEN,
-                    "--seed",
-                    str(Path(__file__).with_name("seed.yaml")),
-                ],
-                stdout=(work / "emulator.log").open("w"),
-                stderr=subprocess.STDOUT,
+        emulator = stack.enter_context(
+            emulator_process(
+                work / "emulator.log", token=TOKEN, seed=Path(__file__).with_name("seed.yaml")
             )
         )
-        stack.callback(lambda: [p.terminate() for p in procs])
-        for _ in range(100):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/_emulator/", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
         plane.kubectl("apply", "-f", str(ROOT / "crds" / "inferenceops.io_inferenceendpoints.yaml"))
         plane.kubectl(
             "wait",
@@ -164,43 +170,22 @@ def main() -> int:
             "-f",
             "-",
             input=json.dumps(
-                {"apiVersion": "v1", "kind": "List", "items": pointed_at_emulator(base)}
+                {
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": pointed_at_emulator(emulator.base_url),
+                }
             ),
         )
-        env = {**os.environ, "KUBECONFIG": plane.kubeconfig}
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "inferenceops",
-                    "run",
-                    "--health-port",
-                    str(free_port()),
-                    "--metrics-port",
-                    str(free_port()),
-                ],
-                stdout=(work / "operator.log").open("w"),
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        )
-        for resource, steps in LIFECYCLES:
-            provider, _, key = resource.partition("/")
-            workspace = None
-            if provider == "dataarts":
-                workspace, _, key = key.partition("/")
-            httpx.post(
-                f"{base}/_emulator/lifecycles",
-                timeout=5,
-                json={
-                    "provider": provider,
-                    "key": key,
-                    "workspace": workspace,
-                    "steps": [[after, state] for after, state in steps],
-                },
-            ).raise_for_status()
+        operator = OperatorProcess(plane.kubeconfig, work / "operator.log", wait=False)
+        stack.callback(operator.stop)
+        for provider, key, group, steps in LIFECYCLES:
+            emulator.lifecycle(provider, key, steps, **group)
         print(f"operator log: {work / 'operator.log'}   kubeconfig: {plane.kubeconfig}\n")
+        if args.keep:
+            _print_next_steps(plane.kubeconfig, emulator.base_url)
+            while True:
+                time.sleep(3600)
         deadline = time.monotonic() + args.seconds
         last = ""
         while time.monotonic() < deadline:
@@ -213,6 +198,20 @@ def main() -> int:
                 last = shown
             time.sleep(1)
     return 0
+
+
+def _print_next_steps(kubeconfig: Path, emulator_url: str) -> None:
+    # The kubectl built with this control plane: the same version, whatever is on PATH.
+    kubectl = localcp.find_binaries(build_missing=False, need_helm=False).kubectl
+    print(
+        "Running: a local control plane, the provider emulator and the operator, with the five\n"
+        f"examples in namespace {NAMESPACE}. In another terminal:\n\n"
+        f"  export KUBECONFIG={kubeconfig}\n"
+        f"  {kubectl} get ie -n {NAMESPACE} -w\n\n"
+        f"The emulator's control API is {emulator_url}/_emulator (inferenceops-emulator --help).\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

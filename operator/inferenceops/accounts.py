@@ -41,6 +41,13 @@ class AccountSettings:
     read_timeout: float = 10.0
     user_agent: str = "inferenceops/0.1"
 
+    @classmethod
+    def at_rate(cls, requests_per_second: float) -> AccountSettings:
+        """The defaults with another rate, and a burst of two seconds' worth of it."""
+        return cls(
+            requests_per_second=requests_per_second, burst=max(1, int(requests_per_second * 2))
+        )
+
 
 @dataclass
 class TokenBucket:

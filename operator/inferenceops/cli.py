@@ -1,5 +1,4 @@
-"""The `inferenceops` command: run the operator, probe one endpoint, serve the emulator, print
-the CRD."""
+"""The `inferenceops` command: run the operator, probe one endpoint, print the CRD."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .accounts import AccountSettings
 from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .providers import SecretKeyRef
 from .timing import PollPolicy
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--requests-per-second",
         type=float,
-        default=50.0,
+        default=AccountSettings().requests_per_second,
         help="request budget per provider account (token bucket; burst = 2 s)",
     )
     run.add_argument(
@@ -109,16 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
 
-    emulator = sub.add_parser("emulator", help="serve the five providers' APIs on 127.0.0.1")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, help="default: 8400 (emulator.DEFAULT_PORT)")
-    emulator.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_ENV, "emulator-token"),
-        help=f"accepted credential (default: ${TOKEN_ENV} or emulator-token)",
-    )
-    emulator.add_argument("--seed", help="YAML/JSON file of endpoints to create at start")
-
     crd = sub.add_parser("crd", help="print a CustomResourceDefinition's YAML")
     crd.add_argument(
         "--kind",
@@ -134,12 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "probe":
         return asyncio.run(_probe(args))
-    if args.command == "emulator":
-        from .emulator import DEFAULT_PORT, serve_forever
-
-        port = DEFAULT_PORT if args.port is None else args.port
-        asyncio.run(serve_forever(args.host, port, args.token, args.seed))
-        return EXIT_OK
     from .api.crd import crd, crd_yaml, provider_crd
 
     if args.kind == "InferenceEndpoint":
@@ -214,7 +198,7 @@ class _NoWrites:
 
 
 async def _probe(args: argparse.Namespace) -> int:
-    from .accounts import AccountPool, AccountSettings
+    from .accounts import AccountPool
     from .poller import Poller
     from .providers import Observation
 
@@ -283,7 +267,6 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from .accounts import AccountSettings
     from .api import parse_duration
     from .handlers import Runtime, registry
     from .scheduler import SchedulerSettings
@@ -313,10 +296,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
         ),
         namespaces=tuple(args.namespace),
-        account_settings=AccountSettings(
-            requests_per_second=args.requests_per_second,
-            burst=max(1, int(args.requests_per_second * 2)),
-        ),
+        account_settings=AccountSettings.at_rate(args.requests_per_second),
     )
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)

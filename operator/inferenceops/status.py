@@ -15,7 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .api.v1alpha1 import Condition, ConditionStatus, InferenceEndpointStatus, WorkersStatus
+from .api.v1alpha1 import (
+    Condition,
+    ConditionStatus,
+    InferenceEndpointStatus,
+    QueueStatus,
+    WorkersStatus,
+)
 from .providers import ErrorReason, Observation, Phase
 
 __all__ = [
@@ -108,7 +114,7 @@ def parse_timestamp(text: str | None) -> datetime | None:
 def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Resource) -> Status:
     prev = prev or {}
     now = timestamp(res.now)
-    workers = obs.workers
+    workers, queue = obs.workers, obs.queue
     observed = InferenceEndpointStatus.model_construct(
         phase=obs.phase.value,
         provider_status=obs.provider_status,
@@ -123,6 +129,11 @@ def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Res
         if workers is None
         else WorkersStatus.model_construct(
             ready=workers.ready, total=workers.total, min=workers.min, max=workers.max
+        ),
+        queue=None
+        if queue is None
+        else QueueStatus.model_construct(
+            in_queue=queue.in_queue, in_progress=queue.in_progress, failed=queue.failed
         ),
         worker_summary=None
         if workers is None or workers.ready is None or workers.total is None

@@ -14,7 +14,9 @@ import pytest
 import yaml
 from image.contract import check_archive
 
-from tests.integration.conftest import EmulatorProcess
+from inferenceops_emulator import EmulatorClient
+from inferenceops_emulator.process import emulator_process
+from tests.integration.conftest import TOKEN
 from tests.node.fixtures import local_node  # noqa: F401  (the fixture, used by `node`)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,14 +67,14 @@ def image(node: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def emulator(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    emu = EmulatorProcess(
+def emulator(node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorClient]:
+    with emulator_process(
         tmp_path_factory.mktemp("emulator") / "emulator.log",
         host=node.host_ip,
+        token=TOKEN,
         seed=Path(__file__).with_name("seed.yaml"),
-    )
-    yield emu
-    emu.stop()
+    ) as client:
+        yield client
 
 
 @pytest.hookimpl(wrapper=True)

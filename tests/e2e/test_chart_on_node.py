@@ -23,7 +23,7 @@ import pytest
 from examples.demo.demo import pointed_at_emulator
 
 from inferenceops.scheduler import shard_of
-from tests.integration.conftest import TOKEN, EmulatorProcess, wait_until
+from tests.integration.conftest import TOKEN, EmulatorClient, wait_until
 
 from .conftest import CHART, NEXT_TAG, VERSION
 
@@ -214,10 +214,10 @@ def test_helm_install_pod_ready_through_its_probe(node: Any, image: None) -> Non
 
 
 def test_examples_reach_ready_and_the_failing_one_stalls(
-    node: Any, emulator: EmulatorProcess
+    node: Any, emulator: EmulatorClient
 ) -> None:
     node.kubectl("create", "namespace", USERS_NS)
-    items = pointed_at_emulator(emulator.base, USERS_NS, TOKEN)
+    items = pointed_at_emulator(emulator.base_url, USERS_NS, TOKEN)
     apply(node, items)
     kubectl_wait(node, "Ready", *EXAMPLES_READY)
     kubectl_wait(node, "Stalled", EXAMPLE_FAILED)
@@ -257,7 +257,7 @@ def test_metrics_through_the_service_show_polls_and_writes(node: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_replacement_pod_takes_over_without_rewrites(node: Any, emulator: EmulatorProcess) -> None:
+def test_replacement_pod_takes_over_without_rewrites(node: Any, emulator: EmulatorClient) -> None:
     before = summaries(node)
     (old,) = operator_pods(node)
     since = now()
@@ -266,10 +266,10 @@ def test_replacement_pod_takes_over_without_rewrites(node: Any, emulator: Emulat
     new_name = new["metadata"]["name"]
     assert new_name != old["metadata"]["name"]
     # Every endpoint is polled at least twice by the new pod.
-    polled = emulator.requests(provider="ns", endpoint="classifier")
+    polled = emulator.requests(provider="nsModelServer", endpoint="classifier")
     wait_until(
         "the new pod polling",
-        lambda: emulator.requests(provider="ns", endpoint="classifier") >= polled + 2,
+        lambda: emulator.requests(provider="nsModelServer", endpoint="classifier") >= polled + 2,
         6 * POLL,
     )
     time.sleep(POLL)
@@ -278,7 +278,7 @@ def test_replacement_pod_takes_over_without_rewrites(node: Any, emulator: Emulat
 
     # One real change afterwards is one write, by the new pod.
     since = now()
-    emulator.control("PATCH", "/runpod/jpnw0v75y3qoql", workers=["RUNNING", "RUNNING", "IDLE"])
+    emulator.patch("runpod", "jpnw0v75y3qoql", workers=["RUNNING", "RUNNING", "IDLE"])
     wait_until(
         "the change in .status",
         lambda: endpoint(node, "sdxl-runpod")["status"]["workers"]["total"] == 3,
@@ -315,7 +315,7 @@ def test_pod_runs_unprivileged_with_a_read_only_root(node: Any) -> None:
 
 
 def test_operator_keeps_working_when_its_token_is_rotated(
-    node: Any, emulator: EmulatorProcess
+    node: Any, emulator: EmulatorClient
 ) -> None:
     (pod,) = operator_pods(node)
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
@@ -348,7 +348,7 @@ def test_operator_keeps_working_when_its_token_is_rotated(
     node.replace_file(token_file, new_token)
 
     since = now()
-    emulator.control("PATCH", "/takeoff/mistral", live=["mistral-7b", "mistral-7b"])
+    emulator.patch("takeoff", "mistral", live=["mistral-7b", "mistral-7b"])
     wait_until(
         "the change in .status with the new token",
         lambda: endpoint(node, "mistral-takeoff")["status"]["workers"]["total"] == 2,
@@ -369,7 +369,7 @@ def test_operator_keeps_working_when_its_token_is_rotated(
 
 
 def test_sharded_pods_each_poll_and_write_only_their_half(
-    node: Any, emulator: EmulatorProcess
+    node: Any, emulator: EmulatorClient
 ) -> None:
     node.helm(
         "upgrade",
@@ -382,7 +382,7 @@ def test_sharded_pods_each_poll_and_write_only_their_half(
     index = {p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]: p for p in pods}
     assert sorted(index) == ["0", "1"]
 
-    base = f"{emulator.base}/ns"
+    base = f"{emulator.base_url}/ns"
     items = [
         {
             "apiVersion": "inferenceops.io/v1alpha1",
@@ -400,16 +400,16 @@ def test_sharded_pods_each_poll_and_write_only_their_half(
     ), "both shards must own some endpoints for this test to mean anything"
 
     # Polls: every endpoint's requests come from its own shard's pod address only.
-    emulator.control("DELETE", "/requests")
+    emulator.reset_requests()
     time.sleep(3 * POLL)
-    clients = emulator.control("GET", "/requests/summary")["clients"]["ns"]
+    clients = emulator.summary()["clients"]["nsModelServer"]
     for name in SHARDED:
         assert set(clients.get(name, {})) == {expected[name]["status"]["podIP"]}, (name, clients)
 
     # Writes: a real change on every endpoint is written once, by its own shard's pod.
     since = now()
     for name in SHARDED:
-        emulator.control("PATCH", f"/ns/{name}", stage="LOADING_MODEL", progress=50)
+        emulator.patch("nsModelServer", name, stage="LOADING_MODEL", progress=50)
     wait_until(
         "every change in .status",
         lambda: all(endpoint(node, n)["status"]["phase"] == "Provisioning" for n in SHARDED),

@@ -10,7 +10,7 @@ import yaml
 
 from tests.gitops.kstatus import kstatus_verdict
 
-from .conftest import EmulatorProcess, OperatorProcess, get_ie, wait_until
+from .conftest import EmulatorClient, OperatorProcess, get_ie, wait_until
 from .test_operator import wait_phase
 
 MANAGER = "argocd-controller"
@@ -38,10 +38,10 @@ def ssa(control_plane: Any, ns: str, annotations: dict[str, str] | None, url: st
 
 
 def test_operator_owns_nothing_but_status(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    url = f"{emulator.base}/ns/ns-gitops"
-    emulator.control("PUT", "/ns/ns-gitops", stage="LOADING_MODEL", progress=20)
+    url = f"{emulator.base_url}/ns/ns-gitops"
+    emulator.put("nsModelServer", "ns-gitops", stage="LOADING_MODEL", progress=20)
     ssa(control_plane, ns, None, url)
     fresh = get_ie(control_plane, ns, "gitops")
     if "phase" not in (fresh.get("status") or {}):
@@ -49,7 +49,7 @@ def test_operator_owns_nothing_but_status(
         assert kstatus_verdict(fresh).status == "InProgress"
     obj = wait_phase(control_plane, ns, "gitops", "Provisioning")
     assert kstatus_verdict(obj).status == "InProgress"
-    emulator.control("PUT", "/ns/ns-gitops", stage="READY", progress=100)
+    emulator.put("nsModelServer", "ns-gitops", stage="READY", progress=100)
     control_plane.kubectl(
         "annotate",
         "ie",
@@ -61,9 +61,9 @@ def test_operator_owns_nothing_but_status(
     )
     obj = wait_phase(control_plane, ns, "gitops", "Running")
     assert kstatus_verdict(obj).status == "Current"
-    emulator.control(
-        "PUT",
-        "/ns/ns-gitops",
+    emulator.put(
+        "nsModelServer",
+        "ns-gitops",
         stage="FAILED",
         errors=[{"errorType": "OOM", "cause": "out of memory"}],
     )
@@ -100,14 +100,14 @@ def test_operator_owns_nothing_but_status(
 
 
 def test_reapplied_reconcile_annotation_polls_exactly_once(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    url = f"{emulator.base}/ns/ns-gitops-rec"
-    emulator.control("PUT", "/ns/ns-gitops-rec", stage="READY", progress=100)
+    url = f"{emulator.base_url}/ns/ns-gitops-rec"
+    emulator.put("nsModelServer", "ns-gitops-rec", stage="READY", progress=100)
     ssa(control_plane, ns, None, url)
     wait_phase(control_plane, ns, "gitops", "Running")
     time.sleep(1)
-    before = emulator.requests(provider="ns", endpoint="ns-gitops-rec")
+    before = emulator.requests(provider="nsModelServer", endpoint="ns-gitops-rec")
     ssa(control_plane, ns, {"inferenceops.io/reconcile-requested-at": "commit-abc123"}, url)
     wait_until(
         "lastHandledReconcileAt",
@@ -118,11 +118,11 @@ def test_reapplied_reconcile_annotation_polls_exactly_once(
         10,
     )
     time.sleep(3)
-    assert emulator.requests(provider="ns", endpoint="ns-gitops-rec") - before == 1
+    assert emulator.requests(provider="nsModelServer", endpoint="ns-gitops-rec") - before == 1
     # Re-applying the same value (a GitOps resync) asks for nothing.
     ssa(control_plane, ns, {"inferenceops.io/reconcile-requested-at": "commit-abc123"}, url)
     time.sleep(3)
-    assert emulator.requests(provider="ns", endpoint="ns-gitops-rec") - before == 1
+    assert emulator.requests(provider="nsModelServer", endpoint="ns-gitops-rec") - before == 1
     obj = get_ie(control_plane, ns, "gitops")
     assert json.dumps(obj["spec"]) == json.dumps(
         {"nsModelServer": {"url": url}, "pollInterval": "10m"}

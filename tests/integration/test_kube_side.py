@@ -25,7 +25,7 @@ import pytest
 from .conftest import (
     ROOT,
     TOKEN,
-    EmulatorProcess,
+    EmulatorClient,
     OperatorProcess,
     condition,
     get_ie,
@@ -93,12 +93,12 @@ def _apply(cp: Any, *objects: dict[str, Any], kubeconfig: str | None = None) -> 
 
 
 def test_changes_made_while_the_api_server_was_down_are_seen(
-    plane: localcp.LocalControlPlane, operator: OperatorProcess, emulator: EmulatorProcess
+    plane: localcp.LocalControlPlane, operator: OperatorProcess, emulator: EmulatorClient
 ) -> None:
-    base = emulator.base
-    emulator.control("PUT", "/friendli/ks-revoked", status="RUNNING", curr_replicas=1)
+    base = emulator.base_url
+    emulator.put("friendli", "ks-revoked", status="RUNNING", curr_replicas=1)
     for name in ("ks-deleted", "ks-created"):
-        emulator.control("PUT", f"/ns/{name}", stage="READY", progress=100)
+        emulator.put("nsModelServer", name, stage="READY", progress=100)
     friendli = {
         "friendli": {
             "endpointId": "ks-revoked",
@@ -138,15 +138,15 @@ def test_changes_made_while_the_api_server_was_down_are_seen(
     wait_until("the created endpoint polled", lambda: _ready(plane, "created"), 60)
     # Nothing is polled any more with the revoked credential, nor for the deleted endpoint.
     polls = emulator.requests(provider="friendli", endpoint="ks-revoked")
-    gone = emulator.requests(provider="ns", endpoint="ks-deleted")
-    created = emulator.requests(provider="ns", endpoint="ks-created")
+    gone = emulator.requests(provider="nsModelServer", endpoint="ks-deleted")
+    created = emulator.requests(provider="nsModelServer", endpoint="ks-created")
 
     def two_more_intervals() -> bool:
-        return emulator.requests(provider="ns", endpoint="ks-created") >= created + 2
+        return emulator.requests(provider="nsModelServer", endpoint="ks-created") >= created + 2
 
     wait_until("two more intervals", two_more_intervals, 30)
     assert emulator.requests(provider="friendli", endpoint="ks-revoked") == polls
-    assert emulator.requests(provider="ns", endpoint="ks-deleted") == gone
+    assert emulator.requests(provider="nsModelServer", endpoint="ks-deleted") == gone
 
 
 def _create_secrets(cp: localcp.LocalControlPlane, count: int, size: int) -> None:

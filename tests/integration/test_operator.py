@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import TOKEN, EmulatorProcess, OperatorProcess, condition, get_ie, wait_until
+from .conftest import TOKEN, EmulatorClient, OperatorProcess, condition, get_ie, wait_until
 
 INTERVAL = "5s"
 
@@ -19,7 +19,7 @@ class Script:
     """How to drive one provider's endpoint through the emulator's control API."""
 
     provider: str
-    key: str  # emulator resource path under /_emulator
+    key: tuple[str, ...]  # the endpoint's key in the emulator
     spec: dict[str, Any]
     provisioning: dict[str, Any]
     running: dict[str, Any]
@@ -35,7 +35,7 @@ def scripts(base: str) -> dict[str, Script]:
         for s in [
             Script(
                 "friendli",
-                "/friendli/fr-int-1",
+                ("fr-int-1",),
                 {
                     "friendli": {
                         "endpointId": "fr-int-1",
@@ -56,7 +56,7 @@ def scripts(base: str) -> dict[str, Script]:
             ),
             Script(
                 "runpod",
-                "/runpod/rpint1",
+                ("rpint1",),
                 {
                     "runpod": {
                         "endpointId": "rpint1",
@@ -71,7 +71,7 @@ def scripts(base: str) -> dict[str, Script]:
             ),
             Script(
                 "takeoff",
-                "/takeoff/tk-int-1",
+                ("tk-int-1",),
                 {"takeoff": {"url": f"{base}/takeoff/tk-int-1"}},
                 {"loading": ["llama"]},
                 {"live": ["llama"]},
@@ -80,7 +80,7 @@ def scripts(base: str) -> dict[str, Script]:
             ),
             Script(
                 "nsModelServer",
-                "/ns/ns-int-1",
+                ("ns-int-1",),
                 {"nsModelServer": {"url": f"{base}/ns/ns-int-1"}},
                 {"stage": "LOADING_MODEL", "progress": 40},
                 {"stage": "READY", "progress": 100},
@@ -93,7 +93,7 @@ def scripts(base: str) -> dict[str, Script]:
             ),
             Script(
                 "dataArtsFabric",
-                f"/dataarts/ws-int/{da_id}",
+                ("ws-int", da_id),
                 {
                     "dataArtsFabric": {
                         "url": f"{base}/dataarts",
@@ -149,24 +149,24 @@ PROVIDERS = ["friendli", "runpod", "takeoff", "nsModelServer", "dataArtsFabric"]
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_lifecycle(
-    provider: str, control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    provider: str, control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    script = scripts(emulator.base)[provider]
-    emulator.control("PUT", script.key, **script.provisioning)
+    script = scripts(emulator.base_url)[provider]
+    emulator.put(script.provider, *script.key, **script.provisioning)
     apply_ie(control_plane, ns, "ep", script.spec)
     obj = wait_phase(control_plane, ns, "ep", "Provisioning")
     assert condition(obj, "Reconciling")["status"] == "True"
     assert condition(obj, "Ready")["status"] == "False"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
 
-    emulator.control("PUT", script.key, **script.running)
+    emulator.put(script.provider, *script.key, **script.running)
     wait_phase(control_plane, ns, "ep", "Running")
     control_plane.kubectl("wait", "--for=condition=Ready", "--timeout=20s", "-n", ns, "ie/ep")
     obj = get_ie(control_plane, ns, "ep")
     assert condition(obj, "Synced")["status"] == "True"
     assert not condition(obj, "Reconciling") and not condition(obj, "Stalled")
 
-    emulator.control("PUT", script.key, **script.failed)
+    emulator.put(script.provider, *script.key, **script.failed)
     obj = wait_phase(control_plane, ns, "ep", "Failed")
     assert obj["status"]["errorCode"] == script.failed_code
     assert condition(obj, "Stalled")["reason"] == "Failed"
@@ -210,6 +210,27 @@ def test_invalid_specs_are_rejected_by_the_api_server(
             },
             "spec.runpod.credentialsSecretRef.name",
         ),
+        "queue metrics on v1": (
+            {
+                "runpod": {
+                    "endpointId": "ep1",
+                    "api": "v1",
+                    "queueMetrics": True,
+                    "credentialsSecretRef": {"name": "c", "key": "k"},
+                }
+            },
+            "queueMetrics needs api v2",
+        ),
+        "queue url with userinfo": (
+            {
+                "runpod": {
+                    "endpointId": "ep1",
+                    "queueUrl": "https://user:pass@host.example",
+                    "credentialsSecretRef": {"name": "c", "key": "k"},
+                }
+            },
+            "credentials belong in a Secret",
+        ),
     }
     # Every provider's URL field refuses user:password@: it would show in status and -o wide.
     userinfo = "https://user:pass@host.example"
@@ -248,6 +269,7 @@ def test_invalid_specs_are_rejected_by_the_api_server(
             "runpod": {
                 "endpointId": "ep1",
                 "url": "https://api.example.com/v2/a@b",
+                "queueMetrics": True,
                 "credentialsSecretRef": {"name": "team.creds-1", "key": "k"},
             }
         },
@@ -256,10 +278,10 @@ def test_invalid_specs_are_rejected_by_the_api_server(
 
 
 def test_printer_columns(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    script = scripts(emulator.base)["friendli"]
-    emulator.control("PUT", "/friendli/fr-cols", **script.running)
+    script = scripts(emulator.base_url)["friendli"]
+    emulator.put("friendli", "fr-cols", **script.running)
     apply_ie(
         control_plane,
         ns,
@@ -278,16 +300,16 @@ def test_printer_columns(
 
 
 def test_secret_rotation_and_deletion(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    script = scripts(emulator.base)["friendli"]
-    emulator.control("PUT", "/friendli/fr-rot", **script.running)
+    script = scripts(emulator.base_url)["friendli"]
+    emulator.put("friendli", "fr-rot", **script.running)
     apply_ie(
         control_plane, ns, "rot", {"friendli": {**script.spec["friendli"], "endpointId": "fr-rot"}}
     )
     wait_phase(control_plane, ns, "rot", "Running")
     new_token = "rotated-token-0001"
-    emulator.control("PUT", "/tokens/friendli", token=new_token)
+    emulator.set_token("friendli", new_token)
     try:
         obj = wait_until(
             "Unauthorized",
@@ -346,7 +368,7 @@ def test_secret_rotation_and_deletion(
         assert obj["status"]["lastHandledReconcileAt"] == "secret-deleted"
         assert new_token not in json.dumps(obj)
     finally:
-        emulator.control("PUT", "/tokens", token=TOKEN)
+        emulator.set_token(None, TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -361,17 +383,19 @@ def test_provider_errors_keep_last_phase(
     fault: dict[str, Any],
     reason: str,
     control_plane: Any,
-    emulator: EmulatorProcess,
+    emulator: EmulatorClient,
     operator: OperatorProcess,
     ns: str,
 ) -> None:
     instance = f"ns-err-{reason.lower()}"
-    emulator.control("PUT", f"/ns/{instance}", stage="READY", progress=100)
-    apply_ie(control_plane, ns, "err", {"nsModelServer": {"url": f"{emulator.base}/ns/{instance}"}})
+    emulator.put("nsModelServer", instance, stage="READY", progress=100)
+    apply_ie(
+        control_plane, ns, "err", {"nsModelServer": {"url": f"{emulator.base_url}/ns/{instance}"}}
+    )
     wait_phase(control_plane, ns, "err", "Running")
-    fault_id = emulator.control("POST", "/faults", provider="ns", endpoint=instance, **fault)["id"]
+    fault_id = emulator.add_fault("nsModelServer", endpoint=instance, **fault)
     try:
-        before = emulator.requests(provider="ns", endpoint=instance)
+        before = emulator.requests(provider="nsModelServer", endpoint=instance)
         obj = wait_until(
             reason,
             lambda: (
@@ -385,10 +409,10 @@ def test_provider_errors_keep_last_phase(
         assert condition(obj, "Ready")["status"] == "True", "one failed poll never flips Ready"
         time.sleep(10)
         # Backoff, not a tight loop: at most one poll per ~2 s even right after the failure.
-        assert emulator.requests(provider="ns", endpoint=instance) - before <= 8
+        assert emulator.requests(provider="nsModelServer", endpoint=instance) - before <= 8
         assert reason in event_reasons(control_plane, ns, "err")
     finally:
-        emulator.control("DELETE", f"/faults/{fault_id}")
+        emulator.remove_fault(fault_id)
     wait_until(
         "Synced again",
         lambda: condition(get_ie(control_plane, ns, "err"), "Synced").get("status") == "True",
@@ -397,13 +421,13 @@ def test_provider_errors_keep_last_phase(
 
 
 def test_no_status_writes_in_steady_state(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
     if control_plane.audit_log is None:
         pytest.skip("needs the local control plane's audit log (USE_EXISTING_CLUSTER is set)")
-    emulator.control("PUT", "/ns/ns-steady", stage="READY", progress=100)
+    emulator.put("nsModelServer", "ns-steady", stage="READY", progress=100)
     apply_ie(
-        control_plane, ns, "steady", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-steady"}}
+        control_plane, ns, "steady", {"nsModelServer": {"url": f"{emulator.base_url}/ns/ns-steady"}}
     )
     wait_phase(control_plane, ns, "steady", "Running")
     time.sleep(2)
@@ -419,49 +443,49 @@ def test_no_status_writes_in_steady_state(
             )
         )
 
-    polls_before = emulator.requests(provider="ns", endpoint="ns-steady")
+    polls_before = emulator.requests(provider="nsModelServer", endpoint="ns-steady")
     writes_before = writes()
     assert writes_before >= 1
     time.sleep(16)  # three 5 s intervals
-    assert emulator.requests(provider="ns", endpoint="ns-steady") - polls_before >= 2
+    assert emulator.requests(provider="nsModelServer", endpoint="ns-steady") - polls_before >= 2
     assert writes() == writes_before, "a poll that learns nothing new writes nothing"
     # One real change → exactly one write.
-    emulator.control("PUT", "/ns/ns-steady", stage="LOADING_MODEL", progress=50)
+    emulator.put("nsModelServer", "ns-steady", stage="LOADING_MODEL", progress=50)
     wait_phase(control_plane, ns, "steady", "Provisioning")
     time.sleep(1)
     assert writes() == writes_before + 1
 
 
 def test_delete_stops_polling_and_leaves_no_finalizer(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    emulator.control("PUT", "/ns/ns-del", stage="READY", progress=100)
-    apply_ie(control_plane, ns, "del", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-del"}})
+    emulator.put("nsModelServer", "ns-del", stage="READY", progress=100)
+    apply_ie(control_plane, ns, "del", {"nsModelServer": {"url": f"{emulator.base_url}/ns/ns-del"}})
     obj = wait_phase(control_plane, ns, "del", "Running")
     assert not obj["metadata"].get("finalizers")
     annotations = obj["metadata"].get("annotations") or {}
     assert not [a for a in annotations if "kopf" in a], annotations
     control_plane.kubectl("delete", "ie", "del", "-n", ns, "--timeout=10s")
     time.sleep(1)
-    count = emulator.requests(provider="ns", endpoint="ns-del")
+    count = emulator.requests(provider="nsModelServer", endpoint="ns-del")
     time.sleep(11)
-    assert emulator.requests(provider="ns", endpoint="ns-del") == count
+    assert emulator.requests(provider="nsModelServer", endpoint="ns-del") == count
 
 
 def test_reconcile_request_polls_once_at_once(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    emulator.control("PUT", "/ns/ns-rec", stage="READY", progress=100)
+    emulator.put("nsModelServer", "ns-rec", stage="READY", progress=100)
     manifest = {
         "apiVersion": "inferenceops.io/v1alpha1",
         "kind": "InferenceEndpoint",
         "metadata": {"name": "rec", "namespace": ns},
-        "spec": {"pollInterval": "10m", "nsModelServer": {"url": f"{emulator.base}/ns/ns-rec"}},
+        "spec": {"pollInterval": "10m", "nsModelServer": {"url": f"{emulator.base_url}/ns/ns-rec"}},
     }
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     wait_phase(control_plane, ns, "rec", "Running")
-    before = emulator.requests(provider="ns", endpoint="ns-rec")
-    emulator.control("PUT", "/ns/ns-rec", stage="LOADING_MODEL", progress=10)
+    before = emulator.requests(provider="nsModelServer", endpoint="ns-rec")
+    emulator.put("nsModelServer", "ns-rec", stage="LOADING_MODEL", progress=10)
     control_plane.kubectl(
         "annotate",
         "ie",
@@ -473,18 +497,24 @@ def test_reconcile_request_polls_once_at_once(
     obj = wait_phase(control_plane, ns, "rec", "Provisioning", timeout=10)
     assert obj["status"]["lastHandledReconcileAt"] == "2026-11-23T12:00:00Z"
     time.sleep(2)
-    assert emulator.requests(provider="ns", endpoint="ns-rec") - before == 1
+    assert emulator.requests(provider="nsModelServer", endpoint="ns-rec") - before == 1
 
 
 def test_restart_carries_on(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
-    emulator.control("PUT", "/ns/ns-restart", stage="LOADING_MODEL", progress=30)
+    emulator.put("nsModelServer", "ns-restart", stage="LOADING_MODEL", progress=30)
     apply_ie(
-        control_plane, ns, "restart", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-restart"}}
+        control_plane,
+        ns,
+        "restart",
+        {"nsModelServer": {"url": f"{emulator.base_url}/ns/ns-restart"}},
     )
     apply_ie(
-        control_plane, ns, "doomed", {"nsModelServer": {"url": f"{emulator.base}/ns/ns-restart"}}
+        control_plane,
+        ns,
+        "doomed",
+        {"nsModelServer": {"url": f"{emulator.base_url}/ns/ns-restart"}},
     )
     before = wait_phase(control_plane, ns, "restart", "Provisioning")
     wait_phase(control_plane, ns, "doomed", "Provisioning")
@@ -493,8 +523,36 @@ def test_restart_carries_on(
     control_plane.kubectl("delete", "ie", "doomed", "-n", ns, "--timeout=10s")
     gone = control_plane.kubectl("get", "ie", "doomed", "-n", ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
-    emulator.control("PUT", "/ns/ns-restart", stage="READY", progress=100)
+    emulator.put("nsModelServer", "ns-restart", stage="READY", progress=100)
     operator.__init__(control_plane.kubeconfig, operator.log)  # type: ignore[misc]
     after = wait_phase(control_plane, ns, "restart", "Running")
     assert after["status"]["lastTransitionTime"] >= before["status"]["lastTransitionTime"]
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_runpod_queue_depth_is_opt_in(
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
+) -> None:
+    """runpod.queueMetrics: the /health route's queue in status.queue (issue 15)."""
+    emulator.put("runpod", "rp-queue", workers=["RUNNING"], jobs={"inQueue": 7, "inProgress": 2})
+    emulator.put("runpod", "rp-noqueue", workers=["RUNNING"], jobs={"inQueue": 7})
+    base = f"{emulator.base_url}/runpod/v2"
+    for name, opted in (("rp-queue", True), ("rp-noqueue", False)):
+        block: dict[str, Any] = {
+            "endpointId": name,
+            "url": base,
+            "credentialsSecretRef": {"name": "creds", "key": "token"},
+        }
+        if opted:
+            block |= {"queueMetrics": True, "queueUrl": base}
+        apply_ie(control_plane, ns, name, {"runpod": block})
+    obj = wait_until(
+        "status.queue",
+        lambda: (o := get_ie(control_plane, ns, "rp-queue")).get("status", {}).get("queue") and o,
+        30,
+    )
+    assert obj["status"]["queue"] == {"inQueue": 7, "inProgress": 2, "failed": 0}
+    plain = wait_phase(control_plane, ns, "rp-noqueue", "Running")
+    assert "queue" not in plain["status"]
+    assert emulator.requests(provider="runpod", path="/runpod/v2/rp-queue/health") >= 1
+    assert emulator.requests(provider="runpod", path="/runpod/v2/rp-noqueue/health") == 0

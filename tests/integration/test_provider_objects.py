@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT, TOKEN, EmulatorProcess, OperatorProcess, condition, get_ie, wait_until
+from .conftest import ROOT, TOKEN, EmulatorClient, OperatorProcess, condition, get_ie, wait_until
 
 API = "inferenceops.io/v1alpha1"
 DA_ID = "0b5633ba2b904511ad514346f4d0prv1"
@@ -213,10 +213,10 @@ def get_provider(control_plane: Any, ns: str, name: str) -> dict[str, Any]:
     return json.loads(control_plane.kubectl("get", *where, "-o", "json").stdout)  # type: ignore[no-any-return]
 
 
-def running(emulator: EmulatorProcess, endpoint_id: str) -> None:
-    emulator.control(
-        "PUT",
-        f"/friendli/{endpoint_id}",
+def running(emulator: EmulatorClient, endpoint_id: str) -> None:
+    emulator.put(
+        "friendli",
+        endpoint_id,
         status="RUNNING",
         curr_replicas=1,
         desired_replicas=1,
@@ -226,12 +226,12 @@ def running(emulator: EmulatorProcess, endpoint_id: str) -> None:
 
 
 def test_endpoint_polls_through_an_inference_provider_and_survives_its_deletion(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
     running(emulator, "fr-prov-1")
     account = {
         "friendli": {
-            "url": f"{emulator.base}/friendli",
+            "url": f"{emulator.base_url}/friendli",
             "credentialsSecretRef": {"name": "creds", "key": "token"},
         }
     }
@@ -274,7 +274,7 @@ def test_endpoint_polls_through_an_inference_provider_and_survives_its_deletion(
 
 
 def test_cluster_provider_tenancy_and_secret_rotation(
-    control_plane: Any, emulator: EmulatorProcess, operator: OperatorProcess, ns: str
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
     running(emulator, "fr-prov-2")
     vault = f"{ns}-vault"
@@ -291,7 +291,7 @@ def test_cluster_provider_tenancy_and_secret_rotation(
             "secretNamespace": vault,
             "conditions": [{"namespaceSelector": {"matchLabels": {"inference": "allowed"}}}],
             "friendli": {
-                "url": f"{emulator.base}/friendli",
+                "url": f"{emulator.base_url}/friendli",
                 "credentialsSecretRef": {"name": "shared", "key": "token"},
             },
         },
@@ -312,7 +312,7 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         wait_reason(control_plane, ns, "ep", "Polled")
 
         # Rotation: the provider's Secret, in its own namespace, takes effect at the next poll.
-        emulator.control("PUT", "/tokens/friendli", token=new_token)
+        emulator.set_token("friendli", new_token)
         wait_reason(control_plane, ns, "ep", "Unauthorized")
         shown = wait_until(
             "the cluster provider Unauthorized",
@@ -334,7 +334,7 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         obj = wait_reason(control_plane, ns, "ep", "Polled")
         assert new_token not in json.dumps(obj)
     finally:
-        emulator.control("PUT", "/tokens", token=TOKEN)
+        emulator.set_token(None, TOKEN)
         control_plane.kubectl("delete", "ie", "ep", "-n", ns, check=False)
         control_plane.kubectl("delete", "cipr", name, check=False)
 

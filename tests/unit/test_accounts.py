@@ -152,3 +152,11 @@ async def test_provider_calls_go_through_the_environment_proxy_except_no_proxy(
             assert len(seen) == 1
         finally:
             await pool.aclose()
+
+
+def test_the_default_rate_is_written_once() -> None:
+    from inferenceops.cli import _parser
+
+    args = _parser().parse_args(["run"])
+    assert args.requests_per_second == AccountSettings().requests_per_second
+    assert AccountSettings.at_rate(args.requests_per_second) == AccountSettings()

@@ -19,7 +19,7 @@ from bench import floor  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 
 from inferenceops.api import parse_spec  # noqa: E402
-from inferenceops.emulator import Emulator  # noqa: E402
+from inferenceops_emulator import Emulator  # noqa: E402
 
 TOKEN = "smoke-token"
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -75,7 +75,7 @@ async def test_floor_plan_matches_what_the_emulator_sees() -> None:
                 body.pop("provider"),
                 body.pop("count"),
                 prefix=body.pop("prefix"),
-                workspace=body.pop("workspace", None),
+                group=[body.pop("workspace")] if "workspace" in body else [],
                 **body.pop("fields"),
             )
         plan = floor.plan_from_layout(layout, emu.base_url, TOKEN)
@@ -93,7 +93,7 @@ async def test_floor_plan_matches_what_the_emulator_sees() -> None:
         summary = emu.request_summary()
         assert summary["total"] == 2 * expected
         paths = summary["paths"]
-        assert paths["dataarts"]["/dataarts/v1/workspaces/bench-ws-0/endpoints"] == 2 * 2
+        assert paths["dataArtsFabric"]["/dataarts/v1/workspaces/bench-ws-0/endpoints"] == 2 * 2
         assert paths["friendli"]["/friendli/dedicated/beta/endpoint"] == 2 * 2
         assert paths["runpod"]["/runpod/v1/endpoints"] == 2
         assert paths["takeoff"]["/takeoff/tk-000004/status"] == 2

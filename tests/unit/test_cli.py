@@ -181,15 +181,6 @@ def test_crd_command_prints_the_crd() -> None:
     assert "kind: CustomResourceDefinition" in out.stdout
 
 
-def test_the_emulator_has_one_default_port() -> None:
-    """`inferenceops emulator` and `serve_forever()` used to default to 8400 and 8089."""
-    import inspect
-
-    from inferenceops.emulator import DEFAULT_PORT, serve_forever
-
-    assert inspect.signature(serve_forever).parameters["port"].default == DEFAULT_PORT == 8400
-
-
 def test_probes_and_per_request_lines_are_quiet_at_info() -> None:
     import logging
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
+
+from inferenceops_emulator.process import emulator_process
 
 TOKEN = "probe-emulator-token"
 DA_ID = "0b5633ba2b904511ad514346f4d0pr01"
@@ -34,49 +33,23 @@ SEED = {
         "rp1": {"workers": ["RUNNING", "IDLE", "UNHEALTHY"], "workers_min": 1, "workers_max": 4}
     },
     "takeoff": {"tk": {"live": ["m"], "loading": ["m2"]}},
-    "ns": {
+    "nsModelServer": {
         "ns": {
             "stage": "FAILED",
             "errors": [{"errorType": "INVALID_MODEL", "cause": "cannot load"}],
         }
     },
-    "dataarts": {"ws-1": {DA_ID: {"status": "FROZEN", "warm_up_num": 1, "max_num": 3}}},
+    "dataArtsFabric": {"ws-1": {DA_ID: {"status": "FROZEN", "warm_up_num": 1, "max_num": 3}}},
 }
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    seed = tmp_path_factory.mktemp("seed") / "seed.yaml"
+    work = tmp_path_factory.mktemp("emulator")
+    seed = work / "seed.yaml"
     seed.write_text(yaml.safe_dump(SEED))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inferenceops",
-            "emulator",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--seed",
-            str(seed),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/_emulator/", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    with emulator_process(work / "emulator.log", token=TOKEN, seed=seed) as emu:
+        yield emu.base_url
 
 
 def _probe(spec: dict[str, Any], tmp_path: Path) -> dict[str, Any]:

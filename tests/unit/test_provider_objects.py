@@ -16,6 +16,7 @@ from inferenceops.api import parse_spec
 from inferenceops.api.provider_kinds import LabelSelector
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.provider_objects import ProviderObjects, Unresolved, selects
+from inferenceops.providers import all_providers
 from inferenceops.scheduler import Scheduler, SchedulerSettings
 from inferenceops.status import condition
 
@@ -333,3 +334,24 @@ async def test_the_scheduler_resolves_against_the_store_it_is_given() -> None:
     store = ProviderObjects()
     sched = Scheduler(FakeWriter(), SecretCache(), AccountPool(), providers=store)
     assert sched.providers is store
+
+
+def test_every_url_field_of_a_credentialed_provider_is_a_destination() -> None:
+    """A URL field an endpoint could set would carry the provider object's credentials to a
+    server of the endpoint author's choosing; a new one must be declared a destination."""
+    for provider in all_providers():
+        model = provider.config_model
+        if not model.credential_fields:
+            continue
+        urls = {f for f in model.model_fields if f.endswith("url")}
+        assert urls <= model.destination_fields | model.endpoint_fields, provider.name
+
+
+def test_an_endpoint_cannot_point_runpods_queue_route_elsewhere() -> None:
+    runpod = {"runpod": {"credentialsSecretRef": CREDS}}
+    store = objects(("InferenceProvider", obj("InferenceProvider", "rp", runpod)))
+    spec = {
+        "providerRef": {"name": "rp"},
+        "runpod": {"endpointId": "abc123", "queueMetrics": True, "queueUrl": "https://x.example"},
+    }
+    assert unresolved(store, "ml", spec).reason == "ProviderMismatch"

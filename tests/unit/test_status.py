@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from inferenceops import status as st
-from inferenceops.providers import ErrorReason, Observation, Phase, Workers
+from inferenceops.providers import ErrorReason, Observation, Phase, Queue, Workers
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -239,6 +239,30 @@ def test_worker_change_is_written() -> None:
     assert patch is not None
     assert patch["workers"] == {"ready": 3}
     assert patch["workerSummary"] == "3/3"
+
+
+def test_queue_is_written_only_when_it_changes() -> None:
+    queued = Observation(Phase.RUNNING, "RUNNING", queue=Queue(in_queue=2, in_progress=0, failed=5))
+    a = st.after_observation(None, queued, res())
+    assert a["queue"] == {"inQueue": 2, "inProgress": 0, "failed": 5}
+    later = T0 + timedelta(seconds=30)
+    assert st.status_patch(a, st.after_observation(a, queued, res(later)), later) is None
+    deeper = Observation(Phase.RUNNING, "RUNNING", queue=Queue(in_queue=7, in_progress=0, failed=5))
+    b = st.after_observation(a, deeper, res(later))
+    assert st.status_patch(a, b, later) == {
+        "queue": {"inQueue": 7},
+        "lastPollTime": "2026-11-23T12:00:30Z",
+    }
+
+
+def test_no_queue_is_no_key_and_a_lost_queue_is_removed() -> None:
+    a = st.after_observation(None, RUNNING, res())
+    assert "queue" not in a
+    queued = Observation(Phase.RUNNING, "RUNNING", queue=Queue(in_queue=1))
+    b = st.after_observation(a, queued, res())
+    assert b["queue"] == {"inQueue": 1}
+    patch = st.status_patch(b, st.after_observation(b, RUNNING, res()), T0)
+    assert patch is not None and patch["queue"] is None
 
 
 def test_merge_patch_removes_and_nests() -> None:

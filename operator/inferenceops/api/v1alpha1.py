@@ -127,6 +127,14 @@ class WorkersStatus(_CamelModel):
     max: Annotated[int | None, Field(ge=0, description="Autoscaling maximum.")] = None
 
 
+class QueueStatus(_CamelModel):
+    in_queue: Annotated[int | None, Field(ge=0, description="Jobs waiting for a worker.")] = None
+    in_progress: Annotated[int | None, Field(ge=0, description="Jobs a worker is running.")] = None
+    failed: Annotated[
+        int | None, Field(ge=0, description="Failed jobs, as the provider counts them.")
+    ] = None
+
+
 _TIME = {"format": "date-time"}
 
 
@@ -155,6 +163,12 @@ class InferenceEndpointStatus(_CamelModel):
         int | None, Field(ge=0, le=100, description="Start-up or rollout progress, in percent.")
     ] = None
     workers: WorkersStatus | None = None
+    queue: Annotated[
+        QueueStatus | None,
+        Field(
+            description="Job queue depth, where the provider block opts in (runpod.queueMetrics)."
+        ),
+    ] = None
     worker_summary: Annotated[
         str | None, Field(description="ready/total, for the Workers printer column.")
     ] = None

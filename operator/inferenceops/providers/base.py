@@ -29,6 +29,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderError",
+    "Queue",
     "SecretKeyRef",
     "Target",
     "Workers",
@@ -79,6 +80,15 @@ class Workers:
 
 
 @dataclass(frozen=True, slots=True)
+class Queue:
+    """Jobs waiting for and held by an endpoint's workers; a field is None when not said."""
+
+    in_queue: int | None = None
+    in_progress: int | None = None
+    failed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What one successful poll learned about one endpoint."""
 
@@ -89,6 +99,8 @@ class Observation:
     error_message: str | None = None
     progress: int | None = None
     workers: Workers | None = None
+    #: Only where a user opted in: queue depth changes constantly, and each change is a write.
+    queue: Queue | None = None
     #: When the provider says the endpoint last changed, where it says (for the freshness metric).
     changed_at: datetime | None = None
 

@@ -35,7 +35,7 @@ from .base import (
     list_then_fetch,
     provider_time,
 )
-from .http import ProviderURL, excerpt, get_json
+from .http import ProviderURL, error_for_status, excerpt, get_json
 from .hwsign import SIGN_EXTENSION, signer
 
 __all__ = [
@@ -161,6 +161,7 @@ class _ResourceDef(_Tolerant):
 
 class _ReservedResource(_Tolerant):
     apu: _ResourceDef | None = None
+    dpu: _ResourceDef | None = None
 
 
 class _WorkerGroup(_Tolerant):
@@ -194,6 +195,13 @@ class _ListResponse(_Tolerant):
 class _ErrorBody(_Tolerant):
     error_code: str | None = None
     error_msg: str | None = None
+    solution_msg: str | None = None
+
+    def readable(self) -> str:
+        """What went wrong and what to do about it, for the Synced message: `solution_msg` is
+        DataArts' advice to the user, the part most worth reading."""
+        said = ": ".join(x for x in (self.error_code, self.error_msg) if x)
+        return f"{said}; solution: {self.solution_msg}" if self.solution_msg else said
 
 
 _STATUS_PHASES: dict[str, Phase] = {
@@ -228,10 +236,12 @@ def _workers(endpoint: _Endpoint) -> Workers | None:
         low = _sum([g.min_replicas for g in groups])
         high = _sum([g.max_replicas for g in groups])
     else:
-        apu = endpoint.reserved_resource.apu if endpoint.reserved_resource else None
-        low = apu.warm_up_num if apu else None
+        reserved = endpoint.reserved_resource
+        # An endpoint reserves APUs or, for data-processing work, DPUs; both are counted alike.
+        units = (reserved.apu or reserved.dpu) if reserved else None
+        low = units.warm_up_num if units else None
         # Documented: a blank max_num means "no elastic resources", i.e. max = warm-up count.
-        high = apu.max_num if apu and apu.max_num is not None else low
+        high = units.max_num if units and units.max_num is not None else low
     if low is None and high is None:
         return None
     # The list API says nothing about how many resources are up right now.
@@ -261,18 +271,19 @@ class _WorkspaceMissing(ProviderError):
 def classify_error(
     status: int, body: bytes, workspace_id: str | None = None, endpoint_id: str | None = None
 ) -> ProviderError | None:
-    """The DataArts error bodies that mean something other than their HTTP status says.
+    """The DataArts error bodies that mean something other than their HTTP status says, and
+    every other DataArts error body told in its own words (code, message and solution) rather
+    than as raw JSON.
 
     The ids only name things in the message; pass the ones the request was about.
     """
-    if status not in (400, 500):
-        return None
     try:
         parsed = _ErrorBody.model_validate(json.loads(body))
     except (ValueError, ValidationError):
         return None
     code = parsed.error_code or ""
-    detail = f" ({code}: {excerpt(parsed.error_msg or '', 100)})"
+    readable = excerpt(parsed.readable(), 300)
+    detail = f" ({readable})"
     if status == 400 and code.endswith(_CODE_NOT_EXIST):
         what = f"endpoint {endpoint_id}" if endpoint_id else "endpoint"
         return ProviderError(
@@ -287,7 +298,10 @@ def classify_error(
         return ProviderError(
             ErrorReason.UNREACHABLE, f"provider is busy, retry (HTTP 500){detail}", http_status=500
         )
-    return None
+    if status == 429 or not readable:
+        # A 429's Retry-After is in the headers, which only the generic path reads.
+        return None
+    return error_for_status(status, readable, httpx.Headers(), limit=300)
 
 
 def _workspace_wide(err: ProviderError) -> bool:

@@ -37,7 +37,14 @@ from .base import (
 )
 from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
-__all__ = ["PROVIDER", "FriendliConfig", "FriendliProvider", "map_status"]
+__all__ = [
+    "PROVIDER",
+    "FriendliConfig",
+    "FriendliProvider",
+    "Replicas",
+    "map_details",
+    "map_status",
+]
 
 DEFAULT_URL = "https://api.friendli.ai"
 ENDPOINT_ID_PATTERN = SAFE_ID_PATTERN
@@ -103,6 +110,16 @@ class _Details(BaseModel):
     desiredReplicaCnt: NonNegativeInt | None = None
     autoscalingMin: NonNegativeInt | None = None
     autoscalingMax: NonNegativeInt | None = None
+    updatedReplicaCnt: NonNegativeInt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """What the details call adds to the status document: worker counts, and how many replicas
+    already run the endpoint's new version (for a rollout's progress)."""
+
+    workers: Workers
+    updated: int | None = None
 
 
 _STATUS_PHASES: dict[str, Phase] = {
@@ -120,26 +137,36 @@ _STATUS_PHASES: dict[str, Phase] = {
 }
 
 
-def map_status(body: _Status, workers: Workers | None = None) -> Observation:
+def map_status(body: _Status, replicas: Replicas | None = None) -> Observation:
     phase = _STATUS_PHASES.get(body.status, Phase.UNKNOWN)
     error_code = (body.errorCode or "FAILED") if phase is Phase.FAILED else None
+    provider_phase, progress = body.phase, None
+    desired = replicas.workers.total if replicas else None
+    if phase is Phase.UPDATING and replicas and replicas.updated is not None and desired:
+        # Friendli documents no sub-phase for UPDATING; the replicas already on the new version
+        # say how far the rollout is, as RunPod's stale workers do.
+        updated = min(replicas.updated, desired)
+        provider_phase = provider_phase or f"rolling update: {updated}/{desired} replicas updated"
+        progress = 100 * updated // desired
     return Observation(
         phase=phase,
         provider_status=body.status,
-        provider_phase=body.phase,
+        provider_phase=provider_phase,
         error_code=error_code,
-        workers=workers,
+        progress=progress,
+        workers=replicas.workers if replicas else None,
         changed_at=provider_time(body.updatedAt),
     )
 
 
-def map_details(body: _Details) -> Workers:
-    return Workers(
+def map_details(body: _Details) -> Replicas:
+    workers = Workers(
         ready=body.currReplicaCnt,
         total=body.desiredReplicaCnt,
         min=body.autoscalingMin,
         max=body.autoscalingMax,
     )
+    return Replicas(workers, body.updatedReplicaCnt)
 
 
 def _parse_status(raw: object) -> _Status | None:
@@ -152,7 +179,7 @@ def _parse_status(raw: object) -> _Status | None:
 @dataclass(slots=True)
 class _CachedDetails:
     status: str
-    workers: Workers
+    replicas: Replicas
     refresh_at: float
     seen_at: float
 
@@ -218,8 +245,8 @@ class FriendliProvider(Provider[FriendliConfig]):
         refreshed = await asyncio.gather(
             *(self._details_or_none(client, base, i, headers) for i, _ in refresh)
         )
-        for (i, status), workers in zip(refresh, refreshed, strict=True):
-            if workers is None:
+        for (i, status), replicas in zip(refresh, refreshed, strict=True):
+            if replicas is None:
                 # Forget stale counts: the next poll asks again instead of showing old numbers.
                 self._details.pop((base, team, i), None)
             else:
@@ -227,7 +254,7 @@ class FriendliProvider(Provider[FriendliConfig]):
                 # start-up come due spread over several cycles, not all in one.
                 age = self.details_max_age * (0.5 + self._rng())
                 self._details[(base, team, i)] = _CachedDetails(
-                    status.status, workers, now + age, now
+                    status.status, replicas, now + age, now
                 )
 
         observations: dict[str, PollResult] = {}
@@ -238,7 +265,7 @@ class FriendliProvider(Provider[FriendliConfig]):
             cached = self._details.get((base, team, i))
             if cached is not None:
                 cached.seen_at = now
-            observations[i] = map_status(answer, cached.workers if cached else None)
+            observations[i] = map_status(answer, cached.replicas if cached else None)
         return {t.key: observations[t.config.endpoint_id] for t in targets}
 
     async def _list(
@@ -292,7 +319,7 @@ class FriendliProvider(Provider[FriendliConfig]):
         base: str,
         endpoint_id: str,
         headers: Mapping[str, str],
-    ) -> Workers | None:
+    ) -> Replicas | None:
         url = f"{base}/dedicated/beta/endpoint/{endpoint_id}"
         try:
             return map_details(await get_json(client, url, _Details, headers=headers))

@@ -26,6 +26,7 @@ __all__ = [
     "URL_PATTERN",
     "USERINFO_MESSAGE",
     "ProviderURL",
+    "error_for_status",
     "excerpt",
     "get_json",
     "parse_retry_after",
@@ -110,8 +111,12 @@ def parse_retry_after(
     return min(limit, max(0.0, seconds))
 
 
-def _error_for_status(status: int, body: bytes, headers: httpx.Headers) -> ProviderError:
-    detail = excerpt(body)
+def error_for_status(
+    status: int, body: bytes | str, headers: httpx.Headers, *, limit: int = _EXCERPT_CHARS
+) -> ProviderError:
+    """The error an unsuccessful answer means, with an excerpt of `body` (an adapter may pass
+    the body's readable parts instead, from a provider-specific error shape)."""
+    detail = excerpt(body, limit)
     suffix = f": {detail}" if detail else ""
     if status in (401, 403):
         return ProviderError(
@@ -207,7 +212,7 @@ async def get_json(
     status = response.status_code
     if not 200 <= status < 300:
         special = classify_error(status, body) if classify_error else None
-        raise special or _error_for_status(status, body, response.headers)
+        raise special or error_for_status(status, body, response.headers)
     try:
         data = json.loads(body)
     except ValueError:

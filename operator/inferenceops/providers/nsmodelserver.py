@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
-from .http import ProviderURL, get_json
+from .http import ProviderURL, excerpt, get_json
 
 __all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
 
@@ -40,6 +40,7 @@ class _Data(BaseModel):
     # A plain str, not an enum: a new stage must map to Unknown, not fail the poll.
     stage: str
     progress: Annotated[int, Field(ge=0, le=100)] | None = None
+    messages: list[str] | None = None
     errors: list[_Error] | None = None
 
 
@@ -67,9 +68,14 @@ def map_status(body: _StatusResponse) -> Observation:
         error_code = (first.errorType if first else None) or "FAILED"
         error_message = first.cause if first else None
     ready = 1 if phase is Phase.RUNNING else 0
+    # While loading, the server's latest log line says what it is doing ("Reading model..."),
+    # which the stage alone does not; it reaches the Ready message as the sub-phase. Not once
+    # it is READY or FAILED: the stage (or the error) says it all then.
+    doing = data.messages[-1] if phase is Phase.PROVISIONING and data.messages else None
     return Observation(
         phase=phase,
         provider_status=data.stage,
+        provider_phase=excerpt(doing, 200) if doing else None,
         error_code=error_code,
         error_message=error_message,
         progress=data.progress,

@@ -7,6 +7,8 @@ the counts it was derived from.
 - v2: `GET {url}/serverless/{id}` (min/max) and `GET {url}/serverless/{id}/workers` (summary).
   Both must answer: without the summary there is nothing to derive a phase from.
 - v1: `GET {url}/endpoints/{id}?includeWorkers=true`.
+- Opt-in (`queueMetrics`, v2): `GET {queueUrl}/{id}/health` for the job queue. It is RunPod's
+  serverless endpoint API on another host (api.runpod.ai), not REST v2 (api.runpod.io).
 
 Two or more endpoints in one account are answered from the list calls (`GET {url}/serverless`,
 `GET {url}/endpoints?includeWorkers=true`), with per-endpoint calls for whatever the list misses.
@@ -16,8 +18,9 @@ See docs/providers/runpod.md for the mapping and the request counts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import httpx
 from pydantic import (
@@ -37,6 +40,7 @@ from .base import (
     PollResult,
     Provider,
     ProviderError,
+    Queue,
     Target,
     Workers,
     caught,
@@ -46,13 +50,17 @@ from .base import (
 )
 from .http import SAFE_ID_PATTERN, ProviderURL, get_json
 
-__all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_v1", "map_v2"]
+__all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_health", "map_v1", "map_v2"]
 
 ENDPOINT_ID_PATTERN = SAFE_ID_PATTERN
 DEFAULT_URLS: dict[str, str] = {
     "v1": "https://rest.runpod.io/v1",
     "v2": "https://api.runpod.io/v2",
 }
+#: RunPod's serverless endpoint API (run, status, health...): api.runpod.ai, not the REST host.
+DEFAULT_QUEUE_URL = "https://api.runpod.ai/v2"
+#: An endpoint type without a queue: RunPod routes requests straight to its workers.
+LOAD_BALANCER = "LOAD_BALANCER"
 #: Error code of an endpoint whose only workers are unhealthy.
 WORKERS_UNHEALTHY = "WorkersUnhealthy"
 #: Error code of an endpoint whose max workers is 0: RunPod cannot start a worker for it.
@@ -63,7 +71,23 @@ MAX_WORKERS_ZERO_MESSAGE = (
 )
 
 
-class RunPodConfig(CredentialedConfig):
+class RunPodConfig(
+    CredentialedConfig,
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.queueMetrics) || !self.queueMetrics || "
+                "!has(self.api) || self.api == 'v2'",
+                "message": "queueMetrics needs api v2 (REST v1 is retired)",
+            }
+        ]
+    },
+):
+    # Reading the queue is a choice per endpoint (a request and a status write more per poll).
+    endpoint_fields: ClassVar[frozenset[str]] = frozenset({"endpoint_id", "queue_metrics"})
+    # The queue route gets the same API key as the status route.
+    destination_fields: ClassVar[frozenset[str]] = frozenset({"url", "queue_url"})
+
     endpoint_id: Annotated[
         str,
         Field(pattern=ENDPOINT_ID_PATTERN, description="ID of the RunPod Serverless endpoint."),
@@ -80,8 +104,35 @@ class RunPodConfig(CredentialedConfig):
         ),
     ] = None
 
+    queue_metrics: Annotated[
+        bool,
+        Field(
+            description="Also read the job queue (in queue, in progress, failed) from the "
+            "endpoint's /health route into status.queue: one more request per poll, and a "
+            "status write whenever those numbers change. v2 only; LOAD_BALANCER endpoints "
+            "have no queue.",
+        ),
+    ] = False
+    queue_url: Annotated[
+        ProviderURL | None,
+        Field(
+            description="Base URL of RunPod's serverless endpoint API, which serves "
+            "/{endpointId}/health; defaults to https://api.runpod.ai/v2.",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _queue_needs_v2(self) -> RunPodConfig:
+        # The API server's CEL rule says the same; this catches specs that bypassed it.
+        if self.queue_metrics and self.api != "v2":
+            raise ValueError("queueMetrics needs api v2 (REST v1 is retired)")
+        return self
+
     def base_url(self) -> str:
         return (self.url or DEFAULT_URLS[self.api]).rstrip("/")
+
+    def queue_base_url(self) -> str:
+        return (self.queue_url or DEFAULT_QUEUE_URL).rstrip("/")
 
 
 # --- v1 --------------------------------------------------------------------------------------
@@ -165,6 +216,8 @@ class _V2Scaling(BaseModel):
 class _V2Endpoint(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
+    # QUEUE or LOAD_BALANCER; plain str, so a new type does not fail the poll.
+    type: str | None = None
     workers: _V2Scaling | None = None
 
 
@@ -275,13 +328,31 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
     )
 
 
+class _Jobs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    inQueue: NonNegativeInt | None = None
+    inProgress: NonNegativeInt | None = None
+    failed: NonNegativeInt | None = None
+    # `completed` and `retried` are left out on purpose: they grow with every job, so a busy
+    # endpoint would be written every poll even with a steady queue.
+
+
+class _Health(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    jobs: _Jobs
+
+
+def map_health(body: _Health) -> Queue:
+    jobs = body.jobs
+    return Queue(in_queue=jobs.inQueue, in_progress=jobs.inProgress, failed=jobs.failed)
+
+
 #: Phases a rollout turns into Updating. Failed (nothing but unhealthy workers) stays Failed: a
 #: rollout whose workers all fail has failed, and saying so matters more than the progress.
 _ROLLING_PHASES = frozenset({Phase.RUNNING, Phase.DEGRADED, Phase.PROVISIONING})
 
 
 # --- adapter ---------------------------------------------------------------------------------
-
 
 
 class RunPodProvider(Provider[RunPodConfig]):
@@ -313,8 +384,15 @@ class RunPodProvider(Provider[RunPodConfig]):
         if config.api == "v1":
             by_id = await self._observe_v1(client, base, headers, ids)
         else:
-            by_id = await self._observe_v2(client, base, headers, ids)
-        return {t.key: by_id[t.config.endpoint_id] for t in targets}
+            # Where to read each opted-in endpoint's queue. Two targets naming one endpoint
+            # with different queue URLs would be odd; the last one wins.
+            queues = {
+                t.config.endpoint_id: t.config.queue_base_url()
+                for t in targets
+                if t.config.queue_metrics
+            }
+            by_id = await self._observe_v2(client, base, headers, ids, queues)
+        return {t.key: _as_asked(by_id[t.config.endpoint_id], t.config) for t in targets}
 
     async def _observe_v1(
         self, client: httpx.AsyncClient, base: str, headers: Mapping[str, str], ids: list[str]
@@ -338,11 +416,23 @@ class RunPodProvider(Provider[RunPodConfig]):
         return await list_then_fetch(ids, listing, one, final=rate_limited)
 
     async def _observe_v2(
-        self, client: httpx.AsyncClient, base: str, headers: Mapping[str, str], ids: list[str]
+        self,
+        client: httpx.AsyncClient,
+        base: str,
+        headers: Mapping[str, str],
+        ids: list[str],
+        queues: Mapping[str, str],
     ) -> dict[str, PollResult]:
         async def workers(endpoint: _V2Endpoint) -> PollResult:
             url = f"{base}/serverless/{endpoint.id}/workers"
-            return map_v2(endpoint, await get_json(client, url, _V2Workers, headers=headers))
+            observed = map_v2(endpoint, await get_json(client, url, _V2Workers, headers=headers))
+            queue_base = queues.get(endpoint.id)
+            # A load balancer has no queue, and its health URL is a worker's /ping: asking
+            # it would be traffic to the user's workers, keeping them warm and billed.
+            if queue_base is None or endpoint.type == LOAD_BALANCER:
+                return observed
+            queue = await _queue_or_none(client, f"{queue_base}/{endpoint.id}/health", headers)
+            return dataclasses.replace(observed, queue=queue)
 
         async def one(endpoint_id: str) -> PollResult:
             url = f"{base}/serverless/{endpoint_id}"
@@ -387,6 +477,25 @@ def _parse(raw: object, model: type[_Endpoint]) -> _Endpoint | None:
         return model.model_validate(raw)
     except ValidationError:
         return None
+
+
+async def _queue_or_none(
+    client: httpx.AsyncClient, url: str, headers: Mapping[str, str]
+) -> Queue | None:
+    """The queue is a nice-to-have, as FriendliAI's details are: a /health call that fails in
+    any way leaves the observation without it, it never fails the poll."""
+    try:
+        return map_health(await get_json(client, url, _Health, headers=headers))
+    except ProviderError:
+        return None
+
+
+def _as_asked(result: PollResult, config: RunPodConfig) -> PollResult:
+    # Targets naming one endpoint share its requests; only those that opted in get its queue
+    # (the others would be written with every change of it).
+    if isinstance(result, Observation) and result.queue is not None and not config.queue_metrics:
+        return dataclasses.replace(result, queue=None)
+    return result
 
 
 def _headers(target: Target[RunPodConfig]) -> dict[str, str]:

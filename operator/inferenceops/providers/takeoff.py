@@ -9,6 +9,8 @@ for its management API, so no credential is sent.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Annotated, ClassVar
 
 import httpx
@@ -23,6 +25,14 @@ CONSUMER_GROUP_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
 #: The errorCode when every reader (in the consumer group) is dead.
 READERS_DEAD = "ReadersDead"
+#: A live reader is silent once this many heartbeats are overdue...
+MISSED_HEARTBEATS = 3
+#: ...and never sooner than this: the heartbeat was stamped by the Takeoff host's clock and is
+#: read against ours, so a few seconds of skew must not read as silence.
+MIN_SILENCE_SECONDS = 30.0
+#: Heartbeat timestamps above this are in milliseconds (it is 5138 AD in seconds): the contract
+#: says int64 without a unit.
+_MILLISECONDS_ABOVE = 1e11
 
 
 class TakeoffConfig(ProviderConfig):
@@ -55,12 +65,31 @@ class _Reader(BaseModel):
     model_name: str | None = None
 
 
+class _Heartbeat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # Documented as required; a half-filled entry is no evidence of silence, not a bad answer.
+    heartbeat_timestamp: float | None = None
+    heartbeat_wait_interval: float | None = None
+
+    def silent(self, now: float) -> bool:
+        """Whether the reader has missed MISSED_HEARTBEATS beats (wait interval: how long a
+        reader waits between beats, TAKEOFF_HEARTBEAT_WAIT_INTERVAL, seconds)."""
+        if self.heartbeat_timestamp is None or self.heartbeat_wait_interval is None:
+            return False
+        beat = self.heartbeat_timestamp
+        if beat > _MILLISECONDS_ABOVE:
+            beat /= 1000
+        limit = max(MISSED_HEARTBEATS * self.heartbeat_wait_interval, MIN_SILENCE_SECONDS)
+        return now - beat > limit
+
+
 class _Status(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # Missing or null maps count as empty, so a version that omits an empty map still parses.
     live_readers: dict[str, _Reader] | None = None
     loading_readers: dict[str, _Reader] | None = None
     dead_readers: dict[str, _Reader] | None = None
+    last_heartbeat: dict[str, _Heartbeat] | None = None
 
 
 class _StatusResponse(BaseModel):
@@ -82,7 +111,13 @@ def _dead_message(dead: list[str], total: int) -> str:
     return excerpt(f"{len(dead)} of {total} readers dead: {', '.join(dead)}", 200)
 
 
-def map_status(body: _StatusResponse, consumer_group: str | None = None) -> Observation:
+def _silent_message(silent: list[str], live: int) -> str:
+    # No age in it: the message must not change with every poll while the reader stays silent.
+    return f"{len(silent)} of {live} live readers without a heartbeat: {', '.join(silent)}"
+
+
+def map_status(body: _StatusResponse, consumer_group: str | None, now: float) -> Observation:
+    """`now` is the current Unix time, for the heartbeats' age."""
     status = body.status
     if status is None:
         # The server answers (the contract: 200 means it is running) but reports no reader state
@@ -94,13 +129,19 @@ def map_status(body: _StatusResponse, consumer_group: str | None = None) -> Obse
     dead = _in_group(status.dead_readers, consumer_group)
     total = len(live) + len(loading) + len(dead)
     counts = f"live={len(live)} loading={len(loading)} dead={len(dead)}"
-    workers = Workers(ready=len(live), total=total)
+    beats = status.last_heartbeat or {}
+    # A live reader whose heartbeats stopped may have hung: Takeoff still routes to it, so the
+    # endpoint serves, but not as well as it says. Only a reader we have a beat for can be silent.
+    silent = [r for r in live if r in beats and beats[r].silent(now)]
+    workers = Workers(ready=len(live) - len(silent), total=total)
     if live:
-        if dead:
+        if dead or silent:
+            problems = [_dead_message(dead, total)] if dead else []
+            problems += [_silent_message(silent, len(live))] if silent else []
             return Observation(
                 phase=Phase.DEGRADED,
                 provider_status=counts,
-                error_message=_dead_message(dead, total),
+                error_message=excerpt("; ".join(problems), 300),
                 workers=workers,
             )
         return Observation(phase=Phase.RUNNING, provider_status=counts, workers=workers)
@@ -128,6 +169,10 @@ class TakeoffProvider(Provider[TakeoffConfig]):
     display_name = "Takeoff"
     config_model = TakeoffConfig
 
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        # Wall-clock time: heartbeats are Unix timestamps.
+        self._clock = clock
+
     def endpoint_label(self, config: TakeoffConfig) -> str:
         if config.consumer_group is None:
             return config.url
@@ -138,7 +183,7 @@ class TakeoffProvider(Provider[TakeoffConfig]):
     ) -> Observation:
         url = target.config.url.rstrip("/") + "/status"
         body = await get_json(client, url, _StatusResponse)
-        return map_status(body, target.config.consumer_group)
+        return map_status(body, target.config.consumer_group, self._clock())
 
 
 PROVIDER = TakeoffProvider()

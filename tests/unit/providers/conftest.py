@@ -2,7 +2,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from inferenceops.emulator import Emulator
+from inferenceops_emulator import Emulator
 
 from .support import TOKEN
 

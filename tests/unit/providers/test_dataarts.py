@@ -220,6 +220,27 @@ async def test_apu_workers(apu: dict[str, Any] | None, workers: Workers | None) 
         assert obs.workers.total is None
 
 
+async def test_dpu_endpoint_reports_its_dpu_counts() -> None:
+    # The official example reserves both; an endpoint reserving only DPUs keeps its dpu block.
+    body = official("dataArtsFabric")["examples"]["200"]["endpoints"][0]
+    body |= {"id": eid(1), "status": "RUNNING"}
+    body["reserved_resource"] = {"dpu": {"spec_code": "d1x", "warm_up_num": 2, "max_num": 6}}
+    assert ok(await observe_one(Fabric([body]))).workers == Workers(min=2, max=6)
+
+
+async def test_dpu_without_max_num_has_no_elastic_resources() -> None:
+    body = entry(1, type="job", reserved_resource={"dpu": {"warm_up_num": 2}})
+    assert ok(await observe_one(Fabric([body]))).workers == Workers(min=2, max=2)
+
+
+async def test_apu_wins_over_dpu_when_both_are_reserved() -> None:
+    # The official example: apu 1..100, dpu 1..100; make them differ to see which is read.
+    body = official("dataArtsFabric")["examples"]["200"]["endpoints"][0]
+    body |= {"id": eid(1), "status": "RUNNING"}
+    body["reserved_resource"]["dpu"] |= {"warm_up_num": 7, "max_num": 9}
+    assert ok(await observe_one(Fabric([body]))).workers == Workers(min=1, max=100)
+
+
 async def test_no_reserved_resource_means_no_workers() -> None:
     body = entry(1)
     del body["reserved_resource"]
@@ -387,6 +408,99 @@ async def test_other_400_is_bad_response() -> None:
 async def test_other_500_is_unreachable() -> None:
     e = failed(await observe_one(error_body(500, "common.00000500", "internal error")))
     assert e.reason is ErrorReason.UNREACHABLE
+
+
+def official_error(status: int, **extra: str) -> Callable[[httpx.Request], httpx.Response]:
+    body = official("dataArtsFabric")["examples"][str(status)] | extra
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message"),
+    [
+        (
+            400,
+            ErrorReason.BAD_RESPONSE,
+            "unexpected HTTP 400: common.01000001: failed to read http request, please check "
+            "your input, code: 400, reason: Type mismatch., cause: TypeMismatchException",
+        ),
+        (
+            401,
+            ErrorReason.UNAUTHORIZED,
+            "provider rejected the credential (HTTP 401): APIG.1002: Incorrect token or token "
+            "resolution failed",
+        ),
+        (
+            403,
+            ErrorReason.UNAUTHORIZED,
+            "provider rejected the credential (HTTP 403): 403: X-Auth-Token is invalid in the "
+            "request",
+        ),
+        (
+            408,
+            ErrorReason.TIMEOUT,
+            "provider timed out (HTTP 408): common.00000408: timeout exception occurred",
+        ),
+        (
+            500,
+            ErrorReason.UNREACHABLE,
+            "provider failed (HTTP 500): common.00000500: internal error",
+        ),
+    ],
+)
+async def test_official_error_bodies_are_told_in_their_own_words(
+    status: int, reason: ErrorReason, message: str
+) -> None:
+    e = failed(await observe_one(official_error(status)))
+    assert (e.reason, e.message, e.http_status) == (reason, message, status)
+
+
+async def test_solution_msg_is_in_the_message() -> None:
+    # The official 401 example plus the ErrorBody schema's third member, solution_msg.
+    handler = official_error(401, solution_msg="Obtain a new token from IAM and retry.")
+    e = failed(await observe_one(handler))
+    assert e.reason is ErrorReason.UNAUTHORIZED
+    assert e.message.endswith(
+        "APIG.1002: Incorrect token or token resolution failed; "
+        "solution: Obtain a new token from IAM and retry."
+    )
+
+
+async def test_not_found_keeps_the_solution_msg() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {
+            "error_code": "DataArtsFabric.00010009",
+            "error_msg": "endpoint not exist",
+            "solution_msg": "Check the endpoint ID.",
+        }
+        return httpx.Response(400, json=body)
+
+    e = failed(await observe_one(handler))
+    assert e.reason is ErrorReason.NOT_FOUND
+    assert e.message.endswith(
+        "(DataArtsFabric.00010009: endpoint not exist; solution: Check the endpoint ID.)"
+    )
+
+
+async def test_429_error_body_still_honours_retry_after() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"error_code": "APIG.0308", "error_msg": "too many requests"}
+        return httpx.Response(429, json=body, headers={"Retry-After": "7"})
+
+    e = failed(await observe_one(handler))
+    assert (e.reason, e.retry_after) == (ErrorReason.RATE_LIMITED, 7.0)
+
+
+async def test_error_body_without_readable_parts_is_excerpted_raw() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"title": "Unauthorized"})
+
+    e = failed(await observe_one(handler))
+    assert e.message == 'provider rejected the credential (HTTP 401): {"title":"Unauthorized"}'
 
 
 async def test_plain_404_is_not_found() -> None:

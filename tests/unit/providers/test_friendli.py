@@ -254,6 +254,66 @@ async def test_status_without_a_status_string_is_bad_response(body: dict[str, An
 # --- workers from details --------------------------------------------------------------------
 
 
+def official_details(**counts: int | None) -> httpx.Response:
+    return httpx.Response(
+        200, json=OFFICIAL["examples"]["GET /dedicated/beta/endpoint/{endpoint_id} 200"] | counts
+    )
+
+
+async def test_updating_shows_the_rollout_from_updated_replicas() -> None:
+    fake = FakeFriendli({"ep1": status_doc("UPDATING")})
+    fake.details["ep1"] = official_details(desiredReplicaCnt=4, updatedReplicaCnt=1)
+    obs = ok(await observe_one(fake))
+    assert obs.phase is Phase.UPDATING
+    assert obs.provider_phase == "rolling update: 1/4 replicas updated"
+    assert obs.progress == 25
+
+
+async def test_official_details_while_updating_is_a_finished_rollout() -> None:
+    fake = FakeFriendli({"ep1": status_doc("UPDATING")})
+    fake.details["ep1"] = official_details()  # 1 desired, 1 updated
+    obs = ok(await observe_one(fake))
+    assert (obs.provider_phase, obs.progress) == ("rolling update: 1/1 replicas updated", 100)
+
+
+async def test_more_updated_than_desired_is_capped_at_done() -> None:
+    # Scaling down mid-rollout can leave the old count above the new desired one.
+    fake = FakeFriendli({"ep1": status_doc("UPDATING")})
+    fake.details["ep1"] = official_details(desiredReplicaCnt=2, updatedReplicaCnt=3)
+    obs = ok(await observe_one(fake))
+    assert (obs.provider_phase, obs.progress) == ("rolling update: 2/2 replicas updated", 100)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"updatedReplicaCnt": None},
+        {"desiredReplicaCnt": None},
+        {"desiredReplicaCnt": 0, "updatedReplicaCnt": 0},
+    ],
+    ids=["updated-null", "desired-null", "desired-zero"],
+)
+async def test_updating_without_usable_counts_has_no_progress(counts: dict[str, Any]) -> None:
+    fake = FakeFriendli({"ep1": status_doc("UPDATING")})
+    fake.details["ep1"] = official_details(**counts)
+    obs = ok(await observe_one(fake))
+    assert (obs.phase, obs.provider_phase, obs.progress) == (Phase.UPDATING, None, None)
+
+
+async def test_updated_replicas_mean_nothing_outside_updating() -> None:
+    fake = FakeFriendli({"ep1": status_doc("RUNNING")})
+    fake.details["ep1"] = official_details(desiredReplicaCnt=4, updatedReplicaCnt=1)
+    obs = ok(await observe_one(fake))
+    assert (obs.provider_phase, obs.progress) == (None, None)
+
+
+async def test_updating_with_a_documented_phase_keeps_it() -> None:
+    fake = FakeFriendli({"ep1": status_doc("UPDATING", phase="DOWNLOADING_MODEL")})
+    fake.details["ep1"] = official_details(desiredReplicaCnt=4, updatedReplicaCnt=1)
+    obs = ok(await observe_one(fake))
+    assert (obs.provider_phase, obs.progress) == ("DOWNLOADING_MODEL", 25)
+
+
 async def test_workers_come_from_details() -> None:
     obs = ok(await observe_one(FakeFriendli()))
     assert obs.workers == Workers(ready=1, total=2, min=0, max=4)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from inferenceops.emulator import Emulator
 from inferenceops.providers import (
     ErrorReason,
     Phase,
@@ -19,6 +18,7 @@ from inferenceops.providers import (
 )
 from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
 from inferenceops.providers.runpod import RunPodConfig, RunPodProvider
+from inferenceops_emulator import Emulator
 
 from .support import TOKEN, failed, ok, poll
 
@@ -30,7 +30,12 @@ REF = {"name": "creds", "key": "token"}
 
 def friendli(emu: Emulator, endpoint_id: str, **extra: Any) -> Target[FriendliConfig]:
     config = FriendliConfig.model_validate(
-        {"endpointId": endpoint_id, "url": emu.friendli_url, "credentialsSecretRef": REF, **extra}
+        {
+            "endpointId": endpoint_id,
+            "url": emu.url("friendli"),
+            "credentialsSecretRef": REF,
+            **extra,
+        }
     )
     return Target(key=f"ns/{endpoint_id}", config=config, credential=TOKEN)
 
@@ -53,25 +58,25 @@ def friendli(emu: Emulator, endpoint_id: str, **extra: Any) -> Target[FriendliCo
     ],
 )
 async def test_friendli_status_rows(emu: Emulator, status: str, phase: Phase) -> None:
-    emu.friendli.put("ep1", status=status)
+    emu.store("friendli").put("ep1", status=status)
     obs = ok((await poll(FriendliProvider(), [friendli(emu, "ep1")]))["ns/ep1"])
     assert obs.phase is phase
     assert obs.provider_status == status
 
 
 async def test_friendli_initializing_phase_and_failed_error_code(emu: Emulator) -> None:
-    emu.friendli.put("init", status="INITIALIZING", phase="DOWNLOADING_MODEL")
-    emu.friendli.put("bad", status="FAILED", error_code="INFERENCE_ENGINE_MEMORY_ERROR")
+    emu.store("friendli").put("init", status="INITIALIZING", phase="DOWNLOADING_MODEL")
+    emu.store("friendli").put("bad", status="FAILED", error_code="INFERENCE_ENGINE_MEMORY_ERROR")
     results = await poll(FriendliProvider(), [friendli(emu, "init"), friendli(emu, "bad")])
     assert ok(results["ns/init"]).provider_phase == "DOWNLOADING_MODEL"
     assert ok(results["ns/bad"]).error_code == "INFERENCE_ENGINE_MEMORY_ERROR"
 
 
 async def test_friendli_workers_from_details_and_nulls(emu: Emulator) -> None:
-    emu.friendli.put(
+    emu.store("friendli").put(
         "ep1", curr_replicas=2, desired_replicas=3, autoscaling_min=1, autoscaling_max=4
     )
-    emu.friendli.put("ep2", curr_replicas=None, desired_replicas=None)
+    emu.store("friendli").put("ep2", curr_replicas=None, desired_replicas=None)
     provider = FriendliProvider()
     one = ok((await poll(provider, [friendli(emu, "ep1")]))["ns/ep1"])
     assert one.workers == Workers(ready=2, total=3, min=1, max=4)
@@ -80,7 +85,7 @@ async def test_friendli_workers_from_details_and_nulls(emu: Emulator) -> None:
 
 
 async def test_friendli_team_header_scopes_the_endpoint(emu: Emulator) -> None:
-    emu.friendli.put("ep1", team="team-a")
+    emu.store("friendli").put("ep1", team="team-a")
     provider = FriendliProvider()
     with_team = await poll(provider, [friendli(emu, "ep1", teamId="team-a")])
     assert ok(with_team["ns/ep1"]).phase is Phase.RUNNING
@@ -89,7 +94,7 @@ async def test_friendli_team_header_scopes_the_endpoint(emu: Emulator) -> None:
 
 
 async def test_friendli_wrong_token_is_unauthorized(emu: Emulator) -> None:
-    emu.friendli.put("ep1")
+    emu.store("friendli").put("ep1")
     target = friendli(emu, "ep1")
     bad = Target(key=target.key, config=target.config, credential="wrong")
     err = failed((await poll(FriendliProvider(), [bad]))["ns/ep1"])
@@ -115,8 +120,8 @@ async def test_friendli_batch_pages_the_list_and_falls_back_for_the_missing(
 
 
 async def test_friendli_failing_list_falls_back(emu: Emulator) -> None:
-    emu.friendli.put("a")
-    emu.friendli.put("b", status="UPDATING")
+    emu.store("friendli").put("a")
+    emu.store("friendli").put("b", status="UPDATING")
     emu.fail("friendli", 503, times=1)
     results = await poll(FriendliProvider(), [friendli(emu, "a"), friendli(emu, "b")])
     assert ok(results["ns/a"]).phase is Phase.RUNNING
@@ -124,8 +129,8 @@ async def test_friendli_failing_list_falls_back(emu: Emulator) -> None:
 
 
 async def test_friendli_failing_details_keep_the_observation(emu: Emulator) -> None:
-    emu.friendli.put("a")
-    emu.friendli.put("b")
+    emu.store("friendli").put("a")
+    emu.store("friendli").put("b")
     # In batch mode the list answers the status, so this fault only hits b's details call.
     emu.garbage("friendli", "html", endpoint="b")
     results = await poll(FriendliProvider(), [friendli(emu, "a"), friendli(emu, "b")])
@@ -136,12 +141,12 @@ async def test_friendli_failing_details_keep_the_observation(emu: Emulator) -> N
 
 
 async def test_friendli_batch_skips_details_while_status_is_unchanged(emu: Emulator) -> None:
-    emu.friendli.put("a")
-    emu.friendli.put("b")
+    emu.store("friendli").put("a")
+    emu.store("friendli").put("b")
     provider = FriendliProvider()
     targets = [friendli(emu, "a"), friendli(emu, "b")]
     await poll(provider, targets)
-    emu.friendli.patch("b", status="SLEEPING")
+    emu.store("friendli").patch("b", status="SLEEPING")
     emu.reset_requests()
     results = await poll(provider, targets)
     assert ok(results["ns/b"]).phase is Phase.SLEEPING
@@ -153,7 +158,7 @@ async def test_friendli_batch_skips_details_while_status_is_unchanged(emu: Emula
 
 
 def runpod(emu: Emulator, endpoint_id: str, api: str = "v2") -> Target[RunPodConfig]:
-    url = emu.runpod_v2_url if api == "v2" else emu.runpod_v1_url
+    url = emu.url("runpod_v2") if api == "v2" else emu.url("runpod_v1")
     config = RunPodConfig.model_validate(
         {"endpointId": endpoint_id, "api": api, "url": url, "credentialsSecretRef": REF}
     )
@@ -173,7 +178,7 @@ def runpod(emu: Emulator, endpoint_id: str, api: str = "v2") -> Target[RunPodCon
     ],
 )
 async def test_runpod_v2_rows(emu: Emulator, workers: list[str], phase: Phase, ready: int) -> None:
-    emu.runpod.put("rp1", workers=workers, workers_min=0, workers_max=5)
+    emu.store("runpod").put("rp1", workers=workers, workers_min=0, workers_max=5)
     obs = ok((await poll(RunPodProvider(), [runpod(emu, "rp1")]))["ns/rp1"])
     assert obs.phase is phase
     assert obs.workers == Workers(ready=ready, total=len(workers), min=0, max=5)
@@ -192,7 +197,7 @@ async def test_runpod_v2_rows(emu: Emulator, workers: list[str], phase: Phase, r
     ],
 )
 async def test_runpod_v1_rows(emu: Emulator, workers: list[str], phase: Phase, ready: int) -> None:
-    emu.runpod.put("rp1", workers=workers, workers_min=1, workers_max=2)
+    emu.store("runpod").put("rp1", workers=workers, workers_min=1, workers_max=2)
     obs = ok((await poll(RunPodProvider(), [runpod(emu, "rp1", "v1")]))["ns/rp1"])
     assert obs.phase is phase
     assert obs.workers == Workers(ready=ready, total=len(workers), min=1, max=2)
@@ -201,7 +206,7 @@ async def test_runpod_v1_rows(emu: Emulator, workers: list[str], phase: Phase, r
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 async def test_runpod_unknown_endpoint_and_wrong_token(emu: Emulator, api: str) -> None:
-    emu.runpod.put("rp1", workers=["RUNNING"])
+    emu.store("runpod").put("rp1", workers=["RUNNING"])
     missing = failed((await poll(RunPodProvider(), [runpod(emu, "nope", api)]))["ns/nope"])
     assert missing.reason is ErrorReason.NOT_FOUND
     target = runpod(emu, "rp1", api)
@@ -213,7 +218,7 @@ async def test_runpod_unknown_endpoint_and_wrong_token(emu: Emulator, api: str) 
 
 async def test_runpod_v2_batch_request_count(emu: Emulator) -> None:
     for i in range(4):
-        emu.runpod.put(f"rp{i}", workers=["RUNNING"])
+        emu.store("runpod").put(f"rp{i}", workers=["RUNNING"])
     targets = [runpod(emu, f"rp{i}") for i in range(3)] + [runpod(emu, "gone")]
     results = await poll(RunPodProvider(), targets)
     assert all(ok(results[f"ns/rp{i}"]).phase is Phase.RUNNING for i in range(3))
@@ -224,8 +229,8 @@ async def test_runpod_v2_batch_request_count(emu: Emulator) -> None:
 
 
 async def test_runpod_v1_batch_is_one_request(emu: Emulator) -> None:
-    emu.runpod.put("rp0", workers=["RUNNING"])
-    emu.runpod.put("rp1", workers=[])
+    emu.store("runpod").put("rp0", workers=["RUNNING"])
+    emu.store("runpod").put("rp1", workers=[])
     results = await poll(RunPodProvider(), [runpod(emu, "rp0", "v1"), runpod(emu, "rp1", "v1")])
     assert ok(results["ns/rp0"]).phase is Phase.RUNNING
     assert ok(results["ns/rp1"]).phase is Phase.IDLE
@@ -233,8 +238,8 @@ async def test_runpod_v1_batch_is_one_request(emu: Emulator) -> None:
 
 
 async def test_runpod_v2_failing_list_falls_back(emu: Emulator) -> None:
-    emu.runpod.put("rp0", workers=["RUNNING"])
-    emu.runpod.put("rp1", workers=["INITIALIZING"])
+    emu.store("runpod").put("rp0", workers=["RUNNING"])
+    emu.store("runpod").put("rp1", workers=["INITIALIZING"])
     emu.fail("runpod", 500, times=1)
     results = await poll(RunPodProvider(), [runpod(emu, "rp0"), runpod(emu, "rp1")])
     assert ok(results["ns/rp0"]).phase is Phase.RUNNING

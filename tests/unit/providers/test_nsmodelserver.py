@@ -77,3 +77,31 @@ async def test_undocumented_stage_is_unknown() -> None:
 )
 async def test_unreadable_body_is_bad_response(body: Any) -> None:
     assert failed(await observe(body)).reason is ErrorReason.BAD_RESPONSE
+
+
+async def test_loading_reports_the_last_message_as_the_sub_phase() -> None:
+    # The official READY example's messages, cut to where the server is still reading the model.
+    body = official("nsModelServer")["examples"]["READY"]
+    body["data"] |= {"stage": "LOADING_MODEL", "progress": 40}
+    body["data"]["messages"] = body["data"]["messages"][:2]
+    obs = ok(await observe(body))
+    assert (obs.phase, obs.provider_phase) == (Phase.PROVISIONING, "Reading model...")
+
+
+@pytest.mark.parametrize("example", ["READY", "FAILED"])
+async def test_messages_are_not_the_sub_phase_once_loading_is_over(example: str) -> None:
+    obs = ok(await observe(OFFICIAL["examples"][example]))
+    assert obs.provider_phase is None
+
+
+async def test_loading_without_messages_has_no_sub_phase() -> None:
+    body = official("nsModelServer")["examples"]["READY"]
+    body["data"] = {"stage": "STARTING", "messages": []}
+    assert ok(await observe(body)).provider_phase is None
+
+
+async def test_a_long_message_is_cut_to_one_short_line() -> None:
+    body = official("nsModelServer")["examples"]["READY"]
+    body["data"] = {"stage": "LOADING_MODEL", "messages": ["Reading\nmodel " + "x" * 500]}
+    said = ok(await observe(body)).provider_phase
+    assert said is not None and len(said) == 200 and said.startswith("Reading model x")

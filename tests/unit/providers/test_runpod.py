@@ -17,6 +17,7 @@ from inferenceops.providers import (
     Observation,
     Phase,
     PollResult,
+    Queue,
     Target,
     Workers,
 )
@@ -28,6 +29,11 @@ TOKEN = "rp_test_token"
 SECRET_REF = {"name": "runpod", "key": "token"}
 V2 = "https://api.runpod.io/v2"
 V1 = "https://rest.runpod.io/v1"
+
+
+#: The official /health example: jobs inQueue 2, inProgress 0, failed 5.
+HEALTH = official("runpod")["health"]["GET /v2/{endpoint_id}/health 200"]
+QUEUE_URL = "https://api.runpod.ai/v2"
 
 
 def config(endpoint_id: str = "ep1", **extra: Any) -> RunPodConfig:
@@ -74,6 +80,7 @@ class FakeRunPod:
             i: [{"id": "w1", "desiredStatus": "RUNNING"}] for i in endpoints
         }
         self.unlisted: set[str] = set()
+        self.health: dict[str, httpx.Response] = {}
         self.overrides: dict[str, httpx.Response] = {}
         self.requests: list[httpx.Request] = []
 
@@ -100,6 +107,8 @@ class FakeRunPod:
                         "endpointVersion": 1,
                     },
                 )
+            case ["", "v2", endpoint_id, "health"] if endpoint_id in self.endpoints:
+                return self.health.get(endpoint_id) or httpx.Response(200, json=HEALTH)
             case ["", "v2", *_]:
                 return httpx.Response(
                     404,
@@ -735,3 +744,115 @@ async def test_v2_no_rollout_to_report(
 async def test_v2_max_workers_zero_wins_over_a_rollout() -> None:
     obs = ok(await observe_one(rollout([("RUNNING", True, 3)], max_workers=0)))
     assert obs.phase is Phase.SUSPENDED
+
+
+# --- LOAD_BALANCER endpoints and the opt-in queue ----------------------------------------------
+
+
+def official_endpoint(kind: str) -> FakeRunPod:
+    """RunPod v2 answering with its official endpoint and workers examples, of type `kind`."""
+    fake = FakeRunPod()
+    endpoint = official("runpod")["v2"]["GET /v2/serverless/{id} 200"] | {"id": "ep1", "type": kind}
+    fake.overrides["/v2/serverless/ep1"] = httpx.Response(200, json=endpoint)
+    fake.overrides["/v2/serverless/ep1/workers"] = httpx.Response(
+        200, json=OFFICIAL["v2"]["GET /v2/serverless/{id}/workers 200"]
+    )
+    return fake
+
+
+@pytest.mark.parametrize("kind", ["LOAD_BALANCER", "QUEUE"])
+async def test_load_balancer_endpoints_map_by_their_workers_as_queue_ones_do(kind: str) -> None:
+    # One worker-status enum and one /workers route serve both types: an IDLE worker of a load
+    # balancer is as ready to serve as one polling a queue.
+    obs = ok(await observe_one(official_endpoint(kind)))
+    assert (obs.phase, obs.workers) == (Phase.RUNNING, Workers(ready=2, total=2, min=0, max=5))
+    assert obs.queue is None
+
+
+async def test_queue_metrics_are_off_by_default_and_cost_no_request() -> None:
+    fake = FakeRunPod()
+    assert config().queue_metrics is False
+    assert ok(await observe_one(fake)).queue is None
+    assert not any(u.endswith("/health") for u in fake.urls())
+
+
+async def test_queue_metrics_read_the_official_health_example() -> None:
+    fake = official_endpoint("QUEUE")
+    obs = ok(await observe_one(fake, target(queueMetrics=True)))
+    assert obs.queue == Queue(in_queue=2, in_progress=0, failed=5)
+    assert obs.phase is Phase.RUNNING
+    # /health is the serverless endpoint API on api.runpod.ai, not REST v2 on api.runpod.io.
+    assert fake.urls() == [
+        f"{V2}/serverless/ep1",
+        f"{V2}/serverless/ep1/workers",
+        f"{QUEUE_URL}/ep1/health",
+    ]
+    assert fake.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_queue_url_is_its_own_base() -> None:
+    fake = FakeRunPod()
+    t = target(url="http://runpod.mock:9000/v2", queueMetrics=True, queueUrl="http://q.mock/v2/")
+    await observe_one(fake, t)
+    assert fake.urls()[-1] == "http://q.mock/v2/ep1/health"
+
+
+async def test_load_balancer_endpoint_is_never_asked_for_a_queue() -> None:
+    # Its health URL is a worker's /ping: asking it would be traffic to the user's workers.
+    fake = official_endpoint("LOAD_BALANCER")
+    obs = ok(await observe_one(fake, target(queueMetrics=True)))
+    assert obs.queue is None
+    assert fake.urls() == [f"{V2}/serverless/ep1", f"{V2}/serverless/ep1/workers"]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(404, json={"error": "not found"}),
+        httpx.Response(500, text="boom"),
+        httpx.Response(401, json={"error": "no"}),
+        httpx.Response(429, headers={"Retry-After": "5"}),
+        httpx.Response(200, text="<html>oops</html>"),
+        httpx.Response(200, json={"workers": {"idle": 1}}),
+        httpx.Response(200, json={"jobs": {"inQueue": -1}}),
+    ],
+    ids=["404", "500", "401", "429", "html", "no-jobs", "negative"],
+)
+async def test_failing_health_keeps_the_observation_without_a_queue(
+    response: httpx.Response,
+) -> None:
+    fake = FakeRunPod()
+    fake.health["ep1"] = response
+    obs = ok(await observe_one(fake, target(queueMetrics=True)))
+    assert (obs.phase, obs.queue) == (Phase.RUNNING, None)
+
+
+async def test_health_without_some_counts_keeps_the_others() -> None:
+    fake = FakeRunPod()
+    fake.health["ep1"] = httpx.Response(200, json={"jobs": {"inQueue": 4}})
+    obs = ok(await observe_one(fake, target(queueMetrics=True)))
+    assert obs.queue == Queue(in_queue=4)
+
+
+async def test_batch_asks_only_opted_in_endpoints_and_answers_only_opted_in_targets() -> None:
+    fake = FakeRunPod(["a", "b"])
+    targets = [
+        target("a", queueMetrics=True),
+        target("a", key="other/a"),  # the same endpoint, not opted in
+        target("b"),
+    ]
+    results = await observe(fake, targets)
+    assert ok(results["ns/a"]).queue == Queue(in_queue=2, in_progress=0, failed=5)
+    assert ok(results["other/a"]).queue is None
+    assert ok(results["ns/b"]).queue is None
+    assert [u for u in fake.urls() if u.endswith("/health")] == [f"{QUEUE_URL}/a/health"]
+
+
+def test_queue_metrics_config() -> None:
+    c = config(queueMetrics=True)
+    assert (c.queue_metrics, c.queue_url, c.queue_base_url()) == (True, None, QUEUE_URL)
+    assert config(queueUrl="https://proxy.test/rp/").queue_base_url() == "https://proxy.test/rp"
+    with pytest.raises(ValidationError, match="queueMetrics needs api v2"):
+        config(api="v1", queueMetrics=True)
+    with pytest.raises(ValidationError):
+        config(queueUrl="https://user:pw@proxy.test/v2")

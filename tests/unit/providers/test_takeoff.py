@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from inferenceops.providers import ErrorReason, Observation, Phase, ProviderError, Target, Workers
-from inferenceops.providers.takeoff import PROVIDER, TakeoffConfig
+from inferenceops.providers.takeoff import PROVIDER, TakeoffConfig, TakeoffProvider
 
 from .support import official
 
@@ -128,6 +128,108 @@ async def test_degraded_names_the_dead_reader_without_error_code() -> None:
     assert obs.error_message is not None
     assert "1 of 2" in obs.error_message
     assert "dead-0" in obs.error_message
+
+
+#: The poll's wall clock (Unix seconds) in the heartbeat tests.
+NOW = 1_780_000_000.0
+
+
+def _beating(body: dict[str, Any], wait: float = 10, **ages: float) -> dict[str, Any]:
+    """`body` with a heartbeat for each named reader, `ages[reader]` seconds before NOW."""
+    body["status"]["last_heartbeat"] = {
+        reader: {"heartbeat_timestamp": int(NOW - age), "heartbeat_wait_interval": wait}
+        for reader, age in ages.items()
+    }
+    return body
+
+
+async def _observe_at(body: Any, now: float = NOW, **kwargs: Any) -> Observation:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    config = TakeoffConfig(url=URL, **kwargs)
+    provider = TakeoffProvider(clock=lambda: now)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        result = (await provider.observe(client, [Target(key="k", config=config)]))["k"]
+    assert isinstance(result, Observation), result
+    return result
+
+
+async def test_live_reader_without_a_heartbeat_for_three_intervals_is_degraded() -> None:
+    obs = await _observe_at(_beating(_body(live=2), wait=20, **{"live-0": 1, "live-1": 61}))
+    assert obs.phase is Phase.DEGRADED
+    assert obs.provider_status == "live=2 loading=0 dead=0"
+    assert obs.error_message == "1 of 2 live readers without a heartbeat: live-1"
+    assert obs.error_code is None
+    assert obs.workers == Workers(ready=1, total=2)
+
+
+@pytest.mark.parametrize(
+    ("wait", "age", "phase"),
+    [
+        (20, 60, Phase.RUNNING),  # three intervals late is not yet silent
+        (20, 61, Phase.DEGRADED),
+        (1, 30, Phase.RUNNING),  # 3 x 1 s would be 3 s: the 30 s floor absorbs clock skew
+        (1, 31, Phase.DEGRADED),
+        (10, -120, Phase.RUNNING),  # the Takeoff host's clock runs ahead of ours
+    ],
+)
+async def test_silence_threshold(wait: float, age: float, phase: Phase) -> None:
+    obs = await _observe_at(_beating(_body(live=1), wait=wait, **{"live-0": age}))
+    assert obs.phase is phase
+
+
+async def test_heartbeat_in_milliseconds_is_read_as_such() -> None:
+    body = _body(live=2)
+    body["status"]["last_heartbeat"] = {
+        "live-0": {"heartbeat_timestamp": int((NOW - 5) * 1000), "heartbeat_wait_interval": 10},
+        "live-1": {"heartbeat_timestamp": int((NOW - 90) * 1000), "heartbeat_wait_interval": 10},
+    }
+    obs = await _observe_at(body)
+    assert obs.error_message == "1 of 2 live readers without a heartbeat: live-1"
+
+
+async def test_the_message_does_not_change_while_the_reader_stays_silent() -> None:
+    body = _beating(_body(live=2), **{"live-0": 1, "live-1": 100})
+    first = await _observe_at(body)
+    later = await _observe_at(body, now=NOW + 3600)
+    # live-0 is silent by then too; until that changes nothing does (no ages in the status).
+    assert later.error_message == "2 of 2 live readers without a heartbeat: live-0, live-1"
+    assert await _observe_at(body, now=NOW + 20) == first
+
+
+async def test_every_live_reader_silent_is_still_degraded_with_none_ready() -> None:
+    # Takeoff still routes to them, so Degraded (it may serve); none is counted ready.
+    obs = await _observe_at(_beating(_body(live=2), **{"live-0": 300, "live-1": 300}))
+    assert obs.phase is Phase.DEGRADED
+    assert obs.workers == Workers(ready=0, total=2)
+
+
+async def test_dead_and_silent_readers_are_both_named() -> None:
+    obs = await _observe_at(_beating(_body(live=2, dead=1), **{"live-1": 100, "dead-0": 900}))
+    assert obs.phase is Phase.DEGRADED
+    assert obs.error_message == (
+        "1 of 3 readers dead: dead-0; 1 of 2 live readers without a heartbeat: live-1"
+    )
+
+
+async def test_only_live_readers_heartbeats_count() -> None:
+    # A loading or dead reader's old heartbeat says nothing new: they are not serving anyway.
+    body = _beating(_body(live=1, loading=1), **{"live-0": 1, "loading-0": 900})
+    assert (await _observe_at(body)).phase is Phase.RUNNING
+
+
+async def test_live_reader_without_a_heartbeat_entry_is_not_silent() -> None:
+    body = _beating(_body(live=2), **{"live-0": 1})
+    body["status"]["last_heartbeat"]["live-1"] = {"heartbeat_timestamp": int(NOW - 900)}
+    assert (await _observe_at(body)).phase is Phase.RUNNING
+
+
+async def test_silent_reader_outside_the_consumer_group_does_not_count() -> None:
+    body = _beating(_grouped_body(), **{"b-live": 900})
+    assert (await _observe_at(body, consumer_group="alpha")).error_message == (
+        "1 of 3 readers dead: a-dead"
+    )
 
 
 async def test_no_readers_says_so() -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from inferenceops.emulator import Emulator
 from inferenceops.providers import (
     ErrorReason,
     Phase,
@@ -23,6 +22,7 @@ from inferenceops.providers.dataarts import PROVIDER as DATAARTS
 from inferenceops.providers.dataarts import DataArtsFabricConfig
 from inferenceops.providers.takeoff import PROVIDER as TAKEOFF
 from inferenceops.providers.takeoff import TakeoffConfig
+from inferenceops_emulator import Emulator
 
 from .support import TOKEN, failed, ok, poll
 
@@ -40,7 +40,7 @@ def eid(n: int) -> str:
 
 
 def takeoff(emu: Emulator, instance: str, **extra: Any) -> Target[TakeoffConfig]:
-    config = TakeoffConfig.model_validate({"url": emu.takeoff_url(instance), **extra})
+    config = TakeoffConfig.model_validate({"url": emu.url("takeoff", instance=instance), **extra})
     return Target(key=f"ns/{instance}", config=config)
 
 
@@ -62,7 +62,7 @@ async def takeoff_one(emu: Emulator, instance: str, **extra: Any) -> PollResult:
 async def test_takeoff_mapping(
     emu: Emulator, readers: dict[str, list[str]], phase: Phase, status: str
 ) -> None:
-    emu.takeoff.put(
+    emu.store("takeoff").put(
         "tk",
         live=readers.get("live", []),
         loading=readers.get("loading", []),
@@ -79,14 +79,14 @@ async def test_takeoff_mapping(
 
 
 async def test_takeoff_null_status(emu: Emulator) -> None:
-    emu.takeoff.put("tk", null_status=True)
+    emu.store("takeoff").put("tk", null_status=True)
     obs = ok(await takeoff_one(emu, "tk"))
     assert obs.phase is Phase.PROVISIONING
     assert obs.provider_status == "status=null"
 
 
 async def test_takeoff_consumer_groups(emu: Emulator) -> None:
-    emu.takeoff.put(
+    emu.store("takeoff").put(
         "tk",
         live=[{"model_name": "a", "consumer_groups": ["alpha"]}, "p"],
         loading=[{"model_name": "b", "consumer_groups": ["beta"]}],
@@ -106,7 +106,7 @@ async def test_takeoff_consumer_groups(emu: Emulator) -> None:
 
 
 async def test_takeoff_unavailable_is_unreachable(emu: Emulator) -> None:
-    emu.takeoff.put("tk", live=["m"], unavailable=True)
+    emu.store("takeoff").put("tk", live=["m"], unavailable=True)
     err = failed(await takeoff_one(emu, "tk"))
     assert err.reason is ErrorReason.UNREACHABLE
     assert "503" in err.message
@@ -118,7 +118,7 @@ async def test_takeoff_unknown_instance_is_not_found(emu: Emulator) -> None:
 
 async def test_takeoff_one_request_per_target(emu: Emulator) -> None:
     for i in range(4):
-        emu.takeoff.put(f"tk{i}", live=["m"])
+        emu.store("takeoff").put(f"tk{i}", live=["m"])
     results = await poll(TAKEOFF, [takeoff(emu, f"tk{i}") for i in range(4)])
     assert all(ok(r).phase is Phase.RUNNING for r in results.values())
     assert emu.requests("takeoff") == 4
@@ -132,7 +132,7 @@ def dataarts(
 ) -> Target[DataArtsFabricConfig]:
     config = DataArtsFabricConfig.model_validate(
         {
-            "url": emu.dataarts_url,
+            "url": emu.url("dataArtsFabric"),
             "workspaceId": workspace,
             "endpointId": eid(n),
             "credentialsSecretRef": REF,
@@ -163,7 +163,7 @@ async def dataarts_one(emu: Emulator, n: int = 1) -> PollResult:
     ],
 )
 async def test_dataarts_mapping(emu: Emulator, status: str, phase: Phase) -> None:
-    emu.dataarts.put(WS, eid(1), status=status, warm_up_num=2, max_num=5)
+    emu.store("dataArtsFabric").put(WS, eid(1), status=status, warm_up_num=2, max_num=5)
     obs = ok(await dataarts_one(emu))
     assert obs.phase is phase
     assert obs.provider_status == status
@@ -172,11 +172,11 @@ async def test_dataarts_mapping(emu: Emulator, status: str, phase: Phase) -> Non
         assert obs.error_code  # the emulator fills in a generic code when none was set
     else:
         assert obs.error_code is None
-    assert emu.requests("dataarts") == 1
+    assert emu.requests("dataArtsFabric") == 1
 
 
 async def test_dataarts_failed_error_code_and_message(emu: Emulator) -> None:
-    emu.dataarts.put(
+    emu.store("dataArtsFabric").put(
         WS,
         eid(1),
         status="CREATE_FAILED",
@@ -188,13 +188,13 @@ async def test_dataarts_failed_error_code_and_message(emu: Emulator) -> None:
 
 
 async def test_dataarts_max_num_defaults_to_warm_up(emu: Emulator) -> None:
-    emu.dataarts.put(WS, eid(1), warm_up_num=3)
+    emu.store("dataArtsFabric").put(WS, eid(1), warm_up_num=3)
     assert ok(await dataarts_one(emu)).workers == Workers(min=3, max=3)
 
 
 @pytest.mark.parametrize("kind", ["ray", "ray_service"])
 async def test_dataarts_ray_worker_sums(emu: Emulator, kind: str) -> None:
-    emu.dataarts.put(
+    emu.store("dataArtsFabric").put(
         WS,
         eid(1),
         type=kind,
@@ -208,14 +208,14 @@ async def test_dataarts_ray_worker_sums(emu: Emulator, kind: str) -> None:
 
 
 async def test_dataarts_single_target_is_one_filtered_request(emu: Emulator) -> None:
-    emu.bulk("dataarts", 250, prefix=PREFIX, workspace=WS)
+    emu.bulk("dataArtsFabric", 250, prefix=PREFIX, group=(WS,))
     assert ok(await dataarts_one(emu, 230)).phase is Phase.RUNNING
-    assert emu.requests("dataarts") == 1
-    assert emu.requests("dataarts", eid(230)) == 1
+    assert emu.requests("dataArtsFabric") == 1
+    assert emu.requests("dataArtsFabric", eid(230)) == 1
 
 
 async def test_dataarts_single_target_absent_is_not_found(emu: Emulator) -> None:
-    emu.bulk("dataarts", 5, prefix=PREFIX, workspace=WS)
+    emu.bulk("dataArtsFabric", 5, prefix=PREFIX, group=(WS,))
     err = failed(await dataarts_one(emu, 99))
     assert err.reason is ErrorReason.NOT_FOUND
     assert f"not found in workspace {WS}" in err.message
@@ -229,61 +229,61 @@ async def test_dataarts_workspace_missing(emu: Emulator) -> None:
 
 @pytest.mark.parametrize("total", [150, 250])
 async def test_dataarts_batched_pages_the_workspace(emu: Emulator, total: int) -> None:
-    emu.bulk("dataarts", total, prefix=PREFIX, workspace=WS)
-    emu.dataarts.patch(WS, eid(total - 1), status="UPDATING")
+    emu.bulk("dataArtsFabric", total, prefix=PREFIX, group=(WS,))
+    emu.store("dataArtsFabric").patch(WS, eid(total - 1), status="UPDATING")
     wanted = [0, 120, total - 1]
     results = await poll(DATAARTS, [dataarts(emu, n) for n in wanted])
     assert ok(results[f"ns/ep{total - 1}"]).phase is Phase.UPDATING
     assert ok(results["ns/ep0"]).phase is Phase.RUNNING
-    assert emu.requests("dataarts") == math.ceil(total / 100)
+    assert emu.requests("dataArtsFabric") == math.ceil(total / 100)
 
 
 async def test_dataarts_batched_missing_target_falls_back(emu: Emulator) -> None:
-    emu.bulk("dataarts", 10, prefix=PREFIX, workspace=WS)
+    emu.bulk("dataArtsFabric", 10, prefix=PREFIX, group=(WS,))
     results = await poll(DATAARTS, [dataarts(emu, 1), dataarts(emu, 500)])
     assert ok(results["ns/ep1"]).phase is Phase.RUNNING
     assert failed(results["ns/ep500"]).reason is ErrorReason.NOT_FOUND
     # The listing, then the filtered request that confirms the absence.
-    assert emu.requests("dataarts") == 2
-    assert emu.requests("dataarts", eid(500)) == 1
+    assert emu.requests("dataArtsFabric") == 2
+    assert emu.requests("dataArtsFabric", eid(500)) == 1
 
 
 async def test_dataarts_batched_bad_token_applies_to_all(emu: Emulator) -> None:
-    emu.bulk("dataarts", 10, prefix=PREFIX, workspace=WS)
+    emu.bulk("dataArtsFabric", 10, prefix=PREFIX, group=(WS,))
     results = await poll(DATAARTS, [dataarts(emu, n, token="wrong") for n in range(4)])
     assert {failed(r).reason for r in results.values()} == {ErrorReason.UNAUTHORIZED}
-    assert emu.requests("dataarts") == 1
+    assert emu.requests("dataArtsFabric") == 1
 
 
 async def test_dataarts_batched_rate_limit_applies_to_all(emu: Emulator) -> None:
-    emu.bulk("dataarts", 10, prefix=PREFIX, workspace=WS)
-    emu.fail("dataarts", 429, endpoint=WS, retry_after=7)
+    emu.bulk("dataArtsFabric", 10, prefix=PREFIX, group=(WS,))
+    emu.fail("dataArtsFabric", 429, endpoint=WS, retry_after=7)
     results = await poll(DATAARTS, [dataarts(emu, n) for n in range(4)])
     for result in results.values():
         err = failed(result)
         assert err.reason is ErrorReason.RATE_LIMITED
         assert err.retry_after == 7
-    assert emu.requests("dataarts") == 1
+    assert emu.requests("dataArtsFabric") == 1
 
 
 async def test_dataarts_batched_workspace_missing_applies_to_all(emu: Emulator) -> None:
     results = await poll(DATAARTS, [dataarts(emu, n) for n in range(3)])
     assert {failed(r).reason for r in results.values()} == {ErrorReason.NOT_FOUND}
-    assert emu.requests("dataarts") == 1
+    assert emu.requests("dataArtsFabric") == 1
 
 
 async def test_dataarts_listing_server_error_falls_back(emu: Emulator) -> None:
-    emu.bulk("dataarts", 10, prefix=PREFIX, workspace=WS)
-    emu.fail("dataarts", 500, endpoint=WS, times=1)
+    emu.bulk("dataArtsFabric", 10, prefix=PREFIX, group=(WS,))
+    emu.fail("dataArtsFabric", 500, endpoint=WS, times=1)
     results = await poll(DATAARTS, [dataarts(emu, n) for n in range(3)])
     assert all(ok(r).phase is Phase.RUNNING for r in results.values())
-    assert emu.requests("dataarts") == 4
+    assert emu.requests("dataArtsFabric") == 4
 
 
 async def test_dataarts_busy_is_unreachable(emu: Emulator) -> None:
-    emu.dataarts.put(WS, eid(1))
+    emu.store("dataArtsFabric").put(WS, eid(1))
     body = {"error_code": "DataArtsFabric.00000001", "error_msg": "Service unavailable."}
-    emu.fail("dataarts", 500, endpoint=WS, body=body)
+    emu.fail("dataArtsFabric", 500, endpoint=WS, body=body)
     err = failed(await dataarts_one(emu))
     assert err.reason is ErrorReason.UNREACHABLE
     assert "busy, retry" in err.message

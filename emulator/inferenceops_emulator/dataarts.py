@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._core import Hub, KeyFn, ProviderHandler, Reply, WebHandler, iso_now, public_fields
+from ._core import Emulation, Hub, Reply, Route, iso_now, public_fields
 
 TYPES = ("service", "ray", "inference", "job", "ray_service", "sql")
 STATUSES = (
@@ -193,28 +193,17 @@ class _Workspace:
 
 
 class DataArtsStore:
-    provider = "dataarts"
+    provider = "dataArtsFabric"
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._workspaces: dict[str, _Workspace] = {}
 
-    def create_workspace(self, workspace: str) -> None:
+    def create_group(self, workspace: str) -> None:
         """Make an (empty) workspace exist; putting an endpoint creates its workspace too."""
         if not _ID_RE.match(workspace):
             raise ValueError(f"workspace id {workspace!r}: 1-36 letters, digits, hyphens")
         self._workspaces.setdefault(workspace, _Workspace())
-
-    def delete_workspace(self, workspace: str) -> bool:
-        ws = self._workspaces.pop(workspace, None)
-        if ws is None:
-            return False
-        for endpoint_id in ws.items:
-            self._hub.touch(self.provider, endpoint_id)
-        return True
-
-    def workspaces(self) -> list[str]:
-        return list(self._workspaces)
 
     def put(
         self,
@@ -248,7 +237,7 @@ class DataArtsStore:
             raise ValueError(f"endpoint id {endpoint_id!r}: 1-36 letters, digits, hyphens")
         ws = self._workspaces.get(workspace)
         if ws is None:
-            self.create_workspace(workspace)
+            self.create_group(workspace)
             ws = self._workspaces[workspace]
         old = ws.items.get(endpoint_id)
         now = iso_now()
@@ -280,7 +269,13 @@ class DataArtsStore:
         current = public_fields(self._workspaces[workspace].items[endpoint_id], _META)
         return self.put(workspace, endpoint_id, **{**current, **changes})
 
-    def delete(self, workspace: str, endpoint_id: str) -> bool:
+    def delete(self, workspace: str, endpoint_id: str | None = None) -> bool:
+        """Delete an endpoint, or without `endpoint_id` the workspace and all its endpoints."""
+        if endpoint_id is None:
+            gone = self._workspaces.pop(workspace, None)
+            for key in [] if gone is None else gone.items:
+                self._hub.touch(self.provider, key)
+            return gone is not None
         ws = self._workspaces.get(workspace)
         if ws is None or not ws.delete(endpoint_id):
             return False
@@ -291,9 +286,11 @@ class DataArtsStore:
         ws = self._workspaces.get(workspace)
         return None if ws is None else ws.items.get(endpoint_id)
 
-    def ids(self, workspace: str) -> list[str]:
-        ws = self._workspaces.get(workspace)
-        return [] if ws is None else list(ws.order())
+    def ids(self, workspace: str | None = None) -> list[str]:
+        """The workspaces, or the endpoints of one (KeyError for an unknown workspace)."""
+        if workspace is None:
+            return list(self._workspaces)
+        return list(self._workspaces[workspace].order())
 
     def clear(self) -> None:
         self._workspaces.clear()
@@ -348,7 +345,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
-def add_routes(app: web.Application, hub: Hub, store: DataArtsStore) -> None:
+def routes(store: DataArtsStore) -> list[Route]:
     def workspace_missing(request: web.Request, workspace: str) -> Reply:
         return error(
             request, 400, f"The workspace {workspace} does not exist.", WORKSPACE_NOT_FOUND
@@ -434,10 +431,22 @@ def add_routes(app: web.Application, hub: Hub, store: DataArtsStore) -> None:
     def no_keys(_request: web.Request) -> tuple[str, ...]:
         return ()
 
-    def wrap(handler: ProviderHandler, keys: KeyFn) -> WebHandler:
-        return hub.wrap("dataarts", handler, keys=keys, error=error, auth=_auth)
-
     base = "/dataarts/v1/workspaces/{workspace_id}/endpoints"
-    app.router.add_get(base, wrap(listing, list_keys))
-    app.router.add_get(base + "/{endpoint_id}", wrap(single, single_keys))
-    app.router.add_route("*", "/dataarts/{tail:.*}", wrap(unknown_path, no_keys))
+    return [
+        Route(base, listing, list_keys),
+        Route(base + "/{endpoint_id}", single, single_keys),
+        Route("/dataarts/{tail:.*}", unknown_path, no_keys, method="*"),
+    ]
+
+
+EMULATION = Emulation(
+    name="dataArtsFabric",
+    # Endpoints live in workspaces: an unknown workspace and an unknown endpoint answer
+    # differently, and an empty workspace exists.
+    key=("workspace", "endpoint"),
+    urls={"dataArtsFabric": "/dataarts"},
+    auth=_auth,
+    error=error,
+    new_store=DataArtsStore,
+    routes=routes,
+)

@@ -8,15 +8,12 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from aiohttp import web
-
-Provider = Literal["friendli", "runpod", "takeoff", "ns", "dataarts"]
-PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 
 FaultKind = Literal["status", "slow", "garbage", "huge"]
 GarbageMode = Literal["html", "truncated", "wrong_types"]
@@ -24,12 +21,6 @@ FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 GARBAGE_MODES: tuple[GarbageMode, ...] = get_args(GarbageMode)
 
 HUGE_DEFAULT = 20 * 1024 * 1024
-
-
-def check_provider(name: str) -> Provider:
-    if name not in PROVIDERS:
-        raise ValueError(f"unknown provider {name!r}; expected one of {', '.join(PROVIDERS)}")
-    return name
 
 
 _iso_cache: tuple[int, str] = (-1, "")
@@ -75,7 +66,7 @@ WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Fault:
     """One injected misbehaviour; see the package docstring for the meaning of each field."""
 
-    provider: Provider
+    provider: str
     kind: FaultKind
     endpoint: str | None = None
     times: int | None = None
@@ -88,7 +79,6 @@ class Fault:
     id: int = 0
 
     def __post_init__(self) -> None:
-        check_provider(self.provider)
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if self.mode not in GARBAGE_MODES:
@@ -243,8 +233,8 @@ class Accounting:
 class Hub:
     """State every provider store and handler shares; owned by one Emulator."""
 
-    def __init__(self, token: str) -> None:
-        self.tokens: dict[str, str] = dict.fromkeys(PROVIDERS, token)
+    def __init__(self, token: str, providers: Iterable[str]) -> None:
+        self.tokens: dict[str, str] = dict.fromkeys(providers, token)
         self.changed: dict[tuple[str, str], float] = {}
         self.faults = FaultBook()
         self.accounting = Accounting()
@@ -261,7 +251,7 @@ class Hub:
 
     def wrap(
         self,
-        provider: Provider,
+        provider: str,
         handler: ProviderHandler,
         *,
         keys: KeyFn,
@@ -311,6 +301,23 @@ def text_error(_request: web.Request, status: int, message: str | None) -> Reply
     """Error format for the self-hosted servers, whose docs specify none."""
     text = message or reason(status)
     return Reply(status=status, raw=text.encode(), content_type="text/plain; charset=utf-8")
+
+
+def instance_routes(prefix: str, status: ProviderHandler) -> list[Route]:
+    """The routes of a self-hosted server, one per named instance: `GET {prefix}/{instance}/status`
+    and, for any other path of an instance, the plain-text 404 a server answers."""
+
+    async def unknown_path(request: web.Request) -> Reply:
+        return text_error(request, 404, None)
+
+    def keys(request: web.Request) -> tuple[str, ...]:
+        instance = request.match_info.get("instance")
+        return (instance,) if instance else ()
+
+    return [
+        Route(prefix + "/{instance}/status", status, keys),
+        Route(prefix + "/{instance}/{tail:.*}", unknown_path, keys, method="*"),
+    ]
 
 
 def reason(status: int) -> str:
@@ -430,3 +437,66 @@ class Store(Generic[R]):
 
     def clear(self) -> None:
         self._items.clear()
+
+    def create_group(self, *parent: str) -> None:
+        raise ValueError(f"{self.provider} endpoints are not grouped")
+
+
+class StateStore(Protocol):
+    """What the server does with any provider's state. A key is one string per part of the
+    emulation's `key` (most providers: the endpoint id); fewer parts name a group (a DataArts
+    workspace). Properties, so that each store keeps its own typed put() keywords."""
+
+    @property
+    def put(self) -> Callable[..., Any]: ...
+
+    @property
+    def patch(self) -> Callable[..., Any]: ...
+
+    @property
+    def get(self) -> Callable[..., Any]: ...
+
+    @property
+    def delete(self) -> Callable[..., bool]: ...
+
+    @property
+    def ids(self) -> Callable[..., list[str]]: ...
+
+    @property
+    def create_group(self) -> Callable[..., None]: ...
+
+    def clear(self) -> None: ...
+
+
+S = TypeVar("S", bound=StateStore)
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    handler: ProviderHandler
+    #: Which ids a request is about, for fault scoping and accounting.
+    keys: KeyFn
+    method: str = "GET"
+
+
+@dataclass(frozen=True)
+class Emulation(Generic[S]):
+    """Everything the server needs to know about one provider; each provider module has one."""
+
+    #: The provider's block name in an InferenceEndpoint's spec.
+    name: str
+    #: The parts of an endpoint's key, e.g. ("workspace", "endpoint"); the last part is called
+    #: `key` in the control API and seeds nest one mapping per part.
+    key: tuple[str, ...]
+    #: Where its API is, under the emulator's base URL, by name (for the control API's index).
+    urls: Mapping[str, str]
+    #: None: no credential (self-hosted servers).
+    auth: AuthCheck | None
+    error: ErrorFormatter
+    new_store: Callable[[Hub], S]
+    routes: Callable[[S], Sequence[Route]]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.key[:-1]

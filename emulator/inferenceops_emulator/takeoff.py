@@ -19,11 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
+    instance_routes,
     public_fields,
     str_list,
     text_error,
@@ -219,7 +219,7 @@ class TakeoffStore(Store[TakeoffInstance]):
         return self.put(instance, **{**current, **changes})
 
 
-def add_routes(app: web.Application, hub: Hub, store: TakeoffStore) -> None:
+def routes(store: TakeoffStore) -> list[Route]:
     async def status(request: web.Request) -> Reply:
         rec = store.get(request.match_info["instance"])
         if rec is None:
@@ -228,15 +228,15 @@ def add_routes(app: web.Application, hub: Hub, store: TakeoffStore) -> None:
             return text_error(request, 503, None)
         return Reply(body=rec.status_json())
 
-    async def unknown_path(request: web.Request) -> Reply:
-        return text_error(request, 404, None)
+    return instance_routes("/takeoff", status)
 
-    def keys(request: web.Request) -> tuple[str, ...]:
-        instance = request.match_info.get("instance")
-        return (instance,) if instance else ()
 
-    def wrap(handler: ProviderHandler) -> WebHandler:
-        return hub.wrap("takeoff", handler, keys=keys, error=text_error, auth=None)
-
-    app.router.add_get("/takeoff/{instance}/status", wrap(status))
-    app.router.add_route("*", "/takeoff/{instance}/{tail:.*}", wrap(unknown_path))
+EMULATION = Emulation(
+    name="takeoff",
+    key=("instance",),
+    urls={"takeoff": "/takeoff/{instance}"},
+    auth=None,
+    error=text_error,
+    new_store=TakeoffStore,
+    routes=routes,
+)

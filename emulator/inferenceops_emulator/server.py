@@ -1,4 +1,5 @@
-"""The Emulator: one aiohttp server for all five providers plus the `/_emulator` control API."""
+"""The Emulator: one aiohttp server for every provider in the registry plus the `/_emulator`
+control API."""
 
 from __future__ import annotations
 
@@ -15,44 +16,32 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
-from . import dataarts, friendli, ns, runpod, takeoff
-from ._core import (
-    HUGE_DEFAULT,
-    PROVIDERS,
-    Fault,
-    FaultKind,
-    GarbageMode,
-    Hub,
-    Provider,
-    check_provider,
-)
+from ._core import HUGE_DEFAULT, Emulation, Fault, FaultKind, GarbageMode, Hub, StateStore
+from .registry import EMULATIONS, emulation
 
 log = logging.getLogger(__name__)
 
 Step = tuple[float, Mapping[str, Any] | None]
-KeyedStore = friendli.FriendliStore | runpod.RunpodStore | takeoff.TakeoffStore | ns.NsStore
-_KEYED: tuple[Provider, ...] = ("friendli", "runpod", "takeoff", "ns")
+#: An endpoint's key: an id, or one string per part of the provider's key (DataArts: workspace
+#: and endpoint id).
+Key = str | Sequence[str]
 
-
-#: Where `inferenceops emulator` listens unless told otherwise.
+#: Where `inferenceops-emulator` listens unless told otherwise.
 DEFAULT_PORT = 8400
 
 
 class Emulator:
-    """All five provider APIs on one local HTTP server, with in-memory, scriptable state.
-
-    Use as `async with Emulator() as emu:`; see the package docstring for the full API.
+    """Every provider API in the registry on one local HTTP server, with in-memory, scriptable
+    state. Use as `async with Emulator() as emu:`; see the package docstring for the full API.
     """
 
     def __init__(self, token: str = "emulator-token", *, host: str = "127.0.0.1", port: int = 0):
         self.host = host
         self.port = port
-        self._hub = Hub(token)
-        self.friendli = friendli.FriendliStore(self._hub)
-        self.runpod = runpod.RunpodStore(self._hub)
-        self.takeoff = takeoff.TakeoffStore(self._hub)
-        self.ns = ns.NsStore(self._hub)
-        self.dataarts = dataarts.DataArtsStore(self._hub)
+        self._hub = Hub(token, EMULATIONS)
+        self._stores: dict[str, StateStore] = {
+            name: e.new_store(self._hub) for name, e in EMULATIONS.items()
+        }
         self._runner: web.AppRunner | None = None
         self._lifecycles: dict[int, asyncio.Task[None]] = {}
         self._next_lifecycle = 1
@@ -77,11 +66,12 @@ class Emulator:
         self._hub.stopping = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self._add_control_routes(app)
-        friendli.add_routes(app, self._hub, self.friendli)
-        runpod.add_routes(app, self._hub, self.runpod)
-        takeoff.add_routes(app, self._hub, self.takeoff)
-        ns.add_routes(app, self._hub, self.ns)
-        dataarts.add_routes(app, self._hub, self.dataarts)
+        for name, e in EMULATIONS.items():
+            for route in e.routes(self._stores[name]):
+                handler = self._hub.wrap(
+                    name, route.handler, keys=route.keys, error=e.error, auth=e.auth
+                )
+                app.router.add_route(route.method, route.path, handler)
         # Access logs off: benchmarks push thousands of requests a second through here.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -103,46 +93,37 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def friendli_url(self) -> str:
-        return f"{self.base_url}/friendli"
-
-    @property
-    def runpod_v1_url(self) -> str:
-        return f"{self.base_url}/runpod/v1"
-
-    @property
-    def runpod_v2_url(self) -> str:
-        return f"{self.base_url}/runpod/v2"
-
-    @property
-    def dataarts_url(self) -> str:
-        return f"{self.base_url}/dataarts"
-
-    @property
     def control_url(self) -> str:
         return f"{self.base_url}/_emulator"
 
-    def takeoff_url(self, instance: str) -> str:
-        return f"{self.base_url}/takeoff/{instance}"
+    def url(self, name: str, **params: str) -> str:
+        """A provider API's base URL by its name in the index, e.g. url("runpod_v2") or
+        url("nsModelServer", instance="a")."""
+        for e in EMULATIONS.values():
+            if name in e.urls:
+                return self.base_url + e.urls[name].format(**params)
+        raise ValueError(f"no URL named {name!r}")
 
-    def ns_url(self, instance: str) -> str:
-        return f"{self.base_url}/ns/{instance}"
+    def store(self, provider: str) -> Any:
+        """A provider's state (e.g. FriendliStore) by its spec name; see its put() for fields."""
+        emulation(provider)
+        return self._stores[provider]
 
     # -- tokens -------------------------------------------------------------------------
 
-    def set_token(self, provider: Provider | None, token: str) -> None:
+    def set_token(self, provider: str | None, token: str) -> None:
         """Accept only `token` from now on, for one provider or (None) all of them."""
-        for p in PROVIDERS if provider is None else (check_provider(provider),):
-            self._hub.tokens[p] = token
+        for name in EMULATIONS if provider is None else (emulation(provider).name,):
+            self._hub.tokens[name] = token
 
-    def token(self, provider: Provider) -> str:
-        return self._hub.tokens[check_provider(provider)]
+    def token(self, provider: str) -> str:
+        return self._hub.tokens[emulation(provider).name]
 
     # -- faults -------------------------------------------------------------------------
 
     def add_fault(
         self,
-        provider: Provider,
+        provider: str,
         kind: FaultKind,
         *,
         endpoint: str | None = None,
@@ -166,11 +147,11 @@ class Emulator:
             size=size,
             body=body,
         )
-        return self._hub.faults.add(fault)
+        return self._add(fault)
 
     def fail(
         self,
-        provider: Provider,
+        provider: str,
         status: int,
         *,
         endpoint: str | None = None,
@@ -191,7 +172,7 @@ class Emulator:
 
     def slow(
         self,
-        provider: Provider,
+        provider: str,
         seconds: float,
         *,
         endpoint: str | None = None,
@@ -201,7 +182,7 @@ class Emulator:
 
     def garbage(
         self,
-        provider: Provider,
+        provider: str,
         mode: GarbageMode = "html",
         *,
         endpoint: str | None = None,
@@ -214,7 +195,7 @@ class Emulator:
 
     def huge(
         self,
-        provider: Provider,
+        provider: str,
         *,
         size: int = HUGE_DEFAULT,
         endpoint: str | None = None,
@@ -228,43 +209,32 @@ class Emulator:
     def remove_fault(self, fault_id: int) -> bool:
         return self._hub.faults.remove(fault_id)
 
-    def clear_faults(self, provider: Provider | None = None, endpoint: str | None = None) -> int:
+    def clear_faults(self, provider: str | None = None, endpoint: str | None = None) -> int:
         return self._hub.faults.clear(provider, endpoint)
 
     # -- lifecycles ---------------------------------------------------------------------
 
-    def lifecycle(
-        self,
-        provider: Provider,
-        key: str,
-        steps: Sequence[Step],
-        *,
-        workspace: str | None = None,
-    ) -> int:
+    def lifecycle(self, provider: str, key: Key, steps: Sequence[Step]) -> int:
         """Apply `(after_seconds, update)` steps on a timer; offsets count from now.
 
         An update patches the endpoint (or creates it with put() if it does not exist);
         `None` deletes it. Needs a running event loop; stop() cancels what is left.
         """
-        check_provider(provider)
-        if provider == "dataarts" and workspace is None:
-            raise ValueError("dataarts lifecycles need a workspace")
+        parts = _key(emulation(provider), key)
         plan = sorted(((float(after), update) for after, update in steps), key=lambda s: s[0])
         if any(after < 0 for after, _ in plan):
             raise ValueError("step offsets must be >= 0")
         lifecycle_id = self._next_lifecycle
         self._next_lifecycle += 1
         task = asyncio.get_running_loop().create_task(
-            self._run_lifecycle(provider, key, plan, workspace),
+            self._run_lifecycle(provider, parts, plan),
             name=f"emulator-lifecycle-{lifecycle_id}",
         )
         self._lifecycles[lifecycle_id] = task
         task.add_done_callback(lambda _t: self._lifecycles.pop(lifecycle_id, None))
         return lifecycle_id
 
-    async def _run_lifecycle(
-        self, provider: Provider, key: str, plan: list[Step], workspace: str | None
-    ) -> None:
+    async def _run_lifecycle(self, provider: str, key: tuple[str, ...], plan: list[Step]) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         for after, update in plan:
@@ -272,37 +242,21 @@ class Emulator:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                self.apply(provider, key, update, workspace=workspace)
+                self.apply(provider, key, update)
             except (KeyError, TypeError, ValueError):
                 log.exception("lifecycle step for %s %s failed; lifecycle stopped", provider, key)
                 return
 
-    def apply(
-        self,
-        provider: Provider,
-        key: str,
-        update: Mapping[str, Any] | None,
-        *,
-        workspace: str | None = None,
-    ) -> None:
+    def apply(self, provider: str, key: Key, update: Mapping[str, Any] | None) -> None:
         """One lifecycle step: patch if present, put if absent, delete on None."""
-        if provider == "dataarts":
-            if workspace is None:
-                raise ValueError("dataarts needs a workspace")
-            if update is None:
-                self.dataarts.delete(workspace, key)
-            elif self.dataarts.get(workspace, key) is None:
-                self.dataarts.put(workspace, key, **update)
-            else:
-                self.dataarts.patch(workspace, key, **update)
-            return
-        store = self.store(provider)
+        parts = _key(emulation(provider), key)
+        store = self._stores[provider]
         if update is None:
-            store.delete(key)
-        elif store.get(key) is None:
-            store.put(key, **update)
+            store.delete(*parts)
+        elif store.get(*parts) is None:
+            store.put(*parts, **update)
         else:
-            store.patch(key, **update)
+            store.patch(*parts, **update)
 
     async def wait_lifecycle(self, lifecycle_id: int) -> None:
         task = self._lifecycles.get(lifecycle_id)
@@ -328,7 +282,7 @@ class Emulator:
 
     def requests(
         self,
-        provider: Provider | None = None,
+        provider: str | None = None,
         endpoint: str | None = None,
         *,
         path: str | None = None,
@@ -346,79 +300,71 @@ class Emulator:
     def reset_requests(self) -> None:
         self._hub.accounting.reset()
 
-    def changed_at(self, provider: Provider, key: str) -> float:
+    def changed_at(self, provider: str, key: str) -> float:
         """Wall-clock time (time.time()) of the last put/patch/delete of an endpoint.
 
         `key` is the endpoint id or instance name (DataArts: the endpoint id). KeyError if the
         emulator never held it.
         """
-        return self._hub.changed[(check_provider(provider), key)]
+        return self._hub.changed[(emulation(provider).name, key)]
 
     # -- bulk state ---------------------------------------------------------------------
 
-    def store(self, provider: Provider) -> KeyedStore:
-        """The store of a provider keyed by one id (all but DataArts, which has workspaces)."""
-        stores: dict[str, KeyedStore] = {
-            "friendli": self.friendli,
-            "runpod": self.runpod,
-            "takeoff": self.takeoff,
-            "ns": self.ns,
-        }
-        if provider not in stores:
-            raise ValueError(f"{provider!r} has no single-key store")
-        return stores[provider]
-
     def bulk(
         self,
-        provider: Provider,
+        provider: str,
         count: int,
         *,
         prefix: str | None = None,
-        workspace: str | None = None,
+        group: Sequence[str] = (),
         **fields: Any,
     ) -> list[str]:
-        """Create `count` endpoints named `{prefix}{n:06d}` with the same put() fields."""
-        check_provider(provider)
+        """Create `count` endpoints named `{prefix}{n:06d}` with the same put() fields;
+        `group` is the leading key parts when the provider has them (a DataArts workspace)."""
+        e = emulation(provider)
+        if len(group) != len(e.groups):
+            raise ValueError(f"{provider} bulk needs {', '.join(e.groups) or 'no group'}")
         prefix = f"{provider}-" if prefix is None else prefix
         ids = [f"{prefix}{n:06d}" for n in range(count)]
-        if provider == "dataarts":
-            if workspace is None:
-                raise ValueError("dataarts bulk needs a workspace")
-            put_da = self.dataarts.put
-            for endpoint_id in ids:
-                put_da(workspace, endpoint_id, **fields)
-        else:
-            put = self.store(provider).put
-            for endpoint_id in ids:
-                put(endpoint_id, **fields)
+        put = self._stores[provider].put
+        for endpoint_id in ids:
+            put(*group, endpoint_id, **fields)
         return ids
 
     def seed(self, document: Mapping[str, Any]) -> None:
         """Load a seed document (the format in the package docstring)."""
-        unknown = set(document) - {*PROVIDERS, "bulk", "faults"}
+        unknown = set(document) - {*EMULATIONS, "bulk", "faults"}
         if unknown:
             raise ValueError(f"unknown seed sections: {sorted(unknown)}")
-        for provider in _KEYED:
-            entries = document.get(provider) or {}
-            for key, fields in _items(entries, provider):
-                self.store(provider).put(str(key), **(fields or {}))
-        for workspace, endpoints in _items(document.get("dataarts") or {}, "dataarts"):
-            self.dataarts.create_workspace(str(workspace))
-            for endpoint_id, fields in _items(endpoints or {}, f"dataarts.{workspace}"):
-                self.dataarts.put(str(workspace), str(endpoint_id), **(fields or {}))
+        for name, e in EMULATIONS.items():
+            self._seed(e, (), document.get(name) or {})
         for spec in document.get("bulk") or []:
             spec = dict(spec)
+            e = emulation(spec.pop("provider"))
             self.bulk(
-                check_provider(spec.pop("provider")),
+                e.name,
                 int(spec.pop("count")),
                 prefix=spec.pop("prefix", None),
-                workspace=spec.pop("workspace", None),
+                group=[str(spec.pop(part)) for part in e.groups],
                 **dict(spec.pop("fields", None) or {}),
             )
             if spec:
                 raise ValueError(f"unknown bulk keys: {sorted(spec)}")
         for fault in document.get("faults") or []:
-            self._hub.faults.add(Fault(**fault))
+            self._add(Fault(**fault))
+
+    def _seed(self, e: Emulation[Any], parent: tuple[str, ...], entries: Any) -> None:
+        # One nested mapping per key part: {workspace: {endpoint: fields}} for DataArts.
+        if not isinstance(entries, Mapping):
+            raise ValueError(f"seed section {'.'.join((e.name, *parent))} must be a mapping")
+        store = self._stores[e.name]
+        for key, value in entries.items():
+            parts = (*parent, str(key))
+            if len(parts) < len(e.key):
+                store.create_group(*parts)
+                self._seed(e, parts, value or {})
+            else:
+                store.put(*parts, **(value or {}))
 
     def load_seed(self, path: str | Path) -> None:
         """Load a seed file: JSON if it ends in .json, YAML otherwise."""
@@ -433,9 +379,8 @@ class Emulator:
     def reset(self) -> None:
         """Forget all endpoints, faults, lifecycles and request counts (tokens stay)."""
         self.cancel_lifecycles()
-        for p in _KEYED:
-            self.store(p).clear()
-        self.dataarts.clear()
+        for store in self._stores.values():
+            store.clear()
         self._hub.faults.clear()
         self._hub.accounting.reset()
         self._hub.changed.clear()
@@ -445,7 +390,7 @@ class Emulator:
     def _add_control_routes(self, app: web.Application) -> None:
         r = app.router
         c = "/_emulator"
-        keyed = "{provider:friendli|runpod|takeoff|ns}"
+        providers = "{provider:" + "|".join(EMULATIONS) + "}"
         r.add_get(c, _control(self._c_info))
         r.add_get(c + "/", _control(self._c_info))
         r.add_post(c + "/reset", _control(self._c_reset))
@@ -465,24 +410,16 @@ class Emulator:
         r.add_get(c + "/requests/summary", _control(self._c_request_summary))
         r.add_delete(c + "/requests", _control(self._c_reset_requests))
         r.add_get(c + "/changed_at/{provider}/{key}", _control(self._c_changed_at))
-        r.add_get(c + "/dataarts", _control(self._c_workspaces))
-        r.add_get(c + "/dataarts/{workspace}", _control(self._c_workspace))
-        r.add_put(c + "/dataarts/{workspace}", _control(self._c_workspace))
-        r.add_delete(c + "/dataarts/{workspace}", _control(self._c_workspace))
-        r.add_route("*", c + "/dataarts/{workspace}/{key}", _control(self._c_dataarts))
-        r.add_get(c + "/" + keyed, _control(self._c_list))
-        r.add_route("*", c + "/" + keyed + "/{key}", _control(self._c_endpoint))
+        r.add_get(c + "/" + providers, _control(self._c_state))
+        r.add_route("*", c + "/" + providers + "/{key:.+}", _control(self._c_state))
 
     async def _c_info(self, _request: web.Request) -> Any:
         return {
-            "providers": list(PROVIDERS),
+            "providers": list(EMULATIONS),
             "urls": {
-                "friendli": self.friendli_url,
-                "runpod_v1": self.runpod_v1_url,
-                "runpod_v2": self.runpod_v2_url,
-                "dataarts": self.dataarts_url,
-                "takeoff": self.takeoff_url("{instance}"),
-                "ns": self.ns_url("{instance}"),
+                label: self.base_url + path
+                for e in EMULATIONS.values()
+                for label, path in e.urls.items()
             },
         }
 
@@ -496,11 +433,12 @@ class Emulator:
 
     async def _c_bulk(self, request: web.Request) -> Any:
         body = dict(await _body(request))
+        e = emulation(str(body.pop("provider", "")))
         ids = self.bulk(
-            check_provider(body.pop("provider", "")),
+            e.name,
             int(body.pop("count")),
             prefix=body.pop("prefix", None),
-            workspace=body.pop("workspace", None),
+            group=[str(body.pop(part)) for part in e.groups],
             **dict(body.pop("fields", None) or {}),
         )
         if body:
@@ -509,11 +447,10 @@ class Emulator:
 
     async def _c_token(self, request: web.Request) -> Any:
         body = await _body(request)
-        provider = request.match_info.get("provider")
         token = body.get("token")
         if not isinstance(token, str):
             raise ValueError("body needs a string 'token'")
-        self.set_token(None if provider is None else check_provider(provider), token)
+        self.set_token(request.match_info.get("provider"), token)
         return {"ok": True}
 
     async def _c_faults(self, _request: web.Request) -> Any:
@@ -522,14 +459,13 @@ class Emulator:
     async def _c_add_fault(self, request: web.Request) -> Any:
         body = dict(await _body(request))
         body.pop("id", None)
-        return {"id": self._hub.faults.add(Fault(**body))}
+        return {"id": self._add(Fault(**body))}
 
     async def _c_clear_faults(self, request: web.Request) -> Any:
         provider = request.query.get("provider")
-        removed = self.clear_faults(
-            None if provider is None else check_provider(provider), request.query.get("endpoint")
-        )
-        return {"removed": removed}
+        if provider is not None:
+            emulation(provider)
+        return {"removed": self.clear_faults(provider, request.query.get("endpoint"))}
 
     async def _c_remove_fault(self, request: web.Request) -> Any:
         if not self.remove_fault(int(request.match_info["id"])):
@@ -550,13 +486,9 @@ class Emulator:
             if update is not None and not isinstance(update, Mapping):
                 raise ValueError(f"step update must be an object or null: {step!r}")
             steps.append((float(after), update))
-        lifecycle_id = self.lifecycle(
-            check_provider(str(body.get("provider"))),
-            str(body["key"]),
-            steps,
-            workspace=body.get("workspace"),
-        )
-        return {"id": lifecycle_id}
+        e = emulation(str(body.get("provider")))
+        key = [*(str(body[part]) for part in e.groups), str(body["key"])]
+        return {"id": self.lifecycle(e.name, key, steps)}
 
     async def _c_cancel_lifecycles(self, _request: web.Request) -> Any:
         self.cancel_lifecycles()
@@ -570,12 +502,9 @@ class Emulator:
     async def _c_requests(self, request: web.Request) -> Any:
         q = request.query
         provider = q.get("provider")
-        count = self.requests(
-            None if provider is None else check_provider(provider),
-            q.get("endpoint"),
-            path=q.get("path"),
-        )
-        return {"count": count}
+        if provider is not None:
+            emulation(provider)
+        return {"count": self.requests(provider, q.get("endpoint"), path=q.get("path"))}
 
     async def _c_request_summary(self, _request: web.Request) -> Any:
         return self.request_summary()
@@ -585,62 +514,55 @@ class Emulator:
         return {"ok": True}
 
     async def _c_changed_at(self, request: web.Request) -> Any:
-        provider = check_provider(request.match_info["provider"])
-        return {"changed_at": self.changed_at(provider, request.match_info["key"])}
+        return {
+            "changed_at": self.changed_at(request.match_info["provider"], request.match_info["key"])
+        }
 
-    async def _c_workspaces(self, _request: web.Request) -> Any:
-        return {"workspaces": self.dataarts.workspaces()}
-
-    async def _c_workspace(self, request: web.Request) -> Any:
-        workspace = request.match_info["workspace"]
-        if request.method == "PUT":
-            self.dataarts.create_workspace(workspace)
-        elif request.method == "DELETE":
-            if not self.dataarts.delete_workspace(workspace):
-                raise KeyError(workspace)
+    async def _c_state(self, request: web.Request) -> Any:
+        """/{provider}[/{key parts}]: a whole key is one endpoint (GET, PUT, PATCH, DELETE);
+        fewer parts are a group (GET lists its ids, PUT creates it, DELETE removes it)."""
+        e = emulation(request.match_info["provider"])
+        store = self._stores[e.name]
+        raw = request.match_info.get("key")
+        parts = () if raw is None else tuple(raw.split("/"))
+        method = request.method
+        if len(parts) > len(e.key):
+            raise KeyError(raw)
+        if len(parts) < len(e.key):
+            if method == "PUT" and parts:
+                store.create_group(*parts)
+            elif method == "DELETE" and parts:
+                if not store.delete(*parts):
+                    raise KeyError(raw)
+                return {"ok": True}
+            elif method != "GET":
+                raise _MethodNotAllowed(method)
+            return {"ids": store.ids(*parts)}
+        if method == "PUT":
+            return describe(store.put(*parts, **(await _body(request))))
+        if method == "PATCH":
+            return describe(store.patch(*parts, **(await _body(request))))
+        if method == "DELETE":
+            if not store.delete(*parts):
+                raise KeyError(raw)
             return {"ok": True}
-        if self.dataarts.workspace(workspace) is None:
-            raise KeyError(workspace)
-        return {"workspace": workspace, "ids": self.dataarts.ids(workspace)}
-
-    async def _c_dataarts(self, request: web.Request) -> Any:
-        workspace, key = request.match_info["workspace"], request.match_info["key"]
-        if request.method == "PUT":
-            return describe(self.dataarts.put(workspace, key, **(await _body(request))))
-        if request.method == "PATCH":
-            return describe(self.dataarts.patch(workspace, key, **(await _body(request))))
-        if request.method == "DELETE":
-            if not self.dataarts.delete(workspace, key):
-                raise KeyError(key)
-            return {"ok": True}
-        if request.method == "GET":
-            rec = self.dataarts.get(workspace, key)
+        if method == "GET":
+            rec = store.get(*parts)
             if rec is None:
-                raise KeyError(key)
+                raise KeyError(raw)
             return describe(rec)
-        raise _MethodNotAllowed(request.method)
+        raise _MethodNotAllowed(method)
 
-    async def _c_list(self, request: web.Request) -> Any:
-        provider = check_provider(request.match_info["provider"])
-        return {"ids": self.store(provider).ids()}
+    def _add(self, fault: Fault) -> int:
+        emulation(fault.provider)
+        return self._hub.faults.add(fault)
 
-    async def _c_endpoint(self, request: web.Request) -> Any:
-        store = self.store(check_provider(request.match_info["provider"]))
-        key = request.match_info["key"]
-        if request.method == "PUT":
-            return describe(store.put(key, **(await _body(request))))
-        if request.method == "PATCH":
-            return describe(store.patch(key, **(await _body(request))))
-        if request.method == "DELETE":
-            if not store.delete(key):
-                raise KeyError(key)
-            return {"ok": True}
-        if request.method == "GET":
-            rec = store.get(key)
-            if rec is None:
-                raise KeyError(key)
-            return describe(rec)
-        raise _MethodNotAllowed(request.method)
+
+def _key(e: Emulation[Any], key: Key) -> tuple[str, ...]:
+    parts = (key,) if isinstance(key, str) else tuple(key)
+    if len(parts) != len(e.key):
+        raise ValueError(f"a {e.name} key is {', '.join(e.key)}; got {parts!r}")
+    return parts
 
 
 class _MethodNotAllowed(Exception):
@@ -699,7 +621,7 @@ async def serve_forever(
     *,
     ready: Callable[[Emulator], None] | None = None,
 ) -> None:
-    """Run an Emulator until cancelled (the `inferenceops emulator` command).
+    """Run an Emulator until cancelled (the `inferenceops-emulator` command).
 
     `seed` is a YAML or JSON seed file; `ready` is called with the running emulator, e.g. to
     print its URLs.

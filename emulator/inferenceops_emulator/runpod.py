@@ -5,9 +5,12 @@ Assumptions where the docs are silent:
   container RunPod has given up on (EXITED). A worker spec may set `desired_status` explicitly.
 - v1 `dataCenterIds` is the comma-joined string the documented example shows (the schema says
   array); v2 uses a real array.
-- v2 `GET /serverless/{id}` beyond `workers: {min, max, idleTimeout}` (id, name, version,
-  templateId, gpuTypeIds, gpuCount, computeType, dataCenterIds, scaler, executionTimeoutMs,
-  createdAt) is a plausible shape, not a documented one.
+- v2 `GET /serverless/{id}` serves the official `Endpoint` members only: what the emulator has
+  no state for (image, disk, GPU pool `ADA_24`, flashboot OFF, no network volumes) takes the
+  official example's values; `timeout` is `execution_timeout_ms`, `scaling` follows
+  `scaler_type`/`scaler_value`, and `workers.idleTimeout` is left out for a QUEUE endpoint
+  scaling on REQUEST_COUNT (as documented).
+- v1 leaves `networkVolumeId` out when there is none (the schema says string, never null).
 - v2 sends `RateLimit`/`RateLimit-Policy` on every reply with a fixed 600 requests/minute policy.
 - Unknown ids are 404 in both versions; v1 says `{"message": ...}`, v2 a problem document.
 """
@@ -23,12 +26,10 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    KeyFn,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
     bearer_auth,
     iso_now,
     public_fields,
@@ -38,6 +39,7 @@ from ._core import (
 
 WORKER_STATUSES = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
 _META = ("endpoint_id", "created_at")
+_JOB_COUNTS = ("completed", "failed", "inProgress", "inQueue", "retried")
 _RATE_POLICY = '"default";q=600;w=60'
 
 
@@ -72,6 +74,9 @@ class RunpodEndpoint:
     compute_type: str
     data_center_ids: list[str]
     execution_timeout_ms: int
+    endpoint_type: str
+    #: The serverless /health route's job counts (inQueue, inProgress, failed, completed, retried).
+    jobs: dict[str, int]
     created_at: str
 
     def summary(self) -> dict[str, int]:
@@ -97,7 +102,6 @@ class RunpodEndpoint:
             "idleTimeout": self.idle_timeout,
             "instanceIds": [],
             "name": self.name,
-            "networkVolumeId": None,
             "networkVolumeIds": [],
             "scalerType": self.scaler_type,
             "scalerValue": self.scaler_value,
@@ -160,24 +164,43 @@ class RunpodEndpoint:
         }
 
     def v2_json(self) -> dict[str, Any]:
-        return {
+        workers: dict[str, Any] = {"min": self.workers_min, "max": self.workers_max}
+        if not (self.endpoint_type == "QUEUE" and self.scaler_type == "REQUEST_COUNT"):
+            workers["idleTimeout"] = self.idle_timeout
+        if self.scaler_type == "REQUEST_COUNT":
+            scaling: dict[str, Any] = {"type": "REQUEST_COUNT", "requestCount": self.scaler_value}
+        else:
+            scaling = {"type": "QUEUE_DELAY", "queueDelay": self.scaler_value}
+        body: dict[str, Any] = {
             "id": self.endpoint_id,
             "name": self.name,
-            "version": self.version,
-            "templateId": self.template_id,
-            "computeType": self.compute_type,
-            "gpuTypeIds": list(self.gpu_type_ids),
-            "gpuCount": self.gpu_count,
+            "type": self.endpoint_type,
+            "requestUrls": _request_urls(self.endpoint_id, self.endpoint_type),
+            "image": "runpod/worker-vllm:stable",
+            "args": "",
+            "disk": 20,
+            "ports": [],
+            "env": {},
+            "registry": None,
+            "workers": workers,
+            "scaling": scaling,
             "dataCenterIds": list(self.data_center_ids),
-            "workers": {
-                "min": self.workers_min,
-                "max": self.workers_max,
-                "idleTimeout": self.idle_timeout,
-            },
-            "scaler": {"type": self.scaler_type, "value": self.scaler_value},
-            "executionTimeoutMs": self.execution_timeout_ms,
+            "networkVolumes": [],
+            "timeout": self.execution_timeout_ms,
+            "flashboot": "OFF",
             "createdAt": self.created_at,
         }
+        if self.compute_type == "CPU":
+            body["cpu"] = [{"id": "cpu3c", "vcpuCount": 2, "memory": 4}]
+            body["gpu"] = None
+        else:
+            body["gpu"] = {
+                "pools": ["ADA_24"],
+                "count": self.gpu_count,
+                "allowedCudaVersions": [],
+                "minCudaVersion": None,
+            }
+        return body
 
     def v2_workers_json(self) -> dict[str, Any]:
         now = time.time()
@@ -198,6 +221,32 @@ class RunpodEndpoint:
             for w in self.workers
         ]
         return {"workers": workers, "summary": self.summary(), "endpointVersion": self.version}
+
+    def health_json(self) -> dict[str, Any]:
+        """GET https://api.runpod.ai/v2/{id}/health (the serverless endpoint API)."""
+        counts = self.summary()
+        return {
+            "jobs": {k: self.jobs.get(k, 0) for k in _JOB_COUNTS},
+            "workers": {"idle": counts["idle"], "running": counts["running"]},
+        }
+
+
+def _request_urls(endpoint_id: str, endpoint_type: str) -> dict[str, str]:
+    if endpoint_type == "LOAD_BALANCER":
+        base = f"https://{endpoint_id}.api.runpod.ai"
+        return {"base": base, "health": f"{base}/ping"}
+    api = f"https://api.runpod.ai/v2/{endpoint_id}"
+    job = "/{job_id}"
+    return {
+        "run": f"{api}/run",
+        "runSync": f"{api}/runsync",
+        "status": f"{api}/status{job}",
+        "stream": f"{api}/stream{job}",
+        "cancel": f"{api}/cancel{job}",
+        "retry": f"{api}/retry{job}",
+        "purgeQueue": f"{api}/purge-queue",
+        "health": f"{api}/health",
+    }
 
 
 def _iso(epoch: float) -> str:
@@ -230,12 +279,18 @@ class RunpodStore(Store[RunpodEndpoint]):
         compute_type: str = "GPU",
         data_center_ids: Sequence[str] = ("EU-NL-1", "EU-RO-1", "EU-SE-1"),
         execution_timeout_ms: int = 600000,
+        endpoint_type: str = "QUEUE",
+        jobs: Mapping[str, int] | None = None,
     ) -> RunpodEndpoint:
         """Create or replace an endpoint.
 
         `workers` items are a v2 status string ("RUNNING") or a mapping with `status` and
         optionally `desired_status` (v1 override), `id`, `version`, `started_at` (epoch seconds).
+        `jobs`: the /health route's counts, e.g. {"inQueue": 3, "inProgress": 1}.
         """
+        unknown_jobs = set(jobs or {}) - set(_JOB_COUNTS)
+        if unknown_jobs:
+            raise ValueError(f"unknown job counts {sorted(unknown_jobs)}; known: {_JOB_COUNTS}")
         old = self._items.get(endpoint_id)
         now = time.time()
         built: list[RunpodWorker] = []
@@ -270,6 +325,8 @@ class RunpodStore(Store[RunpodEndpoint]):
             compute_type=str(compute_type),
             data_center_ids=str_list(data_center_ids),
             execution_timeout_ms=int(execution_timeout_ms),
+            endpoint_type=str(endpoint_type),
+            jobs={k: int(v) for k, v in (jobs or {}).items()},
             created_at=old.created_at if old else iso_now(),
         )
         return self._save(rec.endpoint_id, rec)
@@ -323,7 +380,7 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
 
-def add_routes(app: web.Application, hub: Hub, store: RunpodStore) -> None:
+def routes(store: RunpodStore) -> list[Route]:
     def not_found(request: web.Request, endpoint_id: str) -> Reply:
         return error(request, 404, f"endpoint {endpoint_id} not found")
 
@@ -344,6 +401,12 @@ def add_routes(app: web.Application, hub: Hub, store: RunpodStore) -> None:
 
     async def v2_list(_request: web.Request) -> Reply:
         return ok({"endpoints": [r.v2_json() for r in store.all()]})
+
+    async def health(request: web.Request) -> Reply:
+        rec = store.get(request.match_info["endpoint_id"])
+        if rec is None:
+            return not_found(request, request.match_info["endpoint_id"])
+        return ok(rec.health_json())
 
     async def v1_get(request: web.Request) -> Reply:
         rec = store.get(request.match_info["endpoint_id"])
@@ -370,13 +433,25 @@ def add_routes(app: web.Application, hub: Hub, store: RunpodStore) -> None:
     def no_keys(_request: web.Request) -> tuple[str, ...]:
         return ()
 
-    def wrap(handler: ProviderHandler, keys: KeyFn) -> WebHandler:
-        return hub.wrap("runpod", handler, keys=keys, error=error, auth=bearer_auth)
+    return [
+        Route("/runpod/v2/serverless", v2_list, no_keys),
+        Route("/runpod/v2/serverless/{endpoint_id}", v2_get, ep_keys),
+        Route("/runpod/v2/serverless/{endpoint_id}/workers", v2_workers, ep_keys),
+        # The serverless endpoint API's /health (api.runpod.ai/v2/{id}/health): queueUrl is the
+        # same base as the REST v2 emulation.
+        Route("/runpod/v2/{endpoint_id}/health", health, ep_keys),
+        Route("/runpod/v1/endpoints", v1_list, no_keys),
+        Route("/runpod/v1/endpoints/{endpoint_id}", v1_get, ep_keys),
+        Route("/runpod/{tail:.*}", unknown_path, no_keys, method="*"),
+    ]
 
-    router = app.router
-    router.add_get("/runpod/v2/serverless", wrap(v2_list, no_keys))
-    router.add_get("/runpod/v2/serverless/{endpoint_id}", wrap(v2_get, ep_keys))
-    router.add_get("/runpod/v2/serverless/{endpoint_id}/workers", wrap(v2_workers, ep_keys))
-    router.add_get("/runpod/v1/endpoints", wrap(v1_list, no_keys))
-    router.add_get("/runpod/v1/endpoints/{endpoint_id}", wrap(v1_get, ep_keys))
-    router.add_route("*", "/runpod/{tail:.*}", wrap(unknown_path, no_keys))
+
+EMULATION = Emulation(
+    name="runpod",
+    key=("endpoint",),
+    urls={"runpod_v1": "/runpod/v1", "runpod_v2": "/runpod/v2"},
+    auth=bearer_auth,
+    error=error,
+    new_store=RunpodStore,
+    routes=routes,
+)

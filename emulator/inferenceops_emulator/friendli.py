@@ -8,6 +8,9 @@ Assumptions where the docs are silent:
   without the header (the caller's default team).
 - `nextCursor` is an opaque offset; it is null on the last page.
 - Any status string is served as given, so clients can be tested against values added later.
+- The details document (`DedicatedEndpointSpec`) carries only the official members; those the
+  emulator has no state for take the official example's values, and `teamId` (a required
+  string) is `emulator-default-team` for an endpoint put without a team.
 """
 
 from __future__ import annotations
@@ -22,12 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    KeyFn,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
     bearer_auth,
     int_or_none,
     iso_now,
@@ -37,6 +38,9 @@ from ._core import (
 
 _META = ("endpoint_id", "created_at", "updated_at")
 PREFIX = "/friendli/dedicated/beta/endpoint"
+#: The team of an endpoint put without one: the caller's default team, whose id the API still
+#: names.
+DEFAULT_TEAM = "emulator-default-team"
 
 
 @dataclass
@@ -47,7 +51,6 @@ class FriendliEndpoint:
     error_code: str | None
     team: str | None
     name: str
-    model: str
     curr_replicas: int | None
     desired_replicas: int | None
     updated_replicas: int | None
@@ -66,23 +69,26 @@ class FriendliEndpoint:
         }
 
     def details_json(self) -> dict[str, Any]:
-        # Field names beyond the replica counts follow the Friendli console's endpoint spec.
+        # DedicatedEndpointSpec: no status, model or timestamps; the status route has those.
         return {
-            "endpointId": self.endpoint_id,
             "name": self.name,
-            "teamId": self.team,
-            "hfModelRepo": self.model,
-            "instanceOption": {"gpuType": "H100", "gpuCount": 1},
-            "status": self.status,
-            "phase": self.phase,
-            "errorCode": self.error_code,
+            "gpuType": "NVIDIA H100",
+            "numGpu": 1,
+            "instanceId": f"instance-{self.endpoint_id}",
+            "projectId": "emulator-project",
+            "creatorId": "emulator-user",
+            "teamId": self.team or DEFAULT_TEAM,
+            "autoscalingMin": self.autoscaling_min,
+            "autoscalingMax": self.autoscaling_max,
+            "autoscalingCooldown": 300,
+            "maxBatchSize": 256,
+            "maxInputLength": None,
+            "maxContextLength": None,
+            "tokenizerSkipSpecialTokens": True,
+            "tokenizerAddSpecialTokens": False,
             "currReplicaCnt": self.curr_replicas,
             "desiredReplicaCnt": self.desired_replicas,
             "updatedReplicaCnt": self.updated_replicas,
-            "autoscalingMin": self.autoscaling_min,
-            "autoscalingMax": self.autoscaling_max,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
         }
 
 
@@ -98,7 +104,6 @@ class FriendliStore(Store[FriendliEndpoint]):
         error_code: str | None = None,
         team: str | None = None,
         name: str | None = None,
-        model: str = "meta-llama/Llama-3.1-8B-Instruct",
         curr_replicas: int | None = 1,
         desired_replicas: int | None = 1,
         updated_replicas: int | None = 1,
@@ -115,7 +120,6 @@ class FriendliStore(Store[FriendliEndpoint]):
             error_code=error_code,
             team=team,
             name=name if name is not None else str(endpoint_id),
-            model=str(model),
             curr_replicas=int_or_none(curr_replicas),
             desired_replicas=int_or_none(desired_replicas),
             updated_replicas=int_or_none(updated_replicas),
@@ -168,7 +172,7 @@ def _limit_error(raw: str, kind: str, msg: str, ctx: dict[str, Any] | None) -> R
     return Reply(status=422, body={"detail": [item]})
 
 
-def add_routes(app: web.Application, hub: Hub, store: FriendliStore) -> None:
+def routes(store: FriendliStore) -> list[Route]:
     def not_found(endpoint_id: str) -> Reply:
         return Reply(status=404, body={"detail": f"Endpoint {endpoint_id} not found"})
 
@@ -229,10 +233,20 @@ def add_routes(app: web.Application, hub: Hub, store: FriendliStore) -> None:
     def no_keys(_request: web.Request) -> tuple[str, ...]:
         return ()
 
-    def wrap(handler: ProviderHandler, keys: KeyFn) -> WebHandler:
-        return hub.wrap("friendli", handler, keys=keys, error=error, auth=bearer_auth)
+    return [
+        Route(PREFIX, listing, no_keys),
+        Route(PREFIX + "/{endpoint_id}", details, ep_keys),
+        Route(PREFIX + "/{endpoint_id}/status", status, ep_keys),
+        Route("/friendli/{tail:.*}", unknown_path, no_keys, method="*"),
+    ]
 
-    app.router.add_get(PREFIX, wrap(listing, no_keys))
-    app.router.add_get(PREFIX + "/{endpoint_id}", wrap(details, ep_keys))
-    app.router.add_get(PREFIX + "/{endpoint_id}/status", wrap(status, ep_keys))
-    app.router.add_route("*", "/friendli/{tail:.*}", wrap(unknown_path, no_keys))
+
+EMULATION = Emulation(
+    name="friendli",
+    key=("endpoint",),
+    urls={"friendli": "/friendli"},
+    auth=bearer_auth,
+    error=error,
+    new_store=FriendliStore,
+    routes=routes,
+)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from inferenceops.emulator import Emulator, serve_forever
+from inferenceops_emulator import Emulator, serve_forever
 
 TOKEN = "emulator-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -57,7 +57,7 @@ FRIENDLI_STATUSES = {
 
 
 async def test_friendli_status_shape(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1", status="INITIALIZING", phase="DOWNLOADING_MODEL")
+    emu.store("friendli").put("ep1", status="INITIALIZING", phase="DOWNLOADING_MODEL")
     r = await client.get(f"{FRIENDLI}/ep1/status", headers=BEARER)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/json")
@@ -71,14 +71,14 @@ async def test_friendli_status_shape(emu: Emulator, client: httpx.AsyncClient) -
 
 
 async def test_friendli_failed_error_code(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1", status="FAILED", error_code="WORKLOAD_INIT_DOWNLOAD_ERROR")
+    emu.store("friendli").put("ep1", status="FAILED", error_code="WORKLOAD_INIT_DOWNLOAD_ERROR")
     body = (await client.get(f"{FRIENDLI}/ep1/status", headers=BEARER)).json()
     assert body["status"] == "FAILED"
     assert body["errorCode"] == "WORKLOAD_INIT_DOWNLOAD_ERROR"
 
 
 async def test_friendli_details(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put(
+    emu.store("friendli").put(
         "ep1",
         curr_replicas=0,
         desired_replicas=2,
@@ -97,19 +97,19 @@ async def test_friendli_details(emu: Emulator, client: httpx.AsyncClient) -> Non
 
 
 async def test_friendli_patch_keeps_other_fields(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1", status="INITIALIZING", autoscaling_max=7)
-    created = emu.friendli.get("ep1")
+    emu.store("friendli").put("ep1", status="INITIALIZING", autoscaling_max=7)
+    created = emu.store("friendli").get("ep1")
     assert created is not None
-    emu.friendli.patch("ep1", status="RUNNING")
-    rec = emu.friendli.get("ep1")
+    emu.store("friendli").patch("ep1", status="RUNNING")
+    rec = emu.store("friendli").get("ep1")
     assert rec is not None
     assert rec.status == "RUNNING"
     assert rec.autoscaling_max == 7
     assert rec.created_at == created.created_at
     with pytest.raises(KeyError):
-        emu.friendli.patch("missing", status="RUNNING")
+        emu.store("friendli").patch("missing", status="RUNNING")
     with pytest.raises(TypeError):
-        emu.friendli.patch("ep1", no_such_field=1)
+        emu.store("friendli").patch("ep1", no_such_field=1)
 
 
 async def test_friendli_unknown_endpoint_is_fastapi_404(client: httpx.AsyncClient) -> None:
@@ -119,8 +119,8 @@ async def test_friendli_unknown_endpoint_is_fastapi_404(client: httpx.AsyncClien
 
 
 async def test_friendli_auth_and_rotation(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1")
-    emu.runpod.put("rp1")
+    emu.store("friendli").put("ep1")
+    emu.store("runpod").put("rp1")
     url = f"{FRIENDLI}/ep1/status"
     assert (await client.get(url)).status_code == 401
     wrong = await client.get(url, headers={"Authorization": "Bearer wrong"})
@@ -137,10 +137,10 @@ async def test_friendli_auth_and_rotation(emu: Emulator, client: httpx.AsyncClie
 
 
 async def test_friendli_team_scoping(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("mine", team=None)
-    emu.friendli.put("a1", team="team-a")
-    emu.friendli.put("a2", team="team-a")
-    emu.friendli.put("b1", team="team-b")
+    emu.store("friendli").put("mine", team=None)
+    emu.store("friendli").put("a1", team="team-a")
+    emu.store("friendli").put("a2", team="team-a")
+    emu.store("friendli").put("b1", team="team-b")
     team_a = {**BEARER, "X-Friendli-Team": "team-a"}
 
     assert (await client.get(f"{FRIENDLI}/a1/status", headers=team_a)).status_code == 200
@@ -217,7 +217,7 @@ V1_REQUIRED = {
 
 
 async def test_runpod_v1_include_workers(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.runpod.put(
+    emu.store("runpod").put(
         "rp1",
         workers=[
             "RUNNING",
@@ -251,7 +251,7 @@ async def test_runpod_v1_include_workers(emu: Emulator, client: httpx.AsyncClien
 
 
 async def test_runpod_v2_endpoint_and_summary(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.runpod.put(
+    emu.store("runpod").put(
         "rp1", workers=["RUNNING", "RUNNING", "IDLE", "THROTTLED", "UNHEALTHY"], workers_max=6
     )
     ep = await client.get("/runpod/v2/serverless/rp1", headers=BEARER)
@@ -281,8 +281,8 @@ async def test_runpod_v2_endpoint_and_summary(emu: Emulator, client: httpx.Async
 
 
 async def test_runpod_lists(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.runpod.put("rp1", workers=["IDLE"])
-    emu.runpod.put("rp2")
+    emu.store("runpod").put("rp1", workers=["IDLE"])
+    emu.store("runpod").put("rp2")
     v1 = (await client.get("/runpod/v1/endpoints", headers=BEARER)).json()
     assert isinstance(v1, list)
     assert [e["id"] for e in v1] == ["rp1", "rp2"]
@@ -312,14 +312,14 @@ async def test_runpod_error_formats(emu: Emulator, client: httpx.AsyncClient) ->
 
 
 async def test_runpod_explicit_desired_status_and_patch(emu: Emulator) -> None:
-    emu.runpod.put("rp1", workers=[{"status": "RUNNING", "desired_status": "EXITED"}])
-    emu.runpod.patch("rp1", workers_max=9)
-    rec = emu.runpod.get("rp1")
+    emu.store("runpod").put("rp1", workers=[{"status": "RUNNING", "desired_status": "EXITED"}])
+    emu.store("runpod").patch("rp1", workers_max=9)
+    rec = emu.store("runpod").get("rp1")
     assert rec is not None
     assert rec.workers_max == 9
     assert rec.workers[0].v1_desired_status() == "EXITED"
     with pytest.raises(ValueError):
-        emu.runpod.put("rp2", workers=[{"state": "RUNNING"}])
+        emu.store("runpod").put("rp2", workers=[{"state": "RUNNING"}])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ READER_INFO = {"consumer_groups", "consumer_name", "device", "model_name", "mode
 
 
 async def test_takeoff_shape(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.takeoff.put(
+    emu.store("takeoff").put(
         "tk",
         live=[{"model_name": "llama-3-8b", "consumer_groups": ["primary", "gen"]}],
         loading=["mistral-7b"],
@@ -380,12 +380,12 @@ async def test_takeoff_shape(emu: Emulator, client: httpx.AsyncClient) -> None:
 
 
 async def test_takeoff_null_status_and_503(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.takeoff.put("tk", null_status=True)
+    emu.store("takeoff").put("tk", null_status=True)
     body = (await client.get("/takeoff/tk/status")).json()
     assert body["status"] is None
     assert body["config"].keys() >= TAKEOFF_CONFIG
 
-    emu.takeoff.patch("tk", unavailable=True)
+    emu.store("takeoff").patch("tk", unavailable=True)
     assert (await client.get("/takeoff/tk/status")).status_code == 503
     assert (await client.get("/takeoff/unknown/status")).status_code == 404
 
@@ -395,7 +395,7 @@ async def test_takeoff_null_status_and_503(emu: Emulator, client: httpx.AsyncCli
 
 
 async def test_ns_ready_and_loading(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.ns.put("ns1")
+    emu.store("nsModelServer").put("ns1")
     body = (await client.get("/ns/ns1/status")).json()
     assert body["data"]["stage"] == "READY"
     assert body["data"]["progress"] == 100
@@ -403,13 +403,13 @@ async def test_ns_ready_and_loading(emu: Emulator, client: httpx.AsyncClient) ->
     assert "errors" not in body["data"]
     assert isinstance(body["server"]["version"], str)
 
-    emu.ns.put("ns1", stage="LOADING_MODEL", progress=40)
+    emu.store("nsModelServer").put("ns1", stage="LOADING_MODEL", progress=40)
     data = (await client.get("/ns/ns1/status")).json()["data"]
     assert (data["stage"], data["progress"]) == ("LOADING_MODEL", 40)
 
 
 async def test_ns_failed_is_http_200(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.ns.put(
+    emu.store("nsModelServer").put(
         "ns1",
         stage="FAILED",
         errors=[{"errorType": "INVALID_MODEL", "cause": "bad", "detail": "trace"}, "oom"],
@@ -443,7 +443,7 @@ BRIEF_FIELDS = {
 
 
 async def test_dataarts_pagination(emu: Emulator, client: httpx.AsyncClient) -> None:
-    ids = emu.bulk("dataarts", 250, workspace="ws-1", prefix="ep-")
+    ids = emu.bulk("dataArtsFabric", 250, group=("ws-1",), prefix="ep-")
     url = f"{DA}/ws-1/endpoints"
     pages = []
     for offset in (0, 100, 200):
@@ -461,9 +461,9 @@ async def test_dataarts_pagination(emu: Emulator, client: httpx.AsyncClient) -> 
 
 
 async def test_dataarts_filters(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.bulk("dataarts", 30, workspace="ws-1", prefix="inf-", type="inference")
-    emu.bulk("dataarts", 12, workspace="ws-1", prefix="ray-", type="ray", model_id="m" * 32)
-    emu.dataarts.put("ws-1", "special-one", name="Chat_Prod-Main")
+    emu.bulk("dataArtsFabric", 30, group=("ws-1",), prefix="inf-", type="inference")
+    emu.bulk("dataArtsFabric", 12, group=("ws-1",), prefix="ray-", type="ray", model_id="m" * 32)
+    emu.store("dataArtsFabric").put("ws-1", "special-one", name="Chat_Prod-Main")
     url = f"{DA}/ws-1/endpoints"
 
     one = (await client.get(url, headers=DA_AUTH, params={"endpoint_id": "ray-000003"})).json()
@@ -490,7 +490,7 @@ async def test_dataarts_filters(emu: Emulator, client: httpx.AsyncClient) -> Non
 async def test_dataarts_bad_query_is_400(
     emu: Emulator, client: httpx.AsyncClient, params: dict[str, Any]
 ) -> None:
-    emu.dataarts.put("ws-1", "ep-1")
+    emu.store("dataArtsFabric").put("ws-1", "ep-1")
     r = await client.get(f"{DA}/ws-1/endpoints", headers=DA_AUTH, params=params)
     assert r.status_code == 400
     body = r.json()
@@ -499,7 +499,7 @@ async def test_dataarts_bad_query_is_400(
 
 
 async def test_dataarts_not_found_codes(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.dataarts.put("ws-1", "ep-1")
+    emu.store("dataArtsFabric").put("ws-1", "ep-1")
     for path in (f"{DA}/nows/endpoints", f"{DA}/nows/endpoints/ep-1"):
         r = await client.get(path, headers=DA_AUTH)
         assert r.status_code == 400
@@ -509,7 +509,7 @@ async def test_dataarts_not_found_codes(emu: Emulator, client: httpx.AsyncClient
     assert r.json()["error_code"].endswith("00010009")
     assert {"error_code", "error_msg"} <= r.json().keys()
 
-    emu.dataarts.create_workspace("empty")
+    emu.store("dataArtsFabric").create_group("empty")
     assert (await client.get(f"{DA}/empty/endpoints", headers=DA_AUTH)).json() == {
         "total": 0,
         "endpoints": [],
@@ -517,7 +517,7 @@ async def test_dataarts_not_found_codes(emu: Emulator, client: httpx.AsyncClient
 
 
 async def test_dataarts_auth(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.dataarts.put("ws-1", "ep-1")
+    emu.store("dataArtsFabric").put("ws-1", "ep-1")
     expected = {
         "error_code": "APIG.1002",
         "error_msg": "Incorrect token or token resolution failed",
@@ -526,16 +526,16 @@ async def test_dataarts_auth(emu: Emulator, client: httpx.AsyncClient) -> None:
         r = await client.get(f"{DA}/ws-1/endpoints/ep-1", headers=headers)
         assert r.status_code == 401
         assert r.json() == expected
-    emu.set_token("dataarts", "iam-2")
+    emu.set_token("dataArtsFabric", "iam-2")
     assert (await client.get(f"{DA}/ws-1/endpoints/ep-1", headers=DA_AUTH)).status_code == 401
     ok = await client.get(f"{DA}/ws-1/endpoints/ep-1", headers={"X-Auth-Token": "iam-2"})
     assert ok.status_code == 200
 
 
 async def test_dataarts_brief_fields(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.dataarts.put("ws-1", "inf-1", warm_up_num=1, max_num=3)
-    emu.dataarts.put("ws-1", "ray-1", type="ray_service", warm_up_num=2, max_num=4)
-    emu.dataarts.put(
+    emu.store("dataArtsFabric").put("ws-1", "inf-1", warm_up_num=1, max_num=3)
+    emu.store("dataArtsFabric").put("ws-1", "ray-1", type="ray_service", warm_up_num=2, max_num=4)
+    emu.store("dataArtsFabric").put(
         "ws-1",
         "bad-1",
         status="CREATE_FAILED",
@@ -589,17 +589,17 @@ FAULT_TARGETS: dict[str, tuple[str, dict[str, str], Callable[[httpx.Response], N
     "friendli": (f"{FRIENDLI}/ep1/status", BEARER, _friendli_error),
     "runpod": ("/runpod/v2/serverless/rp1", BEARER, _runpod_v2_error),
     "takeoff": ("/takeoff/tk/status", {}, _text_error),
-    "ns": ("/ns/ns1/status", {}, _text_error),
-    "dataarts": (f"{DA}/ws-1/endpoints", DA_AUTH, _dataarts_error),
+    "nsModelServer": ("/ns/ns1/status", {}, _text_error),
+    "dataArtsFabric": (f"{DA}/ws-1/endpoints", DA_AUTH, _dataarts_error),
 }
 
 
 def _seed_all(emu: Emulator) -> None:
-    emu.friendli.put("ep1")
-    emu.runpod.put("rp1", workers=["IDLE"])
-    emu.takeoff.put("tk", live=["m"])
-    emu.ns.put("ns1")
-    emu.dataarts.put("ws-1", "ep-1")
+    emu.store("friendli").put("ep1")
+    emu.store("runpod").put("rp1", workers=["IDLE"])
+    emu.store("takeoff").put("tk", live=["m"])
+    emu.store("nsModelServer").put("ns1")
+    emu.store("dataArtsFabric").put("ws-1", "ep-1")
 
 
 @pytest.mark.parametrize("provider", list(FAULT_TARGETS))
@@ -621,15 +621,15 @@ async def test_status_faults(
 
 async def test_dataarts_403_body(emu: Emulator, client: httpx.AsyncClient) -> None:
     _seed_all(emu)
-    emu.fail("dataarts", 403)
+    emu.fail("dataArtsFabric", 403)
     body = (await client.get(f"{DA}/ws-1/endpoints", headers=DA_AUTH)).json()
     assert body["error_code"] == 403
     assert body["error"]["code"] == "403"
 
 
 async def test_fault_scoping_and_counting(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1")
-    emu.friendli.put("ep2")
+    emu.store("friendli").put("ep1")
+    emu.store("friendli").put("ep2")
     emu.fail("friendli", 500, endpoint="ep2", times=2)
     emu.fail("runpod", 503)  # other provider: irrelevant here
     assert (await client.get(f"{FRIENDLI}/ep1/status", headers=BEARER)).status_code == 200
@@ -643,7 +643,7 @@ async def test_fault_scoping_and_counting(emu: Emulator, client: httpx.AsyncClie
 
 
 async def test_retry_after_override(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.runpod.put("rp1")
+    emu.store("runpod").put("rp1")
     emu.fail("runpod", 429, retry_after=7)
     r = await client.get("/runpod/v2/serverless/rp1", headers=BEARER)
     assert r.status_code == 429
@@ -652,19 +652,19 @@ async def test_retry_after_override(emu: Emulator, client: httpx.AsyncClient) ->
 
 
 async def test_slow_fault(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.ns.put("ns1")
-    emu.slow("ns", 0.4, endpoint="ns1", times=1)
+    emu.store("nsModelServer").put("ns1")
+    emu.slow("nsModelServer", 0.4, endpoint="ns1", times=1)
     start = time.monotonic()
     r = await client.get("/ns/ns1/status")
     assert r.status_code == 200
     assert time.monotonic() - start >= 0.35
-    emu.slow("ns", 5)
+    emu.slow("nsModelServer", 5)
     with pytest.raises(httpx.ReadTimeout):
         await client.get("/ns/ns1/status", timeout=0.3)
 
 
 async def test_garbage_faults(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1", status="RUNNING")
+    emu.store("friendli").put("ep1", status="RUNNING")
     url = f"{FRIENDLI}/ep1/status"
 
     emu.garbage("friendli", "html", times=1)
@@ -688,8 +688,8 @@ async def test_garbage_faults(emu: Emulator, client: httpx.AsyncClient) -> None:
 
 
 async def test_huge_fault(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.dataarts.put("ws-1", "ep-1")
-    emu.huge("dataarts", times=1)
+    emu.store("dataArtsFabric").put("ws-1", "ep-1")
+    emu.huge("dataArtsFabric", times=1)
     r = await client.get(f"{DA}/ws-1/endpoints", headers=DA_AUTH, timeout=60)
     assert len(r.content) >= 20 * 1024 * 1024
     assert r.json()["total"] == 1  # still valid JSON carrying the real answer
@@ -701,7 +701,7 @@ async def test_huge_fault(emu: Emulator, client: httpx.AsyncClient) -> None:
 
 
 async def test_lifecycle_advances_on_its_own(emu: Emulator, client: httpx.AsyncClient) -> None:
-    emu.friendli.put("ep1", status="INITIALIZING", phase="REQUESTING_VIRTUAL_MACHINE")
+    emu.store("friendli").put("ep1", status="INITIALIZING", phase="REQUESTING_VIRTUAL_MACHINE")
     before = emu.changed_at("friendli", "ep1")
     lid = emu.lifecycle(
         "friendli",
@@ -730,33 +730,33 @@ async def test_lifecycle_advances_on_its_own(emu: Emulator, client: httpx.AsyncC
 async def test_lifecycle_creates_deletes_and_cancels(
     emu: Emulator, client: httpx.AsyncClient
 ) -> None:
-    emu.lifecycle("dataarts", "ep-1", [(0, {"status": "CREATING"}), (0.1, None)], workspace="ws")
+    emu.lifecycle("dataArtsFabric", ("ws", "ep-1"), [(0, {"status": "CREATING"}), (0.1, None)])
     await asyncio.sleep(0.05)
-    assert emu.dataarts.get("ws", "ep-1") is not None
+    assert emu.store("dataArtsFabric").get("ws", "ep-1") is not None
     await asyncio.sleep(0.2)
-    assert emu.dataarts.get("ws", "ep-1") is None
+    assert emu.store("dataArtsFabric").get("ws", "ep-1") is None
 
-    emu.ns.put("ns1", stage="STARTING")
-    lid = emu.lifecycle("ns", "ns1", [(0.2, {"stage": "READY"})])
+    emu.store("nsModelServer").put("ns1", stage="STARTING")
+    lid = emu.lifecycle("nsModelServer", "ns1", [(0.2, {"stage": "READY"})])
     assert emu.cancel_lifecycle(lid)
     await asyncio.sleep(0.3)
-    rec = emu.ns.get("ns1")
+    rec = emu.store("nsModelServer").get("ns1")
     assert rec is not None and rec.stage == "STARTING"
 
-    emu.lifecycle("ns", "ns1", [(30, {"stage": "READY"})])
+    emu.lifecycle("nsModelServer", "ns1", [(30, {"stage": "READY"})])
     assert len(emu.active_lifecycles()) == 1
     with pytest.raises(ValueError):
-        emu.lifecycle("dataarts", "ep-1", [(0, {})])
+        emu.lifecycle("dataArtsFabric", "ep-1", [(0, {})])
 
 
 async def test_lifecycles_cancelled_on_stop() -> None:
     emu = Emulator()
     async with emu:
-        emu.ns.put("ns1", stage="STARTING")
-        emu.lifecycle("ns", "ns1", [(0.2, {"stage": "READY"})])
+        emu.store("nsModelServer").put("ns1", stage="STARTING")
+        emu.lifecycle("nsModelServer", "ns1", [(0.2, {"stage": "READY"})])
     assert emu.active_lifecycles() == []
     await asyncio.sleep(0.3)
-    rec = emu.ns.get("ns1")
+    rec = emu.store("nsModelServer").get("ns1")
     assert rec is not None and rec.stage == "STARTING"
 
 
@@ -775,8 +775,8 @@ async def test_request_accounting(emu: Emulator, client: httpx.AsyncClient) -> N
     assert emu.requests("friendli", "ep1") == 5
     assert emu.requests(path=f"{FRIENDLI}/ep1/status") == 4
     assert emu.requests("takeoff", "tk") == 1
-    assert emu.requests("dataarts", "ep-1") == 1
-    assert emu.requests("dataarts", "ws-1") == 1
+    assert emu.requests("dataArtsFabric", "ep-1") == 1
+    assert emu.requests("dataArtsFabric", "ws-1") == 1
     assert emu.requests("runpod") == 0
     summary = emu.request_summary()
     assert summary["total"] == 7
@@ -791,11 +791,11 @@ async def test_changed_at(emu: Emulator) -> None:
     with pytest.raises(KeyError):
         emu.changed_at("runpod", "rp1")
     t0 = time.time()
-    emu.runpod.put("rp1")
+    emu.store("runpod").put("rp1")
     t1 = emu.changed_at("runpod", "rp1")
     assert t0 <= t1 <= time.time()
     await asyncio.sleep(0.01)
-    emu.runpod.patch("rp1", workers=["RUNNING"])
+    emu.store("runpod").patch("rp1", workers=["RUNNING"])
     assert emu.changed_at("runpod", "rp1") > t1
 
 
@@ -803,7 +803,7 @@ async def test_bulk_seed_is_fast_and_listing_cheap(
     emu: Emulator, client: httpx.AsyncClient
 ) -> None:
     start = time.perf_counter()
-    ids = emu.bulk("dataarts", 10_000, workspace="bench", prefix="b-")
+    ids = emu.bulk("dataArtsFabric", 10_000, group=("bench",), prefix="b-")
     assert time.perf_counter() - start < 1.0
     assert len(ids) == 10_000
     start = time.perf_counter()
@@ -823,20 +823,20 @@ async def test_control_api_endpoints(emu: Emulator, client: httpx.AsyncClient) -
     c = emu.control_url
     for info_url in (c, f"{c}/"):
         info = (await client.get(info_url)).json()
-        assert info["urls"]["friendli"] == emu.friendli_url
+        assert info["urls"]["friendli"] == emu.url("friendli")
     put = await client.put(
         f"{c}/friendli/ep1", json={"status": "INITIALIZING", "team": "t", "autoscaling_max": 3}
     )
     assert put.status_code == 200
     assert put.json()["status"] == "INITIALIZING"
-    rec = emu.friendli.get("ep1")
+    rec = emu.store("friendli").get("ep1")
     assert rec is not None and (rec.team, rec.autoscaling_max) == ("t", 3)
     assert (await client.patch(f"{c}/friendli/ep1", json={"status": "RUNNING"})).status_code == 200
     served = await client.get(f"{FRIENDLI}/ep1/status", headers={**BEARER, "X-Friendli-Team": "t"})
     assert served.json()["status"] == "RUNNING"
     assert (await client.get(f"{c}/friendli")).json() == {"ids": ["ep1"]}
     assert (await client.delete(f"{c}/friendli/ep1")).status_code == 200
-    assert emu.friendli.get("ep1") is None
+    assert emu.store("friendli").get("ep1") is None
     assert (await client.get(f"{c}/friendli/ep1")).status_code == 404
 
     await client.put(f"{c}/runpod/rp1", json={"workers": ["RUNNING", "IDLE"]})
@@ -844,23 +844,27 @@ async def test_control_api_endpoints(emu: Emulator, client: httpx.AsyncClient) -
     assert summary["summary"]["total"] == 2
     await client.put(f"{c}/takeoff/tk", json={"null_status": True})
     assert (await client.get("/takeoff/tk/status")).json()["status"] is None
-    await client.put(f"{c}/ns/ns1", json={"stage": "FAILED"})
+    await client.put(f"{c}/nsModelServer/ns1", json={"stage": "FAILED"})
     assert (await client.get("/ns/ns1/status")).json()["data"]["stage"] == "FAILED"
-    da = await client.put(f"{c}/dataarts/ws-1/ep-1", json={"status": "CREATING", "max_num": 2})
+    da = await client.put(
+        f"{c}/dataArtsFabric/ws-1/ep-1", json={"status": "CREATING", "max_num": 2}
+    )
     assert da.status_code == 200
     got = await client.get(f"{DA}/ws-1/endpoints/ep-1", headers=DA_AUTH)
     assert got.json()["status"] == "CREATING"
-    assert (await client.get(f"{c}/dataarts/ws-1")).json()["ids"] == ["ep-1"]
+    assert (await client.get(f"{c}/dataArtsFabric/ws-1")).json()["ids"] == ["ep-1"]
 
     bad = await client.put(f"{c}/friendli/ep2", json={"no_such": 1})
     assert bad.status_code == 400 and "error" in bad.json()
-    assert (await client.put(f"{c}/dataarts/ws-1/ep-2", json={"type": "gpu"})).status_code == 400
-    assert (await client.patch(f"{c}/ns/missing", json={})).status_code == 404
+    assert (
+        await client.put(f"{c}/dataArtsFabric/ws-1/ep-2", json={"type": "gpu"})
+    ).status_code == 400
+    assert (await client.patch(f"{c}/nsModelServer/missing", json={})).status_code == 404
 
 
 async def test_control_api_faults_tokens_counts(emu: Emulator, client: httpx.AsyncClient) -> None:
     c = emu.control_url
-    emu.runpod.put("rp1")
+    emu.store("runpod").put("rp1")
     fault = await client.post(
         f"{c}/faults", json={"provider": "runpod", "kind": "status", "status": 429, "times": 1}
     )
@@ -883,7 +887,7 @@ async def test_control_api_faults_tokens_counts(emu: Emulator, client: httpx.Asy
     new = {"Authorization": "Bearer k2"}
     assert (await client.get("/runpod/v1/endpoints/rp1", headers=new)).status_code == 200
     await client.put(f"{c}/tokens", json={"token": "k3"})
-    assert emu.token("friendli") == "k3" and emu.token("dataarts") == "k3"
+    assert emu.token("friendli") == "k3" and emu.token("dataArtsFabric") == "k3"
 
     count = await client.get(f"{c}/requests", params={"provider": "runpod", "endpoint": "rp1"})
     assert count.json() == {"count": emu.requests("runpod", "rp1")} == {"count": 3}
@@ -900,10 +904,10 @@ async def test_control_api_lifecycle_seed_bulk(emu: Emulator, client: httpx.Asyn
     c = emu.control_url
     seed = {
         "friendli": {"ep1": {"status": "INITIALIZING"}},
-        "dataarts": {"ws-1": {"ep-a": None}},
+        "dataArtsFabric": {"ws-1": {"ep-a": None}},
     }
     assert (await client.post(f"{c}/seed", json=seed)).status_code == 200
-    assert emu.dataarts.get("ws-1", "ep-a") is not None
+    assert emu.store("dataArtsFabric").get("ws-1", "ep-a") is not None
 
     life = await client.post(
         f"{c}/lifecycles",
@@ -916,12 +920,17 @@ async def test_control_api_lifecycle_seed_bulk(emu: Emulator, client: httpx.Asyn
     lid = life.json()["id"]
     assert (await client.get(f"{c}/lifecycles")).json()["active"] == [lid]
     await asyncio.sleep(0.3)
-    rec = emu.friendli.get("ep1")
+    rec = emu.store("friendli").get("ep1")
     assert rec is not None and rec.status == "RUNNING"
 
     bulk = await client.post(
         f"{c}/bulk",
-        json={"provider": "dataarts", "workspace": "ws-b", "count": 120, "fields": {"type": "job"}},
+        json={
+            "provider": "dataArtsFabric",
+            "workspace": "ws-b",
+            "count": 120,
+            "fields": {"type": "job"},
+        },
     )
     assert bulk.json()["count"] == 120
     page = (
@@ -930,7 +939,7 @@ async def test_control_api_lifecycle_seed_bulk(emu: Emulator, client: httpx.Asyn
     assert page["total"] == 120
 
     assert (await client.post(f"{c}/reset")).status_code == 200
-    assert emu.friendli.ids() == [] and emu.dataarts.workspaces() == []
+    assert emu.store("friendli").ids() == [] and emu.store("dataArtsFabric").ids() == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -943,16 +952,16 @@ runpod:
   rp-1: {workers: [RUNNING, IDLE], workers_max: 3}
 takeoff:
   tk-1: {live: [llama-3-8b]}
-ns:
+nsModelServer:
   ns-1: {stage: LOADING_MODEL, progress: 40}
-dataarts:
+dataArtsFabric:
   ws-1:
     ep-a: {status: RUNNING, warm_up_num: 1, max_num: 3}
     ep-b: null
 bulk:
-  - {provider: dataarts, workspace: ws-bench, count: 50, prefix: bench-}
+  - {provider: dataArtsFabric, workspace: ws-bench, count: 50, prefix: bench-}
 faults:
-  - {provider: ns, kind: status, status: 503, times: 1}
+  - {provider: nsModelServer, kind: status, status: 503, times: 1}
 """
 
 
@@ -961,15 +970,15 @@ async def test_load_seed_yaml_and_json(tmp_path: Path) -> None:
     path.write_text(SEED_YAML)
     emu = Emulator()
     emu.load_seed(path)
-    assert emu.friendli.ids() == ["ep-1"]
-    assert emu.dataarts.ids("ws-1") == ["ep-a", "ep-b"]
-    assert len(emu.dataarts.ids("ws-bench")) == 50
+    assert emu.store("friendli").ids() == ["ep-1"]
+    assert emu.store("dataArtsFabric").ids("ws-1") == ["ep-a", "ep-b"]
+    assert len(emu.store("dataArtsFabric").ids("ws-bench")) == 50
     assert len(emu.list_faults()) == 1
 
     json_path = tmp_path / "seed.json"
-    json_path.write_text(json.dumps({"ns": {"n": {"stage": "READY"}}}))
+    json_path.write_text(json.dumps({"nsModelServer": {"n": {"stage": "READY"}}}))
     emu.load_seed(json_path)
-    assert emu.ns.ids() == ["ns-1", "n"]
+    assert emu.store("nsModelServer").ids() == ["ns-1", "n"]
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("unknown_provider: {}\n")
@@ -1001,9 +1010,11 @@ async def test_serve_forever(tmp_path: Path) -> None:
 
 async def test_takeoff_patch_adds_readers_beside_existing_ones() -> None:
     async with Emulator(token="t") as emu:
-        emu.takeoff.put("inst", loading=["model-a"])
-        emu.takeoff.patch("inst", live=["model-a"])
+        emu.store("takeoff").put("inst", loading=["model-a"])
+        emu.store("takeoff").patch("inst", live=["model-a"])
         async with httpx.AsyncClient() as client:
-            status = (await client.get(f"{emu.takeoff_url('inst')}/status")).json()["status"]
+            status = (await client.get(f"{emu.url('takeoff', instance='inst')}/status")).json()[
+                "status"
+            ]
         assert len(status["live_readers"]) == 1 and len(status["loading_readers"]) == 1
         assert set(status["live_readers"]).isdisjoint(status["loading_readers"])

@@ -18,11 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from ._core import (
-    Hub,
-    ProviderHandler,
+    Emulation,
     Reply,
+    Route,
     Store,
-    WebHandler,
+    instance_routes,
     public_fields,
     str_list,
     text_error,
@@ -107,7 +107,7 @@ def _error(spec: ErrorSpec) -> dict[str, str]:
 
 
 class NsStore(Store[NsInstance]):
-    provider = "ns"
+    provider = "nsModelServer"
 
     def put(
         self,
@@ -137,22 +137,22 @@ class NsStore(Store[NsInstance]):
         return self.put(instance, **{**current, **changes})
 
 
-def add_routes(app: web.Application, hub: Hub, store: NsStore) -> None:
+def routes(store: NsStore) -> list[Route]:
     async def status(request: web.Request) -> Reply:
         rec = store.get(request.match_info["instance"])
         if rec is None:
             return text_error(request, 404, None)
         return Reply(body=rec.status_json())
 
-    async def unknown_path(request: web.Request) -> Reply:
-        return text_error(request, 404, None)
+    return instance_routes("/ns", status)
 
-    def keys(request: web.Request) -> tuple[str, ...]:
-        instance = request.match_info.get("instance")
-        return (instance,) if instance else ()
 
-    def wrap(handler: ProviderHandler) -> WebHandler:
-        return hub.wrap("ns", handler, keys=keys, error=text_error, auth=None)
-
-    app.router.add_get("/ns/{instance}/status", wrap(status))
-    app.router.add_route("*", "/ns/{instance}/{tail:.*}", wrap(unknown_path))
+EMULATION = Emulation(
+    name="nsModelServer",
+    key=("instance",),
+    urls={"nsModelServer": "/ns/{instance}"},
+    auth=None,
+    error=text_error,
+    new_store=NsStore,
+    routes=routes,
+)

@@ -1,0 +1,77 @@
+"""`inferenceops run` as a subprocess: the one operator harness the integration tests, the
+benchmark (bench/run.py) and the demo (examples/demo/demo.py) use. The emulator's harness is
+`inferenceops_emulator.process`; this one is about the operator under test, so it lives with the
+tests, which bench and demo already import from."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from inferenceops_emulator.process import Exited, free_port, stop_process, wait_until
+
+
+class OperatorProcess:
+    """The operator on free health and metrics ports, against `kubeconfig`, its output appended
+    to `log`. `wait=False` returns at once (the benchmark times start-up with wait_healthy)."""
+
+    def __init__(
+        self, kubeconfig: str, log: Path, extra: Sequence[str] = (), *, wait: bool = True
+    ) -> None:
+        self.health = free_port()
+        self.metrics_port = free_port()
+        self.log = log
+        self.started = time.time()
+        with log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "inferenceops",
+                    "run",
+                    "--health-port",
+                    str(self.health),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    *extra,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "KUBECONFIG": kubeconfig},
+                # Its own session: the caller's Ctrl-C reaches it through stop() only.
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_healthy()
+
+    def _alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise Exited(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
+        return httpx.get(f"http://127.0.0.1:{self.health}/healthz", timeout=2).status_code == 200
+
+    def wait_healthy(self, timeout: float = 120) -> float:
+        """Seconds from start until /healthz answered."""
+        wait_until("the operator's liveness endpoint", self._alive, timeout)
+        return time.time() - self.started
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample on /metrics, keyed by `name{labels}`."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        samples = (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))
+        return {name: float(value) for name, _, value in samples if name}
+
+    def metric(self, name: str) -> float:
+        """The sum of every sample whose name starts with `name`."""
+        return sum(v for k, v in self.metrics().items() if k.startswith(name))
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text().splitlines()[-lines:])
+
+    def stop(self) -> int:
+        return stop_process(self.proc)
