@@ -11,6 +11,7 @@ InferenceEndpoint's `url` is the base on the left, the operator appends the rest
     {base}/takeoff/{inst}     GET /status                                       no auth
     {base}/ns/{inst}          GET /status                                       no auth
     {base}/dataarts           GET /v1/workspaces/{ws}/endpoints[/{id}]          X-Auth-Token
+                                                                                or AK/SK signed
 
 Each provider module's docstring lists the assumptions made where its docs are silent; its
 `EMULATION` declares its routes, auth check, error format and key shape. A new provider is one
@@ -39,7 +40,11 @@ Python API (`async with Emulator(token="emulator-token") as emu:`; port 0 picks 
     the given fields; delete(*key) -> bool; get(*key); ids(*group). DataArts keys start with
     the workspace: create_group(ws), delete(ws) and ids() (the workspaces) work on workspaces.
 
-    emu.set_token(provider | None, token)          rotate credentials (None: every provider)
+    emu.set_token(provider | None, token, expires_in=None)
+                                                   rotate credentials (None: every provider);
+                                                   expires_in: refuse it after that many s
+    emu.set_access_key(provider, ak, sk)           accept SDK-HMAC-SHA256 signed requests
+                                                   (dataArtsFabric; X-Sdk-Date within 15 min)
     emu.fail(provider, status, endpoint=, times=, retry_after=, body=) -> fault id
     emu.slow(provider, seconds, endpoint=, times=)
     emu.garbage(provider, "html" | "truncated" | "wrong_types", endpoint=, times=, status=)
@@ -74,7 +79,8 @@ Where a provider's key has leading parts (DataArts: `workspace`), bodies name th
     POST   /seed                                body: a seed document (below)
     POST   /bulk                                {provider, count, prefix?, workspace?, fields?}
     PUT    /tokens                              {"token": t}, every provider
-    PUT    /tokens/{provider}                   {"token": t}
+    PUT    /tokens/{provider}                   {"token": t, "expires_in": s?}
+    PUT    /access-keys/{provider}              {"access_key": ak, "secret_key": sk}
     GET    /faults                              {"faults": [...]}
     POST   /faults                              {provider, kind, endpoint?, times?, status?,
                                                  retry_after?, seconds?, mode?, size?, body?}

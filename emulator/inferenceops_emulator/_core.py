@@ -56,7 +56,7 @@ class Reply:
 
 
 ErrorFormatter = Callable[[web.Request, int, str | None], Reply]
-AuthCheck = Callable[[web.Request, str], bool]
+AuthCheck = Callable[[web.Request, "Accepted"], bool]
 KeyFn = Callable[[web.Request], tuple[str, ...]]
 ProviderHandler = Callable[[web.Request], Awaitable[Reply]]
 WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -230,15 +230,32 @@ class Accounting:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The credentials a provider accepts right now: its token (None once it has expired) and,
+    for a provider that signs requests, its access keys (AK -> SK)."""
+
+    token: str | None
+    access_keys: Mapping[str, str]
+
+
 class Hub:
     """State every provider store and handler shares; owned by one Emulator."""
 
     def __init__(self, token: str, providers: Iterable[str]) -> None:
         self.tokens: dict[str, str] = dict.fromkeys(providers, token)
+        #: time.time() after which a provider's token is refused (an emulated IAM expiry).
+        self.token_expiry: dict[str, float] = {}
+        self.access_keys: dict[str, dict[str, str]] = {}
         self.changed: dict[tuple[str, str], float] = {}
         self.faults = FaultBook()
         self.accounting = Accounting()
         self.stopping = asyncio.Event()
+
+    def accepted(self, provider: str) -> Accepted:
+        expiry = self.token_expiry.get(provider)
+        token = None if expiry is not None and time.time() >= expiry else self.tokens[provider]
+        return Accepted(token, self.access_keys.get(provider, {}))
 
     def touch(self, provider: str, key: str) -> None:
         # Wall-clock time, so a benchmark in another process can compare it with its own clock.
@@ -270,7 +287,7 @@ class Hub:
                     reply.body, reply.raw = plan.status.body, None
                 if plan.status.retry_after is not None:
                     reply.headers["Retry-After"] = _seconds(plan.status.retry_after)
-            elif auth is not None and not auth(request, self.tokens[provider]):
+            elif auth is not None and not auth(request, self.accepted(provider)):
                 reply = error(request, 401, None)
             else:
                 reply = await handler(request)
@@ -293,8 +310,9 @@ def render(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.encode(), headers=headers)
 
 
-def bearer_auth(request: web.Request, token: str) -> bool:
-    return request.headers.get("Authorization", "") == f"Bearer {token}"
+def bearer_auth(request: web.Request, accepted: Accepted) -> bool:
+    token = accepted.token
+    return token is not None and request.headers.get("Authorization", "") == f"Bearer {token}"
 
 
 def text_error(_request: web.Request, status: int, message: str | None) -> Reply:

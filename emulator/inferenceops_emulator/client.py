@@ -79,11 +79,20 @@ class EmulatorClient:
         body = {"provider": provider, "count": count, "prefix": prefix, "fields": fields, **group}
         return int(self._call("POST", "/bulk", body)["count"])
 
-    def set_token(self, provider: str | None, token: str) -> None:
-        """Accept only `token` from now on, for one provider or (None) every provider."""
-        self._call(
-            "PUT", "/tokens" if provider is None else f"/tokens/{provider}", {"token": token}
-        )
+    def set_token(
+        self, provider: str | None, token: str, *, expires_in: float | None = None
+    ) -> None:
+        """Accept only `token` from now on, for one provider or (None) every provider; with
+        `expires_in`, only for that many seconds (an emulated IAM token expiry)."""
+        body: dict[str, Any] = {"token": token}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        self._call("PUT", "/tokens" if provider is None else f"/tokens/{provider}", body)
+
+    def set_access_key(self, provider: str, access_key: str, secret_key: str) -> None:
+        """Also accept requests signed with this access key pair (dataArtsFabric)."""
+        body = {"access_key": access_key, "secret_key": secret_key}
+        self._call("PUT", f"/access-keys/{provider}", body)
 
     # -- endpoint state -----------------------------------------------------------------
 

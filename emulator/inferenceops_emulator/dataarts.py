@@ -21,11 +21,14 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from ._core import Emulation, Hub, Reply, Route, iso_now, public_fields
+from inferenceops.providers.hwsign import ALGORITHM, verify
+
+from ._core import Accepted, Emulation, Hub, Reply, Route, iso_now, public_fields
 
 TYPES = ("service", "ray", "inference", "job", "ray_service", "sql")
 STATUSES = (
@@ -320,8 +323,21 @@ def error(
     )
 
 
-def _auth(request: web.Request, token: str) -> bool:
-    return request.headers.get("X-Auth-Token") == token
+def _auth(request: web.Request, accepted: Accepted) -> bool:
+    """An unexpired X-Auth-Token, or a request signed (SDK-HMAC-SHA256) with a known access key
+    and a recent X-Sdk-Date, checked by the operator's verifier (providers/hwsign.py)."""
+    if request.headers.get("Authorization", "").startswith(ALGORITHM):
+        why = verify(
+            request.method,
+            request.path,
+            list(request.query.items()),
+            dict(request.headers),
+            b"",  # every DataArts route emulated is a GET
+            accepted.access_keys.get,
+            datetime.now(UTC),
+        )
+        return why is None
+    return accepted.token is not None and request.headers.get("X-Auth-Token") == accepted.token
 
 
 def _bad_request(request: web.Request, reason: str) -> Reply:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -111,10 +112,19 @@ class Emulator:
 
     # -- tokens -------------------------------------------------------------------------
 
-    def set_token(self, provider: str | None, token: str) -> None:
-        """Accept only `token` from now on, for one provider or (None) all of them."""
+    def set_token(self, provider: str | None, token: str, expires_in: float | None = None) -> None:
+        """Accept only `token` from now on, for one provider or (None) all of them; with
+        `expires_in`, refuse it after that many seconds too (as an IAM token expires)."""
         for name in EMULATIONS if provider is None else (emulation(provider).name,):
             self._hub.tokens[name] = token
+            if expires_in is None:
+                self._hub.token_expiry.pop(name, None)
+            else:
+                self._hub.token_expiry[name] = time.time() + expires_in
+
+    def set_access_key(self, provider: str, access_key: str, secret_key: str) -> None:
+        """Also accept requests signed with this access key pair (DataArts Fabric: AK/SK)."""
+        self._hub.access_keys.setdefault(emulation(provider).name, {})[access_key] = secret_key
 
     def token(self, provider: str) -> str:
         return self._hub.tokens[emulation(provider).name]
@@ -398,6 +408,7 @@ class Emulator:
         r.add_post(c + "/bulk", _control(self._c_bulk))
         r.add_put(c + "/tokens", _control(self._c_token))
         r.add_put(c + "/tokens/{provider}", _control(self._c_token))
+        r.add_put(c + "/access-keys/{provider}", _control(self._c_access_key))
         r.add_get(c + "/faults", _control(self._c_faults))
         r.add_post(c + "/faults", _control(self._c_add_fault))
         r.add_delete(c + "/faults", _control(self._c_clear_faults))
@@ -450,7 +461,18 @@ class Emulator:
         token = body.get("token")
         if not isinstance(token, str):
             raise ValueError("body needs a string 'token'")
-        self.set_token(request.match_info.get("provider"), token)
+        expires_in = body.get("expires_in")
+        if expires_in is not None and not isinstance(expires_in, int | float):
+            raise ValueError("'expires_in' must be a number of seconds")
+        self.set_token(request.match_info.get("provider"), token, expires_in)
+        return {"ok": True}
+
+    async def _c_access_key(self, request: web.Request) -> Any:
+        body = await _body(request)
+        access_key, secret_key = body.get("access_key"), body.get("secret_key")
+        if not isinstance(access_key, str) or not isinstance(secret_key, str):
+            raise ValueError("body needs strings 'access_key' and 'secret_key'")
+        self.set_access_key(request.match_info["provider"], access_key, secret_key)
         return {"ok": True}
 
     async def _c_faults(self, _request: web.Request) -> Any:

@@ -348,3 +348,80 @@ def test_the_examples_pass_the_api_servers_validation(
         )
         assert out.returncode == 0, (path.name, out.stderr)
         assert out.stdout.count("(server dry run)") >= 2, out.stdout
+
+
+def test_dataarts_with_an_access_key_outlives_the_token_expiry(
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
+) -> None:
+    """The IAM token expires (emulated, as after 24 hours): the endpoint on a token says
+    Unauthorized; the one on an access key pair keeps being polled, with no change by anyone."""
+    ak, sk = "HPUAINTEGRATIONKEY01", "integrationSecretKey0123456789abcdefghij"
+    endpoint_ids = {"on-token": DA_ID, "on-keys": DA_ID[:-4] + "keys"}
+    for endpoint_id in endpoint_ids.values():
+        emulator.put("dataArtsFabric", "ws-prov", endpoint_id, status="RUNNING", warm_up_num=1)
+    emulator.set_access_key("dataArtsFabric", ak, sk)
+    control_plane.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "fabric-keys",
+        "-n",
+        ns,
+        f"--from-literal=accessKeyId={ak}",
+        f"--from-literal=secretAccessKey={sk}",
+    )
+    account = {"url": f"{emulator.base_url}/dataarts", "workspaceId": "ws-prov"}
+    apply(
+        control_plane,
+        provider(
+            "on-token",
+            ns,
+            {
+                "dataArtsFabric": {
+                    **account,
+                    "credentialsSecretRef": {"name": "creds", "key": "token"},
+                }
+            },
+        ),
+        provider(
+            "on-keys",
+            ns,
+            {"dataArtsFabric": {**account, "accessKeySecretRef": {"name": "fabric-keys"}}},
+        ),
+        *(
+            endpoint(
+                name, ns, {"providerRef": {"name": name}, "dataArtsFabric": {"endpointId": eid}}
+            )
+            for name, eid in endpoint_ids.items()
+        ),
+    )
+    try:
+        for name in endpoint_ids:
+            wait_reason(control_plane, ns, name, "Polled")
+        emulator.set_token("dataArtsFabric", TOKEN, expires_in=0)
+        obj = wait_reason(control_plane, ns, "on-token", "Unauthorized")
+        assert obj["status"]["phase"] == "Running", "last good phase kept"
+        polled = emulator.requests(provider="dataArtsFabric", endpoint=endpoint_ids["on-keys"])
+        time.sleep(12)  # two more 5 s intervals after the expiry
+        assert (
+            emulator.requests(provider="dataArtsFabric", endpoint=endpoint_ids["on-keys"])
+            >= polled + 2
+        )
+        keys = get_ie(control_plane, ns, "on-keys")
+        assert condition(keys, "Synced")["reason"] == "Polled", keys["status"]
+        assert condition(keys, "Ready")["status"] == "True"
+        assert condition(get_provider(control_plane, ns, "on-keys"), "Ready")["reason"] == (
+            "Authorized"
+        )
+        token_provider = wait_until(
+            "the token provider Unauthorized",
+            lambda: (
+                (o := get_provider(control_plane, ns, "on-token"))
+                and condition(o, "Ready").get("reason") == "Unauthorized"
+                and o
+            ),
+            30,
+        )
+        assert sk not in json.dumps(keys) + json.dumps(token_provider)
+    finally:
+        emulator.set_token(None, TOKEN)
