@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -180,11 +181,18 @@ class _ProbedEndpoint:
     tracked_since: datetime | None = None
 
 
+def secret_env(key: str) -> str:
+    """The variable `probe` reads a Secret key from when the spec names several (an access key
+    pair): INFERENCEOPS_SECRET_ and the key in capitals, other characters as _."""
+    return "INFERENCEOPS_SECRET_" + re.sub(r"[^A-Z0-9]", "_", key.upper())
+
+
 class _EnvironmentCredential:
-    """`probe`'s credential source: $INFERENCEOPS_TOKEN instead of the Secret the spec names."""
+    """`probe`'s credential source: the environment instead of the Secret the spec names —
+    $INFERENCEOPS_SECRET_<KEY> for that key, else $INFERENCEOPS_TOKEN."""
 
     def lookup(self, namespace: str, ref: SecretKeyRef) -> str:
-        return os.environ.get(TOKEN_ENV, "").strip()
+        return os.environ.get(secret_env(ref.key), os.environ.get(TOKEN_ENV, "")).strip()
 
 
 class _NoWrites:
@@ -207,7 +215,12 @@ async def _probe(args: argparse.Namespace) -> int:
         parsed = parse_spec(manifest.get("spec"))
     except (ValueError, InvalidSpecError) as err:
         return _fail(EXIT_USAGE, str(err))
-    if parsed.config.secret_refs() and not os.environ.get(TOKEN_ENV, "").strip():
+    refs = parsed.config.secret_refs()
+    if len(refs) > 1:
+        unset = [secret_env(r.key) for r in refs if not os.environ.get(secret_env(r.key))]
+        if unset:
+            return _fail(EXIT_USAGE, f"{parsed.provider.name} needs {', '.join(unset)}")
+    elif refs and not _EnvironmentCredential().lookup("", refs[0]):
         return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
     endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
     accounts = AccountPool(AccountSettings(read_timeout=args.timeout))

@@ -147,3 +147,37 @@ def test_dataarts(emulator: str, tmp_path: Path) -> None:
         "providerStatus": "FROZEN",
         "workers": {"min": 1, "max": 3},
     }
+
+
+def test_dataarts_with_an_access_key_pair(tmp_path: Path) -> None:
+    """The pair comes from INFERENCEOPS_SECRET_<KEY>, one variable per Secret key."""
+    ak, sk = "HPUAPROBEACCESSKEY01", "probeSecretKey0123456789abcdefghijklmnop"
+    work = tmp_path / "emu"
+    work.mkdir()
+    seed = work / "seed.yaml"
+    seed.write_text(yaml.safe_dump({"dataArtsFabric": SEED["dataArtsFabric"]}))
+    with emulator_process(work / "emulator.log", token=TOKEN, seed=seed) as emu:
+        emu.set_access_key("dataArtsFabric", ak, sk)
+        manifest = tmp_path / "ie.json"
+        spec = {
+            "dataArtsFabric": {
+                "url": f"{emu.base_url}/dataarts",
+                "workspaceId": "ws-1",
+                "endpointId": DA_ID,
+                "accessKeySecretRef": {"name": "fabric-keys"},
+            }
+        }
+        manifest.write_text(json.dumps({"kind": "InferenceEndpoint", "spec": spec}))
+        env = {k: v for k, v in os.environ.items() if k != "INFERENCEOPS_TOKEN"}
+        command = [sys.executable, "-m", "inferenceops", "probe", "-f", str(manifest), "-o", "json"]
+        missing = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert missing.returncode == 2
+        assert "INFERENCEOPS_SECRET_ACCESSKEYID, INFERENCEOPS_SECRET_SECRETACCESSKEY" in (
+            missing.stderr
+        )
+        env["INFERENCEOPS_SECRET_ACCESSKEYID"] = ak
+        env["INFERENCEOPS_SECRET_SECRETACCESSKEY"] = sk
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["phase"] == "Suspended"
+    assert sk not in out.stdout + out.stderr
