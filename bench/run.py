@@ -95,6 +95,50 @@ def median(values: Sequence[float | None]) -> float | None:
 # --- resources ------------------------------------------------------------------------------
 
 
+#: --provider-objects: one ClusterInferenceProvider per kind, shared by every endpoint of it.
+PROVIDER_OBJECTS = {kind: f"bench-{kind}" for kind in floor.KINDS}
+
+
+def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
+    """The handful of ClusterInferenceProviders every endpoint uses with --provider-objects:
+    what the endpoints' blocks share (URL, API version, credentials); team and workspace stay
+    on the endpoints, so the operator's accounts are the same as with inline blocks."""
+    ref = {"credentialsSecretRef": {"name": SECRET_NAME, "key": "token"}}
+    blocks: dict[str, dict[str, Any]] = {
+        "dataarts": {"dataArtsFabric": {"url": f"{base}/dataarts", **ref}},
+        "friendli": {"friendli": {"url": f"{base}/friendli", **ref}},
+        "runpod-v1": {"runpod": {"api": "v1", "url": f"{base}/runpod/v1", **ref}},
+        "runpod-v2": {"runpod": {"api": "v2", "url": f"{base}/runpod/v2", **ref}},
+        "takeoff": {"takeoff": {}},
+        "ns": {"nsModelServer": {}},
+    }
+    return [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterInferenceProvider",
+            "metadata": {"name": PROVIDER_OBJECTS[kind]},
+            "spec": {"secretNamespace": secret_namespace, **blocks[kind]},
+        }
+        for kind in floor.KINDS
+    ]
+
+
+def spec_via_provider(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
+    """The endpoint's spec with --provider-objects: a providerRef and what is its own."""
+    inline = spec_of(ep, base, interval)
+    block_name = next(k for k in inline if k != "pollInterval")
+    block = dict(inline[block_name])
+    block.pop("credentialsSecretRef", None)
+    if ep.kind not in ("takeoff", "ns"):
+        block.pop("url", None)  # the provider object's: it holds the credentials
+        block.pop("api", None)
+    return {
+        "pollInterval": interval,
+        "providerRef": {"kind": "ClusterInferenceProvider", "name": PROVIDER_OBJECTS[ep.kind]},
+        block_name: block,
+    }
+
+
 def spec_of(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
     ref = {"name": SECRET_NAME, "key": "token"}
     if ep.kind == "dataarts":
@@ -132,12 +176,14 @@ def spec_of(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
     return {"pollInterval": interval, **block}
 
 
-def manifest(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
+def manifest(
+    ep: floor.Endpoint, base: str, interval: str, *, via_provider: bool = False
+) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferenceEndpoint",
         "metadata": {"name": ep.name, "namespace": ep.namespace},
-        "spec": spec_of(ep, base, interval),
+        "spec": (spec_via_provider if via_provider else spec_of)(ep, base, interval),
     }
 
 
@@ -277,8 +323,10 @@ class Kube:
             ) as client:
 
                 async def one(obj: Mapping[str, Any]) -> None:
-                    ns = obj["metadata"]["namespace"]
+                    ns = obj["metadata"].get("namespace")
                     path = f"{IE_PATH}/namespaces/{ns}/{PLURAL}"
+                    if obj["kind"] == "ClusterInferenceProvider":
+                        path = f"{IE_PATH}/clusterinferenceproviders"
                     async with gate:
                         for attempt in range(5):
                             r = await client.post(path, json=obj)
@@ -531,6 +579,9 @@ class Options:
     profile_min_n: int = 0
     #: Stop each case once every resource has a status (no steady window, changes or floor).
     startup_only: bool = False
+    #: Endpoints use a handful of ClusterInferenceProviders (spec.providerRef) instead of
+    #: inline URLs and credentials.
+    provider_objects: bool = False
     workdir: Path = RESULTS
 
 
@@ -609,7 +660,14 @@ def run_case(
             emu.bulk(body.pop("provider"), body.pop("count"), **body)
         case["seed_s"] = round(time.monotonic() - t0, 2)
 
-        objects = [manifest(ep, emu.base_url, interval_text) for ep in layout]
+        objects = [
+            manifest(ep, emu.base_url, interval_text, via_provider=opts.provider_objects)
+            for ep in layout
+        ]
+        if opts.provider_objects:
+            shared = provider_objects(emu.base_url, namespaces[0])
+            kube.create_all(shared, opts.create_concurrency)
+            case["provider_objects"] = len(shared)
         case["create_s"] = round(kube.create_all(objects, opts.create_concurrency), 2)
         log(f"{tag}: created {n} resources in {case['create_s']} s")
 
@@ -1044,6 +1102,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile-min-n", type=int, default=0, help="profile only N >= this")
     p.add_argument(
+        "--provider-objects",
+        action="store_true",
+        help="endpoints share one ClusterInferenceProvider per kind (spec.providerRef)",
+    )
+    p.add_argument(
         "--operator-arg", action="append", default=[], help="extra `inferenceops run` arg"
     )
     p.add_argument("--results-dir", default=str(RESULTS))
@@ -1090,6 +1153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         profile_min_n=args.profile_min_n,
         startup_only=args.startup_only,
+        provider_objects=args.provider_objects,
         workdir=workdir,
     )
     import psutil

@@ -78,13 +78,19 @@ def provider_status(
     prev = prev or {}
     ready_users = sum(1 for u in users if (condition(u, "Ready") or {}).get("status") == "True")
     ready: tuple[ConditionStatus, str, str]
-    if outcome is None:
+    shown = condition(prev, "Ready")
+    if outcome is None and shown is not None:
+        # No call yet in this process (a restart): what the last one wrote still holds, rather
+        # than flapping to Unknown and back with two writes and two Events.
+        ready = (shown["status"], shown.get("reason", ""), shown.get("message", ""))
+    elif outcome is None:
         ready = ("Unknown", NO_CALLS, "no call has been made with these credentials yet")
     elif outcome.reason is None or outcome.reason not in _NOT_READY:
         ready = ("True", AUTHORIZED, "the last call with these credentials was accepted")
     else:
         ready = ("False", _NOT_READY[outcome.reason], outcome.message)
     paused = outcome.paused_until if outcome and ready[1] == "RateLimited" else None
+    kept_pause = prev.get("pausedUntil") if outcome is None and ready[1] == "RateLimited" else None
     conditions = [dict(c) for c in prev.get("conditions") or []]
     set_condition(conditions, "Ready", *ready, now=now, generation=generation)
     if ready[1] in _STALLED:
@@ -93,12 +99,12 @@ def provider_status(
         )
     else:
         conditions = [c for c in conditions if c.get("type") != "Stalled"]
-    shown = parse_timestamp(prev.get("lastSuccessTime"))
+    shown_success = parse_timestamp(prev.get("lastSuccessTime"))
     success = prev.get("lastSuccessTime")
     if last_success is not None and (
-        shown is None
+        shown_success is None
         or (condition(prev, "Ready") or {}).get("status") != ready[0]
-        or last_success - shown > success_refresh
+        or last_success - shown_success > success_refresh
     ):
         success = timestamp(last_success)
     status = ProviderObjectStatus.model_construct(
@@ -107,7 +113,7 @@ def provider_status(
         ready_endpoints=ready_users,
         endpoint_summary=f"{ready_users}/{len(users)}",
         last_success_time=success,
-        paused_until=timestamp(paused) if paused else None,
+        paused_until=timestamp(paused) if paused else kept_pause,
         observed_generation=generation,
     ).model_dump(by_alias=True, exclude_none=True)
     status["conditions"] = conditions

@@ -19,6 +19,7 @@ from bench import floor  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 
 from inferenceops.api import parse_spec  # noqa: E402
+from inferenceops.provider_objects import ProviderObjects  # noqa: E402
 from inferenceops_emulator import Emulator  # noqa: E402
 
 TOKEN = "smoke-token"
@@ -266,3 +267,22 @@ def test_floor_has_a_client_per_operator_account() -> None:
     calls = [(c.url, c.headers) for c in plan.lists] + [(g.url, g.headers) for g in plan.gets]
     floor_accounts = {floor.account_of(url, headers) for url, headers in calls}
     assert len(floor_accounts) == len(operator_accounts)
+
+
+def test_provider_object_case_polls_the_same_accounts_as_inline_blocks() -> None:
+    """--provider-objects: a handful of ClusterInferenceProviders, and every endpoint resolves
+    to the very spec it has inline, so the two cases measure the same polls."""
+    layout = floor.make_layout(60, floor.parse_mix(floor.DEFAULT_MIX), workspaces=3, teams=2)
+    base = "http://127.0.0.1:1"
+    store = ProviderObjects()
+    shared = bench_run.provider_objects(base, "bench-0")
+    for obj in shared:
+        store.observe_cluster(None, obj)
+    assert len(shared) == len(floor.KINDS)
+    for ep in layout:
+        via = bench_run.manifest(ep, base, "30s", via_provider=True)["spec"]
+        assert "credentialsSecretRef" not in json.dumps(via)
+        resolved = store.resolve(ep.namespace, via)
+        assert resolved.account.secret_namespace == "bench-0"
+        inline = parse_spec(bench_run.manifest(ep, base, "30s")["spec"])
+        assert parse_spec(resolved.spec).config == inline.config, ep.name

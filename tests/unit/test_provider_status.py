@@ -155,3 +155,11 @@ async def test_the_scheduler_reports_outcomes_and_ready_counts() -> None:
         task.cancel()
         await sched.drain()
         await accounts.aclose()
+
+
+def test_a_restart_keeps_what_the_last_process_wrote_until_a_call_says_otherwise() -> None:
+    written = compute(outcome=CallOutcome("Unauthorized", "HTTP 401", NOW))
+    after_restart = compute(written, outcome=None, last_success=None)
+    assert after_restart == written
+    limited = compute(outcome=CallOutcome("RateLimited", "wait", NOW, NOW + timedelta(minutes=1)))
+    assert compute(limited, outcome=None, last_success=None) == limited
