@@ -42,7 +42,7 @@ __all__ = [
     "ref_key",
 ]
 
-from .status import PROVIDER_MISMATCH, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED
+from .status import INVALID_SPEC, PROVIDER_MISMATCH, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED
 
 #: (kind, namespace, name); namespace "" for a ClusterInferenceProvider.
 ObjectKey = tuple[str, str, str]
@@ -178,7 +178,7 @@ class ProviderObjects:
         """The spec to poll with; raises `Unresolved` when the reference may not be used."""
         key = ref_key(namespace, spec)
         if key is None:
-            raise Unresolved("InvalidSpec", "spec.providerRef needs a kind and a name")
+            raise Unresolved(INVALID_SPEC, "spec.providerRef needs a kind and a name")
         source = self._specs.get(key)
         if source is None:
             raise Unresolved(PROVIDER_MISSING, f"{_describe(key)} not found")
