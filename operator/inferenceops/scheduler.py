@@ -11,9 +11,10 @@ account, adapter, redaction, status, write, Events) is `poller.Poller`'s; how lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,9 +105,6 @@ class _Entry:
     status_source: tuple[Observation, int, str | None] | None = None
     #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
     secret: Key | None = None
-    #: Held while its status is computed and written: a staleness deadline and a poll's result
-    #: must not both patch from the same old status. Made on first use (most never contend).
-    lock: asyncio.Lock | None = None
 
     @property
     def key(self) -> Key:
@@ -115,11 +113,6 @@ class _Entry:
     @property
     def interval(self) -> float:
         return self.parsed.poll_interval if self.parsed else 30.0
-
-    def write_lock(self) -> asyncio.Lock:
-        if self.lock is None:
-            self.lock = asyncio.Lock()
-        return self.lock
 
 
 class Scheduler:
@@ -156,6 +149,7 @@ class Scheduler:
         self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
         #: Labelled children looked up once, not per poll.
         self._poll_counters: dict[tuple[str, str], Any] = {}
 
@@ -458,7 +452,7 @@ class Scheduler:
     async def _write(self, entry: _Entry, result: Observation | st.Failure | None) -> bool:
         """Compute the status after `result` (None: a staleness deadline) and write what changed;
         True when `entry.status` now matches it."""
-        async with entry.write_lock():
+        async with self._writing(entry.key):
             if self._entries.get(entry.key) is not entry:
                 return False  # deleted while we polled
             now = self._wallclock()
@@ -483,6 +477,24 @@ class Scheduler:
                 max(0.0, (datetime.now(UTC) - changed_at).total_seconds())
             )
         return True
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, key: Key) -> AsyncIterator[None]:
+        """Held while an endpoint's status is computed and written: a staleness deadline and a
+        poll's result must not both patch from the same old status. A lock exists only while
+        someone holds or waits for it: one per endpoint would be 10,000 idle locks."""
+        held = self._locks.get(key)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     # --- bookkeeping ----------------------------------------------------------------------
 
