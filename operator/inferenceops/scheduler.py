@@ -11,9 +11,10 @@ account, adapter, redaction, status, write, Events) is `poller.Poller`'s; how lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,9 +110,6 @@ class _Entry:
     status_source: tuple[Observation, int, str | None] | None = None
     #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
     secret: Key | None = None
-    #: Held while its status is computed and written: a staleness deadline and a poll's result
-    #: must not both patch from the same old status. Made on first use (most never contend).
-    lock: asyncio.Lock | None = None
 
     @property
     def key(self) -> Key:
@@ -120,11 +118,6 @@ class _Entry:
     @property
     def interval(self) -> float:
         return self.parsed.poll_interval if self.parsed else 30.0
-
-    def write_lock(self) -> asyncio.Lock:
-        if self.lock is None:
-            self.lock = asyncio.Lock()
-        return self.lock
 
 
 class Scheduler:
@@ -159,7 +152,9 @@ class Scheduler:
         #: When each endpoint is polled next; in-flight endpoints are not in it.
         self._polls: ScheduledQueue[Key] = ScheduledQueue()
         #: When each endpoint's status goes stale unless a poll succeeds first (timing.stale_after).
-        self._deadlines: ScheduledQueue[Key] = ScheduledQueue(self._polls.wake_event)
+        #: Adding one does not wake the loop (half the wake-ups at 10,000): a deadline is three
+        #: intervals away, and the endpoint's next poll, which does wake it, always comes first.
+        self._deadlines: ScheduledQueue[Key] = ScheduledQueue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
         self._provider_gates: dict[str, asyncio.Semaphore] = {}
@@ -168,6 +163,7 @@ class Scheduler:
         self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
         #: Labelled children looked up once, not per poll.
         self._poll_counters: dict[tuple[str, str], Any] = {}
 
@@ -501,7 +497,7 @@ class Scheduler:
     async def _write(self, entry: _Entry, result: Observation | st.Failure | None) -> bool:
         """Compute the status after `result` (None: a staleness deadline) and write what changed;
         True when `entry.status` now matches it."""
-        async with entry.write_lock():
+        async with self._writing(entry.key):
             if self._entries.get(entry.key) is not entry:
                 return False  # deleted while we polled
             now = self._wallclock()
@@ -528,6 +524,24 @@ class Scheduler:
                 max(0.0, (datetime.now(UTC) - changed_at).total_seconds())
             )
         return True
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, key: Key) -> AsyncIterator[None]:
+        """Held while an endpoint's status is computed and written: a staleness deadline and a
+        poll's result must not both patch from the same old status. A lock exists only while
+        someone holds or waits for it: one per endpoint would be 10,000 idle locks."""
+        held = self._locks.get(key)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     # --- bookkeeping ----------------------------------------------------------------------
 

@@ -20,12 +20,11 @@ K = TypeVar("K", bound=Hashable)
 
 
 class ScheduledQueue(Generic[K]):
-    def __init__(self, wake: asyncio.Event | None = None) -> None:
-        """`wake`: an event shared with other queues one loop waits on together."""
+    def __init__(self) -> None:
         self._due: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = 0
-        self._wake = wake or asyncio.Event()
+        self._wake = asyncio.Event()
 
     def add(self, key: K, at: float) -> None:
         """Due at `at` (replacing any earlier time of `key`); `inf` means never."""
@@ -67,10 +66,6 @@ class ScheduledQueue(Generic[K]):
                 return at
             heapq.heappop(self._heap)
         return None
-
-    @property
-    def wake_event(self) -> asyncio.Event:
-        return self._wake
 
     def wake(self) -> None:
         """End the current `wait` now."""
