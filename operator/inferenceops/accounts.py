@@ -295,7 +295,10 @@ class AccountPool:
 
             has_proxy = any(k != "no" for k in self._proxies)
             inner = _ProxyRouter(self._proxies, pooled) if has_proxy else pooled(None)
-        bucket = TokenBucket(rate=rate or s.requests_per_second, capacity=float(burst or s.burst))
+        # A provider object's rate without a burst gets the operator's rule (two seconds' worth),
+        # not the operator's burst, which belongs to another rate.
+        budget = s if rate is None else AccountSettings.at_rate(rate)
+        bucket = TokenBucket(rate=budget.requests_per_second, capacity=float(burst or budget.burst))
         transport = _BudgetedTransport(
             inner,
             bucket,

@@ -297,6 +297,16 @@ async def test_the_provider_objects_budget_is_its_accounts(
     assert [(b.rate, b.capacity) for b in buckets] == [(7, 3)]
 
 
+async def test_a_rate_without_a_burst_gets_two_seconds_of_it() -> None:
+    pool = AccountPool()
+    try:
+        assert pool.get("friendli", "a", requests_per_second=7).bucket.capacity == 14
+        default = pool.get("friendli", "b").bucket
+        assert (default.rate, default.capacity) == (50, 100)
+    finally:
+        await pool.aclose()
+
+
 async def test_neither_key_of_an_access_key_pair_reaches_status_or_events(
     env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
 ) -> None:

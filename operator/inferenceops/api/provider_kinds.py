@@ -58,8 +58,8 @@ class ProviderRef(_Camel):
 
 
 class AccountBudget(ProviderConfig):
-    """The request budget of the account; the operator's --requests-per-second and --burst
-    when unset."""
+    """The request budget of the account: the operator's --requests-per-second when unset, and
+    a burst of two seconds' worth of the rate."""
 
     endpoint_fields = frozenset()
 
@@ -68,7 +68,8 @@ class AccountBudget(ProviderConfig):
         Field(gt=0, le=100000, description="Sustained provider requests per second."),
     ] = None
     burst: Annotated[
-        int | None, Field(ge=1, le=100000, description="Requests allowed at once above the rate.")
+        int | None,
+        Field(ge=1, le=100000, description="Requests allowed at once (default: 2 s of the rate)."),
     ] = None
 
 
