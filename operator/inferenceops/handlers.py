@@ -149,7 +149,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         len(scheduler),
     )
     runtime.task = _start(scheduler.run(), "inferenceops-scheduler")
-    runtime.provider_status_task = _start(provider_status.run(), "inferenceops-provider-status")
+    if runtime.settings.shard_index == 0:
+        # One writer per provider object: shards writing their own shares would overwrite each
+        # other at every change. Shard 0's status covers its share of the endpoints.
+        runtime.provider_status_task = _start(provider_status.run(), "inferenceops-provider-status")
 
 
 async def _watch_provider_objects(api: kube_client.ApiSession, runtime: Runtime) -> None:
