@@ -268,6 +268,21 @@ class Provider(ABC, Generic[ConfigT]):
             )
         return list(groups.values())
 
+    async def each_account(
+        self,
+        client: httpx.AsyncClient,
+        targets: Sequence[Target[ConfigT]],
+        observe_account: Callable[
+            [httpx.AsyncClient, Sequence[Target[ConfigT]]], Awaitable[Mapping[str, PollResult]]
+        ],
+    ) -> dict[str, PollResult]:
+        """`observe_account` once per account among `targets` (`by_account`), concurrently, for
+        adapters whose one request answers one account; the results merged."""
+        parts = await concurrently(
+            [observe_account(client, group) for group in self.by_account(targets)]
+        )
+        return {key: result for part in parts for key, result in part.items()}
+
     @abstractmethod
     def endpoint_label(self, config: ConfigT) -> str:
         """What identifies the remote endpoint to a human (id or URL), for `kubectl get -o wide`."""

@@ -9,7 +9,6 @@ targets of one workspace share one listing. DataArts says "does not exist" with 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -435,10 +434,11 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
         that is not workspace-wide) fall back to their own filtered request, so a listing never
         reports a false NotFound.
         """
-        groups = self.by_account(targets)
-        if len(groups) > 1:
-            parts = await asyncio.gather(*(self.observe(client, group) for group in groups))
-            return {key: result for part in parts for key, result in part.items()}
+        return await self.each_account(client, targets, self._observe_workspace)
+
+    async def _observe_workspace(
+        self, client: httpx.AsyncClient, targets: Sequence[Target[DataArtsFabricConfig]]
+    ) -> dict[str, PollResult]:
         by_id = {t.config.endpoint_id: t for t in targets}
 
         async def listing() -> tuple[dict[str, PollResult], ProviderError | None]:

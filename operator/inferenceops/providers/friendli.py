@@ -215,10 +215,7 @@ class FriendliProvider(Provider[FriendliConfig]):
         self, client: httpx.AsyncClient, targets: Sequence[Target[FriendliConfig]]
     ) -> Mapping[str, PollResult]:
         self._evict(self._clock())
-        parts = await asyncio.gather(
-            *(self._observe_account(client, group) for group in self.by_account(targets))
-        )
-        return {key: result for part in parts for key, result in part.items()}
+        return await self.each_account(client, targets, self._observe_account)
 
     async def _observe_account(
         self, client: httpx.AsyncClient, targets: Sequence[Target[FriendliConfig]]

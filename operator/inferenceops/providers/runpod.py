@@ -17,7 +17,6 @@ See docs/providers/runpod.md for the mapping and the request counts.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Annotated, ClassVar, Literal, TypeVar
@@ -369,10 +368,7 @@ class RunPodProvider(Provider[RunPodConfig]):
     async def observe(
         self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
     ) -> Mapping[str, PollResult]:
-        parts = await asyncio.gather(
-            *(self._observe_account(client, group) for group in self.by_account(targets))
-        )
-        return {key: result for part in parts for key, result in part.items()}
+        return await self.each_account(client, targets, self._observe_account)
 
     async def _observe_account(
         self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]
