@@ -140,11 +140,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     await _synced(endpoints, runtime.informer)
     runtime.secret_informer = _start(credentials.run(), "inferenceops-secret-informer")
     await _synced(credentials, runtime.secret_informer)
-    watched = ", ".join(runtime.namespaces) or "all namespaces"
     log.info(
-        "watching InferenceEndpoints in %s%s; holding %d referenced Secrets; polling %d endpoints",
-        watched,
-        " only (--namespace; endpoints elsewhere are not polled)" if runtime.namespaces else "",
+        "%s; holding %d referenced Secrets; polling %d endpoints",
+        watching(runtime.namespaces),
         len(runtime.secrets),
         len(scheduler),
     )
@@ -182,6 +180,17 @@ async def _served(api: kube_client.ApiSession, *plurals: str) -> bool:
         return False
     served = {r.get("name") for r in found.get("resources") or []}
     return all(p in served for p in plurals)
+
+
+def watching(namespaces: tuple[str, ...]) -> str:
+    """The start-up line's first words: where an endpoint must live to be polled (an endpoint in
+    a namespace the operator does not watch would otherwise stay silently empty)."""
+    if not namespaces:
+        return "watching InferenceEndpoints in all namespaces"
+    return (
+        f"watching InferenceEndpoints in {', '.join(namespaces)} only "
+        "(--namespace; endpoints in other namespaces are not polled)"
+    )
 
 
 def _start(coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from examples.demo.demo import pointed_at_emulator
 
+from inferenceops.api import API_VERSION
 from inferenceops.scheduler import shard_of
 from tests.integration.conftest import TOKEN, EmulatorClient, wait_until
 
@@ -227,6 +228,51 @@ def test_examples_reach_ready_and_the_failing_one_stalls(
     assert failed["status"]["phase"] == "Failed"
     assert failed["status"]["errorCode"] == "INVALID_MODEL"
     assert condition(failed, "Ready")["status"] == "False"
+
+
+def test_an_endpoint_through_a_provider_object(node: Any, emulator: EmulatorClient) -> None:
+    """Issue 16 on the node: the chart installs the provider kinds and the RBAC to watch them; an
+    endpoint naming an InferenceProvider polls with its account, and the provider says Ready."""
+    apply(
+        node,
+        [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "InferenceProvider",
+                "metadata": {"name": "friendli-shared", "namespace": USERS_NS},
+                "spec": {
+                    "friendli": {
+                        "url": f"{emulator.base_url}/friendli",
+                        "credentialsSecretRef": {"name": "friendli-credentials", "key": "token"},
+                    }
+                },
+            },
+            {
+                "apiVersion": API_VERSION,
+                "kind": "InferenceEndpoint",
+                "metadata": {"name": "llama-via-provider", "namespace": USERS_NS},
+                "spec": {
+                    "pollInterval": "5s",
+                    "providerRef": {"name": "friendli-shared"},
+                    "friendli": {"endpointId": "abc123xyz"},
+                },
+            },
+        ],
+    )
+    kubectl_wait(node, "Ready", "llama-via-provider")
+    assert endpoint(node, "llama-via-provider")["status"]["phase"] == "Running"
+    node.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        "-n",
+        USERS_NS,
+        "inferenceprovider/friendli-shared",
+    )
+    status = _json(node, "get", "ipr", "friendli-shared", "-n", USERS_NS)["status"]
+    assert status["endpoints"] == 1 and status["readyEndpoints"] == 1, status
+    node.kubectl("delete", "ie", "llama-via-provider", "-n", USERS_NS)
+    node.kubectl("delete", "ipr", "friendli-shared", "-n", USERS_NS)
 
 
 # ---------------------------------------------------------------------------------------------

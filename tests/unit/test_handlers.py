@@ -77,3 +77,11 @@ async def test_liveness_fails_when_a_provider_watch_is_gone() -> None:
         scheduler_alive(memo=SimpleNamespace(runtime=runtime))
     runtime.task.cancel()
     await asyncio.gather(runtime.task, return_exceptions=True)
+
+
+def test_start_up_says_which_namespaces_are_watched() -> None:
+    from inferenceops.handlers import watching
+
+    assert watching(()) == "watching InferenceEndpoints in all namespaces"
+    line = watching(("ml", "team-b"))
+    assert "ml, team-b only" in line and "other namespaces are not polled" in line
