@@ -48,7 +48,13 @@ class OperatorProcess:
                 start_new_session=True,
             )
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:
+                # The caller gets no object to stop(): an operator that never became healthy
+                # must not outlive the test or benchmark that started it.
+                self.stop()
+                raise
 
     def _alive(self) -> bool:
         if self.proc.poll() is not None:
