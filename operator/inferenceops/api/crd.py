@@ -201,16 +201,17 @@ def _endpoint_block_rules(
     return rules
 
 
-def _status_schema() -> dict[str, Any]:
-    schema = structural_schema(InferenceEndpointStatus)
+def _status_schema(model: type[BaseModel], max_conditions: int) -> dict[str, Any]:
+    """The `.status` schema of every kind: the model's, conditions a map keyed by type."""
+    schema = structural_schema(model)
     schema["description"] = "Observed state, written by the operator only."
     # Served for objects the operator has not written yet: kstatus (Flux) then reads generation 1
-    # vs observed 0 as InProgress instead of calling a never-polled endpoint Current.
+    # vs observed 0 as InProgress instead of calling a never-polled object Current.
     schema["default"] = {"observedGeneration": 0}
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
-    conditions["maxItems"] = 16
+    conditions["maxItems"] = max_conditions
     return schema
 
 
@@ -271,7 +272,7 @@ def crd() -> dict[str, Any]:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": _spec_schema(),
-                                "status": _status_schema(),
+                                "status": _status_schema(InferenceEndpointStatus, 16),
                             },
                         }
                     },
@@ -383,13 +384,7 @@ def provider_crd(*, cluster: bool) -> dict[str, Any]:
         (CLUSTER_KIND, CLUSTER_PLURAL) if cluster else (NAMESPACED_KIND, NAMESPACED_PLURAL)
     )
     short = CLUSTER_SHORT_NAME if cluster else NAMESPACED_SHORT_NAME
-    status = structural_schema(ProviderObjectStatus)
-    status["description"] = "Observed state, written by the operator only."
-    status["default"] = {"observedGeneration": 0}
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
-    conditions["maxItems"] = 8
+    status = _status_schema(ProviderObjectStatus, 8)
     scope = (
         "cluster-wide; usable from the namespaces its conditions allow"
         if cluster
