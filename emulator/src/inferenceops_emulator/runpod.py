@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from aiohttp import web
 
 from ._core import (
     Emulation,
+    ProviderHandler,
     Reply,
     Route,
     Store,
@@ -387,37 +388,30 @@ def routes(store: RunpodStore) -> list[Route]:
     def ok(body: Any) -> Reply:
         return Reply(body=body, headers=_rate_headers(200))
 
-    async def v2_get(request: web.Request) -> Reply:
-        rec = store.get(request.match_info["endpoint_id"])
-        if rec is None:
-            return not_found(request, request.match_info["endpoint_id"])
-        return ok(rec.v2_json())
+    def one(render: Callable[[RunpodEndpoint, web.Request], Reply]) -> ProviderHandler:
+        """A route about one endpoint: `render` it, or RunPod's 404 when there is none."""
 
-    async def v2_workers(request: web.Request) -> Reply:
-        rec = store.get(request.match_info["endpoint_id"])
-        if rec is None:
-            return not_found(request, request.match_info["endpoint_id"])
-        return ok(rec.v2_workers_json())
+        async def handler(request: web.Request) -> Reply:
+            endpoint_id = request.match_info["endpoint_id"]
+            rec = store.get(endpoint_id)
+            return not_found(request, endpoint_id) if rec is None else render(rec, request)
 
-    async def v2_list(_request: web.Request) -> Reply:
-        return ok({"endpoints": [r.v2_json() for r in store.all()]})
+        return handler
 
-    async def health(request: web.Request) -> Reply:
-        rec = store.get(request.match_info["endpoint_id"])
-        if rec is None:
-            return not_found(request, request.match_info["endpoint_id"])
-        return ok(rec.health_json())
-
-    async def v1_get(request: web.Request) -> Reply:
-        rec = store.get(request.match_info["endpoint_id"])
-        if rec is None:
-            return not_found(request, request.match_info["endpoint_id"])
-        return Reply(
+    v2_get = one(lambda rec, _: ok(rec.v2_json()))
+    v2_workers = one(lambda rec, _: ok(rec.v2_workers_json()))
+    health = one(lambda rec, _: ok(rec.health_json()))
+    v1_get = one(
+        lambda rec, request: Reply(
             body=rec.v1_json(
                 workers=_flag(request, "includeWorkers"),
                 template=_flag(request, "includeTemplate"),
             )
         )
+    )
+
+    async def v2_list(_request: web.Request) -> Reply:
+        return ok({"endpoints": [r.v2_json() for r in store.all()]})
 
     async def v1_list(request: web.Request) -> Reply:
         workers = _flag(request, "includeWorkers")
