@@ -110,6 +110,9 @@ class _Entry:
     status_source: tuple[Observation, int, str | None] | None = None
     #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
     secret: Key | None = None
+    #: Monotonic time of the last successful poll (or of tracking start): the status goes stale
+    #: `stale_after(interval)` later. A steady poll moves this, not its deadline in the queue.
+    fresh_since: float = 0.0
 
     @property
     def key(self) -> Key:
@@ -151,9 +154,10 @@ class Scheduler:
         self._groups: dict[Hashable, set[Key]] = {}
         #: When each endpoint is polled next; in-flight endpoints are not in it.
         self._polls: ScheduledQueue[Key] = ScheduledQueue()
-        #: When each endpoint's status goes stale unless a poll succeeds first (timing.stale_after).
-        #: Adding one does not wake the loop (half the wake-ups at 10,000): a deadline is three
-        #: intervals away, and the endpoint's next poll, which does wake it, always comes first.
+        #: When each endpoint's status may have gone stale (`fresh_since` + timing.stale_after).
+        #: A deadline that finds a later success is pushed back then, so a steady poll costs no
+        #: heap push. Adding one does not wake the loop (half the wake-ups at 10,000): it is
+        #: three intervals away, and the endpoint's next poll, which does wake it, comes first.
         self._deadlines: ScheduledQueue[Key] = ScheduledQueue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
@@ -223,7 +227,8 @@ class Scheduler:
         self._apply_spec(entry, spec, generation)
         self._entries[entry.key] = entry
         self._count_phase(None, status.get("phase"))
-        self._deadlines.add(entry.key, self._clock() + stale_after(entry.interval))
+        entry.fresh_since = self._clock()
+        self._deadlines.add(entry.key, entry.fresh_since + stale_after(entry.interval))
         fresh = (
             not status
             or status.get("observedGeneration") != generation
@@ -309,7 +314,12 @@ class Scheduler:
                 self._track(asyncio.create_task(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS)))
             while (deadline := self._deadlines.pop(now)) is not None:
                 entry = self._entries.get(deadline[0])
-                if entry is not None:
+                if entry is None:
+                    continue
+                stale_at = entry.fresh_since + stale_after(entry.interval)
+                if stale_at > now:  # polled successfully since the deadline was set
+                    self._deadlines.add(entry.key, stale_at)
+                else:
                     self._track(asyncio.create_task(self._mark_stale(entry)))
             while (poll := self._polls.pop(now)) is not None:
                 entry = self._entries.get(poll[0])
@@ -442,7 +452,9 @@ class Scheduler:
     def _succeeded(self, entry: _Entry, result: Observation, base: float) -> None:
         entry.failures = 0
         entry.last_success = self._wallclock()
-        self._deadlines.add(entry.key, base + stale_after(entry.interval))
+        entry.fresh_since = base
+        if entry.key not in self._deadlines:  # none since it last went stale
+            self._deadlines.add(entry.key, base + stale_after(entry.interval))
         parsed = entry.parsed
         self._count_poll(parsed.provider.name if parsed else "-", "ok")
 

@@ -202,3 +202,18 @@ async def test_each_transition_is_one_info_line(
     await advance(clock, scheduler, 2)
     lines = [r.getMessage() for r in caplog.records if r.name == "inferenceops.poller"]
     assert len(lines) == 1 and "ml/a: Unreachable" in lines[0], lines
+
+
+async def test_steady_successes_keep_ready_true_past_the_first_deadline(
+    harness: Any, clock: FakeClock
+) -> None:
+    """The first deadline (three intervals after the first success) finds later successes and
+    moves on instead of marking the status stale."""
+    scheduler, writer, provider, _, _ = harness
+    scheduler.upsert(body("a", NS_SPEC))
+    await writer.wait_for(1)
+    for _ in range(5):  # 150 s of successful polls, past the 90 s of the first deadline
+        await advance(clock, scheduler, 30)
+    assert len(provider.requests) >= 5
+    assert ready(writer, "a", scheduler)["status"] == "True"
+    assert ("ml", "a") in scheduler._deadlines, "the deadline was moved, not dropped"
