@@ -15,7 +15,7 @@ help:
 	@echo "make test        unit + integration tests (builds the local control plane on first use)"
 	@echo "make test-unit   the fast loop: unit tests only"
 	@echo "make demo        local control plane + emulator + operator + examples, for a minute"
-	@echo "make lint        ruff + mypy --strict (operator and emulator)"
+	@echo "make lint        ruff check + ruff format --check + mypy --strict (operator and emulator)"
 	@echo "make emulator    the provider emulator on 127.0.0.1:8400, seeded for examples/emulator (inferenceops-emulator --help)"
 	@echo "make crds        regenerate crds/ and the chart's copy from the models"
 	@echo "make bench       the scale benchmark (bench/)"
@@ -70,6 +70,7 @@ test-integration: venv
 
 lint: venv
 	$(VENV)/bin/ruff check operator emulator tests examples image $(wildcard bench)
+	$(VENV)/bin/ruff format --check operator emulator tests examples image $(wildcard bench)
 	$(VENV)/bin/mypy
 
 crds: venv

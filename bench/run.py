@@ -926,7 +926,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[Any] 
             "--duration",
             str(int(seconds)),
             "--rate",
-            "50",
+            "200",  # ~4,000 samples over a steady window at 10,000: enough to rank frames
             "--format",
             "raw",
             "--output",

@@ -50,6 +50,9 @@ class SchedulerSettings:
     policy: PollPolicy = field(default_factory=PollPolicy)
     #: Targets of one account due within this many seconds are polled together.
     coalesce_window: float = 10.0
+    #: The loop wakes at most this often for polls and deadlines coming due (it still wakes at
+    #: once for new and edited resources): a poll starts up to this late.
+    timer_slack: float = 0.5
     #: New or edited resources of a listing provider wait until none has arrived in their group
     #: for `arrival_quiet` seconds (at most `arrival_max_wait` after the first), so a start-up
     #: listing or a GitOps sync of thousands costs a few listings, not one per resource.
@@ -325,9 +328,14 @@ class Scheduler:
                 entry = self._entries.get(poll[0])
                 if entry is not None and not entry.in_flight:
                     self._start_group(entry, now, poll[1])
-            upcoming = [t for t in (self._polls.next_at(), self._deadlines.next_at()) if t]
-            timeout = min(upcoming, default=now + 60.0) - now
-            await self._polls.wait(min(timeout, 60.0))
+            upcoming = min(
+                (t for t in (self._polls.next_at(), self._deadlines.next_at()) if t is not None),
+                default=now + 60.0,
+            )
+            # Timer slack: the polls falling due within it start together, sharing the event
+            # loop's wake-ups; one by one they cost up to twice the CPU (docs/performance.md).
+            wake_at = min(max(upcoming, now + self.settings.timer_slack), now + 60.0)
+            await self._polls.wait(wake_at - now, until=wake_at)
 
     async def stop(self) -> None:
         """Cancel in-flight polls: they must not write through clients about to be closed."""
@@ -446,7 +454,10 @@ class Scheduler:
             return False
         if (result, entry.generation, entry.reconcile_token) != entry.status_source:
             return False
-        self._succeeded(entry, result, timing[0])
+        base, factor = timing
+        self._succeeded(entry, result, base)
+        delay = self.settings.policy.after_success(result.phase, entry.interval) * factor
+        self._schedule(entry, delay, base=base)
         return True
 
     def _succeeded(self, entry: _Entry, result: Observation, base: float) -> None:

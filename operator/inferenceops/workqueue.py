@@ -8,7 +8,6 @@ it surfaces, so moving a key costs O(log n) and nothing is searched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import math
 from collections.abc import Hashable
@@ -25,6 +24,9 @@ class ScheduledQueue(Generic[K]):
         self._heap: list[tuple[float, int, K]] = []
         self._seq = 0
         self._wake = asyncio.Event()
+        #: When the current `wait` ends, on the keys' clock: a key due no sooner than that is
+        #: found then, so adding it wakes nobody (at 10,000 every finished poll re-adds a key).
+        self._waiting_until = math.inf
 
     def add(self, key: K, at: float) -> None:
         """Due at `at` (replacing any earlier time of `key`); `inf` means never."""
@@ -34,7 +36,8 @@ class ScheduledQueue(Generic[K]):
         self._due[key] = at
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, key))
-        self.wake()
+        if at < self._waiting_until:
+            self.wake()
 
     def forget(self, key: K) -> None:
         self._due.pop(key, None)
@@ -71,8 +74,15 @@ class ScheduledQueue(Generic[K]):
         """End the current `wait` now."""
         self._wake.set()
 
-    async def wait(self, seconds: float) -> None:
-        """Sleep up to `seconds`, less if a key is added meanwhile (it may be due sooner)."""
+    async def wait(self, seconds: float, *, until: float = math.inf) -> None:
+        """Sleep up to `seconds`, less if a key due before `until` (the end of this sleep on the
+        keys' clock; by default any key) is added meanwhile."""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))
+        self._waiting_until = until
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting_until = math.inf

@@ -36,7 +36,11 @@ def run_build(tmp_path: Path, *args: str, seconds: str = "0") -> subprocess.Comp
         "BUILD_HEARTBEAT_SECONDS": "0.2",
     }
     return subprocess.run(
-        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60,
+        ["bash", str(SCRIPT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=True,
     )
 

@@ -179,8 +179,9 @@ def build_status(
         text = text or "the provider reports the endpoint failed"
         stalled = _cond("Stalled", "True", "Failed", text, og)
     elif phase == "Terminated":
-        stalled = _cond("Stalled", "True", "Terminated",
-                        "the provider has terminated the endpoint", og)
+        stalled = _cond(
+            "Stalled", "True", "Terminated", "the provider has terminated the endpoint", og
+        )
     # Stalled and Reconciling are never both present: kstatus reads Reconciling first.
     if phase in RECONCILING_PHASES and stalled is None:
         conditions.append(_cond("Reconciling", "True", phase, ready_message(phase), og))

@@ -66,10 +66,9 @@ def test_the_examples_go_live_against_the_emulator_without_editing_a_file(
         for name, phase in expected.items():
             wait_until(
                 f"{name} {phase}",
-                lambda n=name, p=phase: (get_ie(control_plane, ns, n).get("status") or {}).get(
-                    "phase"
-                )
-                == p,
+                lambda n=name, p=phase: (
+                    (get_ie(control_plane, ns, n).get("status") or {}).get("phase") == p
+                ),
                 40,
             )
 

@@ -29,9 +29,11 @@ def test_an_unbounded_retry_after_does_not_freeze_ready(
     try:
         synced = wait_until(
             "Synced RateLimited",
-            lambda: (c := condition(get_ie(control_plane, ns, "ra"), "Synced")).get("reason")
-            == "RateLimited"
-            and c,
+            lambda: (
+                (c := condition(get_ie(control_plane, ns, "ra"), "Synced")).get("reason")
+                == "RateLimited"
+                and c
+            ),
             20,
         )
         assert "retry after 300s" in synced["message"], synced
@@ -41,9 +43,11 @@ def test_an_unbounded_retry_after_does_not_freeze_ready(
         control_plane.kubectl("annotate", "ie", "ra", "-n", ns, f"{RECONCILE}=r1", "--overwrite")
         obj = wait_until(
             "reconcile handled",
-            lambda: (o := get_ie(control_plane, ns, "ra"))["status"].get("lastHandledReconcileAt")
-            == "r1"
-            and o,
+            lambda: (
+                (o := get_ie(control_plane, ns, "ra"))["status"].get("lastHandledReconcileAt")
+                == "r1"
+                and o
+            ),
             15,
         )
         assert "resumes at" in condition(obj, "Synced")["message"]
@@ -51,9 +55,11 @@ def test_an_unbounded_retry_after_does_not_freeze_ready(
         # Three intervals (15 s) after the last success Ready is Unknown, with the reason.
         ready = wait_until(
             "Ready Unknown",
-            lambda: (c := condition(get_ie(control_plane, ns, "ra"), "Ready")).get("status")
-            == "Unknown"
-            and c,
+            lambda: (
+                (c := condition(get_ie(control_plane, ns, "ra"), "Ready")).get("status")
+                == "Unknown"
+                and c
+            ),
             30,
         )
         assert ready["reason"] == "ObservationStale" and "RateLimited" in ready["message"], ready

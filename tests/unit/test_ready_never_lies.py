@@ -217,3 +217,34 @@ async def test_steady_successes_keep_ready_true_past_the_first_deadline(
     assert len(provider.requests) >= 5
     assert ready(writer, "a", scheduler)["status"] == "True"
     assert ("ml", "a") in scheduler._deadlines, "the deadline was moved, not dropped"
+
+
+def ns_loading(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"data": {"stage": "LOADING_MODEL", "progress": 40}})
+
+
+@pytest.mark.parametrize(("answer", "interval"), [(ns_loading, 10.0), (ns_ready, 30.0)])
+async def test_a_poll_that_changes_nothing_keeps_its_phase_interval_and_jitter(
+    harness: Any, clock: FakeClock, answer: Any, interval: float
+) -> None:
+    """An unchanged answer skips the status computation, not the timing policy: a Provisioning
+    endpoint is polled every third of its interval however often it says the same, and every
+    delay is shortened by the jitter, so a change shows within one interval."""
+    scheduler, writer, provider, _, _ = harness
+    provider.handler = answer
+    scheduler.upsert(body("a", NS_SPEC))  # pollInterval 30s
+    await writer.wait_for(1)
+    delays = []
+    for _ in range(3):  # each of these polls finds what the status already says
+        due = scheduler._polls.due_at(("ml", "a"))
+        assert due is not None
+        clock.now = due
+        before = len(provider.requests)
+        await advance(clock, scheduler, 0.0)
+        assert len(provider.requests) == before + 1
+        next_due = scheduler._polls.due_at(("ml", "a"))
+        assert next_due is not None
+        delays.append(next_due - clock.now)
+    assert all(0.9 * interval - 0.01 <= d <= interval + 0.01 for d in delays), delays
+    assert min(delays) < interval - 0.001, f"no jitter: {delays}"
+    assert len(writer.patches) == 1, "the same answer is not written again"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -467,3 +468,49 @@ async def test_watch_events_add_and_forget(scheduler: Scheduler, writer: FakeWri
     assert len(scheduler) == 2
     scheduler.observe("DELETED", {"metadata": {"namespace": "ml", "name": "a"}})
     assert len(scheduler) == 1 and scheduler.status_of("ml", "a") is None
+
+
+@pytest.mark.parametrize("slack", [0.0, 0.5])
+async def test_polls_falling_due_within_the_timer_slack_start_together(
+    writer: FakeWriter, secrets: SecretCache, slack: float
+) -> None:
+    """Per-endpoint polls spread over the interval each woke the event loop on their own; at
+    10,000 that cost more CPU than the requests (docs/performance.md). Within the timer slack
+    they start in one wake-up, a little late, never early."""
+    started: dict[str, float] = {}
+
+    def record(request: httpx.Request) -> httpx.Response:
+        started[request.url.host] = time.monotonic()
+        return ns_ready(request)
+
+    accounts = AccountPool(transport=httpx.MockTransport(record))
+    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(timer_slack=slack))
+    task = asyncio.create_task(sched.run())
+    try:
+        names = [f"s{i}" for i in range(5)]
+        for name in names:
+            spec = {"pollInterval": "30s", "nsModelServer": {"url": f"http://{name}.test:8080"}}
+            sched.upsert(body(name, spec))
+        await writer.wait_for(len(names))
+        await asyncio.sleep(0.6)  # past the slack of the wake-up the first polls made
+        started.clear()
+        base = time.monotonic()
+        due = {name: base + 0.05 * (i + 1) for i, name in enumerate(names)}  # 50-250 ms away
+        for name in names:
+            sched._schedule(sched._entries[("ml", name)], due[name] - time.monotonic())
+        for _ in range(100):
+            if len(started) == len(names):
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(started) == [f"{name}.test" for name in names]
+        for name in names:
+            assert started[f"{name}.test"] >= due[name] - 0.01, "a poll never starts early"
+        spread = max(started.values()) - min(started.values())
+        if slack:
+            assert spread < 0.05, f"due within the slack, started {spread:.3f}s apart"
+        else:
+            assert spread > 0.15, f"without slack each starts when due ({spread:.3f}s)"
+    finally:
+        task.cancel()
+        await sched.drain()
+        await accounts.aclose()

@@ -47,3 +47,18 @@ async def test_adding_wakes_a_waiter() -> None:
     queue.add("a", 0.0)
     await asyncio.wait_for(waiter, 2.0)
     assert time.monotonic() - started < 2.0
+
+
+async def test_a_key_due_after_the_sleep_ends_does_not_wake_the_waiter() -> None:
+    """Every finished poll re-adds its key an interval later; waking the scheduler's loop for
+    each (it would find nothing due) was a wake-up per poll at 10,000."""
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    started = time.monotonic()
+    waiter = asyncio.create_task(queue.wait(0.3, until=100.0))
+    await asyncio.sleep(0.05)
+    queue.add("later", 130.0)
+    await asyncio.sleep(0.05)
+    assert not waiter.done(), "a key due after the sleep must not end it"
+    queue.add("sooner", 99.0)
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 0.25, "a key due before the sleep ends wakes it"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
 from .base import (
     CredentialedConfig,
@@ -98,9 +98,9 @@ class _Status(BaseModel):
 
 class _ListPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    # Entries are validated one by one so that one odd entry sends only its own endpoint to the
-    # per-endpoint fallback instead of discarding the whole page.
-    data: dict[str, object]
+    # An entry the model rejects is left out, so that one odd entry sends only its own endpoint
+    # to the per-endpoint fallback instead of discarding the whole page.
+    data: dict[str, OnErrorOmit[_Status]]
     nextCursor: str | None = None
 
 
@@ -167,13 +167,6 @@ def map_details(body: _Details) -> Replicas:
         max=body.autoscalingMax,
     )
     return Replicas(workers, body.updatedReplicaCnt)
-
-
-def _parse_status(raw: object) -> _Status | None:
-    try:
-        return _Status.model_validate(raw)
-    except ValidationError:
-        return None
 
 
 @dataclass(slots=True)
@@ -290,8 +283,8 @@ class FriendliProvider(Provider[FriendliConfig]):
                 )
             except ProviderError as err:
                 return found, err
-            for endpoint_id, raw in page.data.items():
-                if endpoint_id in wanted and (status := _parse_status(raw)) is not None:
+            for endpoint_id, status in page.data.items():
+                if endpoint_id in wanted:
                     found[endpoint_id] = status
             cursor = page.nextCursor
             # Stop as soon as every wanted endpoint is seen; a repeated cursor would loop forever.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Annotated, ClassVar, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal
 
 import httpx
 from pydantic import (
@@ -27,8 +27,8 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    OnErrorOmit,
     RootModel,
-    ValidationError,
     model_validator,
 )
 
@@ -152,8 +152,11 @@ class _V1Endpoint(BaseModel):
     workersMax: NonNegativeInt | None = None
 
 
-class _V1List(RootModel[list[object]]):
-    pass
+class _V1List(RootModel[list[OnErrorOmit[_V1Endpoint]]]):
+    """An entry the model rejects is left out, so only that endpoint goes to the per-endpoint
+    fallback (which says what is wrong with it) instead of the whole list being thrown away.
+    Typed here rather than entry by entry: pydantic-core parses the body straight into the
+    models, several times faster than JSON to dicts to models for a list of thousands."""
 
 
 #: desiredStatus values of workers RunPod is stopping: they are going away, not coming up.
@@ -222,7 +225,8 @@ class _V2Endpoint(BaseModel):
 
 class _V2List(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    endpoints: list[object]
+    # As in _V1List: a rejected entry is left out for the per-endpoint fallback.
+    endpoints: list[OnErrorOmit[_V2Endpoint]]
 
 
 class _V2Summary(BaseModel):
@@ -407,7 +411,7 @@ class RunPodProvider(Provider[RunPodConfig]):
                 body = await get_json(client, url, _V1List, headers=headers, params=params)
             except ProviderError as err:
                 return {}, err
-            return {i: map_v1(e) for i, e in _index(body.root, _V1Endpoint, wanted).items()}, None
+            return {e.id: map_v1(e) for e in body.root if e.id in wanted}, None
 
         return await list_then_fetch(ids, listing, one, final=rate_limited)
 
@@ -442,37 +446,12 @@ class RunPodProvider(Provider[RunPodConfig]):
                 body = await get_json(client, f"{base}/serverless", _V2List, headers=headers)
             except ProviderError as err:
                 return {}, err
-            listed = _index(body.endpoints, _V2Endpoint, wanted)
+            listed = {e.id: e for e in body.endpoints if e.id in wanted}
             # The list has no workers: each listed endpoint still costs its /workers request.
             answers = await concurrently([caught(workers(e)) for e in listed.values()])
             return dict(zip(listed, answers, strict=True)), None
 
         return await list_then_fetch(ids, listing, one, final=rate_limited)
-
-
-_Endpoint = TypeVar("_Endpoint", _V1Endpoint, _V2Endpoint)
-
-
-def _index(entries: list[object], model: type[_Endpoint], wanted: set[str]) -> dict[str, _Endpoint]:
-    """The wanted list entries by id. An entry the model rejects is left out, so only that
-    endpoint goes to the per-endpoint fallback instead of the whole list being thrown away.
-    Entries of endpoints nobody asked about are not validated at all: an account can list
-    thousands."""
-    indexed: dict[str, _Endpoint] = {}
-    for raw in entries:
-        if not isinstance(raw, dict) or raw.get("id") not in wanted:
-            continue
-        entry = _parse(raw, model)
-        if entry is not None:
-            indexed[entry.id] = entry
-    return indexed
-
-
-def _parse(raw: object, model: type[_Endpoint]) -> _Endpoint | None:
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
-        return None
 
 
 async def _queue_or_none(

@@ -160,6 +160,10 @@ async def test_garbage_is_bad_response(case: ConformanceCase, body: bytes) -> No
     err = _error(_only(await _observe(case, _failing(200, body))))
     assert err.reason is ErrorReason.BAD_RESPONSE
     assert len(err.message) < 300
+    # What is wrong is named: not JSON at all, or JSON of another shape.
+    not_json = not body or body.startswith((b"<", b'{"status": "RUNN'))
+    assert ("not JSON" in err.message) is not_json, err.message
+    assert ("not the documented shape" in err.message) is not not_json, err.message
 
 
 async def test_huge_body_is_bad_response(case: ConformanceCase) -> None:

@@ -481,6 +481,18 @@ async def test_v1_batch_is_one_request() -> None:
     assert fake.urls() == [f"{V1}/endpoints?includeWorkers=true"]
 
 
+async def test_v1_malformed_list_entry_falls_back_alone() -> None:
+    fake = FakeRunPod(["a", "b", "c"])
+    listed = [fake._v1("a"), {"id": "b", "workersMin": "many"}, "junk", fake._v1("c")]
+    fake.overrides["/v1/endpoints"] = httpx.Response(200, json=listed)
+    results = await observe(fake, [target(i, api="v1") for i in "abc"])
+    assert all(ok(r).phase is Phase.RUNNING for r in results.values())
+    assert sorted(fake.urls()) == [
+        f"{V1}/endpoints/b?includeWorkers=true",
+        f"{V1}/endpoints?includeWorkers=true",
+    ], "only the endpoint whose entry was rejected is asked for on its own"
+
+
 async def test_v1_target_missing_from_the_list_falls_back() -> None:
     fake = FakeRunPod(["a", "hidden"])
     fake.unlisted = {"hidden"}
