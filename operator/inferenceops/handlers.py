@@ -36,6 +36,7 @@ from .kube.errors import ApiError
 from .kube.informer import Informer
 from .kube.secrets import SecretCache
 from .kube.writer import ApiWriter
+from .memory import keep_frozen
 from .metrics import Metrics
 from .provider_objects import ProviderObjects
 from .provider_status import ProviderStatus
@@ -70,6 +71,8 @@ class Runtime:
     #: The InferenceProvider, ClusterInferenceProvider and Namespace watches.
     provider_informers: list[asyncio.Task[None]] = field(default_factory=list)
     provider_status_task: asyncio.Task[None] | None = None
+    #: Freezes the long-lived heap out of the garbage collector's full passes (memory.py).
+    collector: asyncio.Task[None] | None = None
 
     def watches(self) -> list[asyncio.Task[None]]:
         """The tasks besides the scheduler that must run for the operator to be alive."""
@@ -147,6 +150,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         len(scheduler),
     )
     runtime.task = _start(scheduler.run(), "inferenceops-scheduler")
+    runtime.collector = _start(keep_frozen(), "inferenceops-gc")
     if runtime.settings.shard_index == 0:
         # One writer per provider object: shards writing their own shares would overwrite each
         # other at every change. Shard 0's status covers its share of the endpoints.
@@ -249,7 +253,7 @@ def scheduler_alive(memo: Any, **_: Any) -> int:
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    for task in (*runtime.watches(), runtime.task):
+    for task in (*runtime.watches(), runtime.task, runtime.collector):
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
