@@ -21,8 +21,9 @@ __all__ = ["REFREEZE_SECONDS", "keep_frozen", "refreeze"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between full collections (each one pauses the event loop while it runs: ~0.1-0.5 s
-#: at 10,000 endpoints on a shared core).
+#: Seconds between full collections. Each pauses the event loop while it runs: 0.08 s for the
+#: scheduler's 10,000 entries with their statuses (153,000 objects, measured in-process); the
+#: whole operator's heap at 10,000 is a few times larger.
 REFREEZE_SECONDS = 300.0
 #: The first freeze waits for start-up: the first polls create the statuses and the connections.
 FIRST_FREEZE_SECONDS = 60.0
