@@ -29,11 +29,21 @@ RUN python -m venv --without-pip /opt/venv
 # Only what the wheel is built from (see .dockerignore). README.md* tolerates a missing README.
 COPY pyproject.toml README.md* ./
 COPY operator/ ./operator/
+# The same hash-locked requirements as `make image` (image/build.sh): every package and build
+# tool pinned by version and sha256, so both recipes install the same bytes. The locks are for
+# CPython 3.11 on x86_64 (manylinux); `bash image/build.sh --lock` regenerates them.
+COPY image/requirements.lock image/build-tools.lock ./image/
 
-# Wheel of the project only, then the wheel plus its runtime dependencies (binary wheels from
-# PyPI: nothing is compiled, so the slim image needs no compiler) into the venv.
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip --python /opt/venv/bin/python install --only-binary=:all: /wheels/inferenceops-*.whl \
+# Build tools from their lock, the project wheel built with them (no isolated build env, which
+# would fetch unpinned setuptools), the dependencies from the lock with --require-hashes, then
+# the wheel alone (--no-deps: nothing resolved outside the lock), and `pip check` that the
+# lock satisfies the wheel's requirements. Binary wheels only: the slim image has no compiler.
+RUN pip install --no-deps --require-hashes --only-binary=:all: --requirement image/build-tools.lock \
+ && pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels . \
+ && pip --python /opt/venv/bin/python install --no-deps --require-hashes --only-binary=:all: \
+      --requirement image/requirements.lock \
+ && pip --python /opt/venv/bin/python install --no-deps --no-index /wheels/inferenceops-*.whl \
+ && pip --python /opt/venv/bin/python check \
  && /opt/venv/bin/python -c "import inferenceops, kopf" \
  && test -x /opt/venv/bin/inferenceops
 

@@ -229,3 +229,52 @@ def test_check_archive_reports_each_broken_promise(tmp_path: Path) -> None:
     assert contract.check_archive(wrong_tag) == [
         "index.json: no manifest with org.opencontainers.image.ref.name='0.1.0' (has ['latest'])"
     ]
+
+
+def _pip_installs(dockerfile: str) -> list[list[str]]:
+    """Every `pip ... install ...` command of the Dockerfile's RUN instructions, as words."""
+    commands = []
+    for keyword, args in contract._instructions(dockerfile):
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", args):
+            words = command.split()
+            if words and words[0] in ("pip", "pip3") and "install" in words:
+                commands.append(words)
+    return commands
+
+
+def _unlocked_installs(dockerfile: str) -> list[str]:
+    """pip installs that could fetch something the locks do not pin: neither from a lock with
+    --require-hashes nor a local wheel without its dependencies and the index."""
+    problems = []
+    for words in _pip_installs(dockerfile):
+        locked = "--require-hashes" in words and "--requirement" in words
+        local = "--no-deps" in words and "--no-index" in words
+        if not (locked or local):
+            problems.append(" ".join(words))
+    return problems
+
+
+def test_the_dockerfile_installs_from_the_same_locks_as_make_image() -> None:
+    """The Dockerfile and image/build.sh install the same hash-pinned packages: the runtime
+    dependencies only from image/requirements.lock with --require-hashes, the build tools from
+    image/build-tools.lock, and the project wheel with --no-deps (nothing resolved beside)."""
+    dockerfile = contract.DOCKERFILE.read_text()
+    installs = _pip_installs(dockerfile)
+    assert installs, "no pip install in the Dockerfile"
+    assert _unlocked_installs(dockerfile) == []
+    locks = {w[w.index("--requirement") + 1] for w in installs if "--requirement" in w}
+    assert locks == {"image/requirements.lock", "image/build-tools.lock"}
+    copied = " ".join(
+        args for keyword, args in contract._instructions(dockerfile) if keyword == "COPY"
+    )
+    assert "image/requirements.lock" in copied and "image/build-tools.lock" in copied
+    assert "--require-hashes" in (REPO / "image" / "build.sh").read_text()
+
+
+def test_an_unlocked_install_in_the_dockerfile_is_caught() -> None:
+    unlocked = "RUN pip --python /opt/venv/bin/python install /wheels/inferenceops-*.whl\n"
+    assert _unlocked_installs(unlocked) == [
+        "pip --python /opt/venv/bin/python install /wheels/inferenceops-*.whl"
+    ]
