@@ -17,7 +17,7 @@ help:
 	@echo "make demo        local control plane + emulator + operator + examples, for a minute"
 	@echo "make lint        ruff check + ruff format --check + mypy --strict (operator and emulator)"
 	@echo "make emulator    the provider emulator on 127.0.0.1:8400, seeded for examples/emulator (inferenceops-emulator --help)"
-	@echo "make crds        regenerate crds/ and the chart's copy from the models"
+	@echo "make crds        regenerate crds/ (and the admission policies) and the chart's copies from the models"
 	@echo "make bench       the scale benchmark (bench/)"
 	@echo "make image       the operator image as an OCI archive, no Docker needed (root; image/README.md)"
 	@echo "make e2e         a real node here (kubelet + containerd, root) + image + chart: the e2e suite (docs/e2e.md)"
@@ -78,6 +78,8 @@ crds: venv
 	$(VENV)/bin/inferenceops crd --kind InferenceProvider > crds/inferenceops.io_inferenceproviders.yaml
 	$(VENV)/bin/inferenceops crd --kind ClusterInferenceProvider > crds/inferenceops.io_clusterinferenceproviders.yaml
 	cp crds/inferenceops.io_*.yaml charts/inferenceops/crds/
+	$(VENV)/bin/inferenceops admission-policy > crds/secret-access-policy.yaml
+	$(VENV)/bin/inferenceops admission-policy --helm-template > charts/inferenceops/templates/secret-access-policy.yaml
 
 bench: venv
 	$(PY) bench/run.py

@@ -681,7 +681,10 @@ def run_case(
         others = {name: psutil.Process(pid) for name, pid in cp.pids.items()}
         others["emulator"] = psutil.Process(emu.pid)
         cpu0 = {name: cpu_of(ps) for name, ps in others.items()}
-        op = OperatorProc(cp.kubeconfig, opts.workdir / f"operator-{tag}.log", opts.operator_args)
+        args = list(opts.operator_args)
+        if opts.provider_objects:  # where the shared providers' Secret is
+            args.append(f"--cluster-secret-namespace={namespaces[0]}")
+        op = OperatorProc(cp.kubeconfig, opts.workdir / f"operator-{tag}.log", args)
         limit = max(120.0, 6 * interval + n / 50)
         case["healthy_s"] = round(op.wait_healthy(), 2)
         profiler = None

@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="watch only this namespace (repeatable); default: all namespaces",
     )
+    run.add_argument(
+        "--cluster-secret-namespace",
+        action="append",
+        default=[],
+        metavar="NAMESPACE",
+        help="a namespace where ClusterInferenceProviders may read Secrets (their "
+        "spec.secretNamespace; repeatable); any other makes them Stalled "
+        "(SecretNamespaceNotAllowed) and nothing is read. Default: the namespace the operator "
+        "runs in: its pod's (the service-account namespace file), else the kubeconfig "
+        "context's, else default",
+    )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning"), default="info")
     run.add_argument(
@@ -116,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=["InferenceEndpoint", "InferenceProvider", "ClusterInferenceProvider"],
         default="InferenceEndpoint",
     )
+    admission = sub.add_parser(
+        "admission-policy",
+        help="print the ValidatingAdmissionPolicies that let only who may read a Secret name it",
+    )
+    admission.add_argument(
+        "--helm-template",
+        action="store_true",
+        help="as the chart's template (names per release, switched by admissionPolicy.enabled)",
+    )
     return parser
 
 
@@ -125,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "probe":
         return asyncio.run(_probe(args))
+    if args.command == "admission-policy":
+        from .api.admission import chart_template_yaml, policy_yaml
+
+        sys.stdout.write(chart_template_yaml() if args.helm_template else policy_yaml())
+        return EXIT_OK
     from .api.crd import crd, crd_yaml, provider_crd
 
     if args.kind == "InferenceEndpoint":
@@ -282,6 +307,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from .api import parse_duration
     from .handlers import Runtime, registry
+    from .kube.client import own_namespace
+    from .provider_objects import ProviderObjects
     from .scheduler import SchedulerSettings
 
     try:
@@ -310,6 +337,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         namespaces=tuple(args.namespace),
         account_settings=AccountSettings.at_rate(args.requests_per_second),
+        providers=ProviderObjects(frozenset(args.cluster_secret_namespace or [own_namespace()])),
     )
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)

@@ -134,7 +134,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     endpoints = Informer(api, endpoint_paths(runtime.namespaces), scheduler.observe)
     credentials = Informer(
         api,
-        secret_paths(runtime.namespaces),
+        secret_paths(runtime.namespaces, runtime.providers.cluster_secret_namespaces),
         runtime.secrets.observe,
         params={"fieldSelector": SECRET_FIELD_SELECTOR},
         page_size=50,  # Secrets can be large (TLS bundles); unreferenced ones are dropped per page
@@ -144,8 +144,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
     runtime.secret_informer = _start(credentials.run(), "inferenceops-secret-informer")
     await _synced(credentials, runtime.secret_informer)
     log.info(
-        "%s; holding %d referenced Secrets; polling %d endpoints",
+        "%s; ClusterInferenceProviders may read Secrets in %s (--cluster-secret-namespace); "
+        "holding %d referenced Secrets; polling %d endpoints",
         watching(runtime.namespaces),
+        ", ".join(sorted(runtime.providers.cluster_secret_namespaces or ["any namespace"])),
         len(runtime.secrets),
         len(scheduler),
     )
@@ -212,10 +214,15 @@ async def _synced(informer: Informer, task: asyncio.Task[None]) -> None:
         raise kopf.PermanentError(f"{task.get_name()} stopped before listing: {task.exception()!r}")
 
 
-def secret_paths(namespaces: tuple[str, ...]) -> list[str]:
+def secret_paths(
+    namespaces: tuple[str, ...], cluster_secret_namespaces: frozenset[str] | None = None
+) -> list[str]:
+    """Where Secrets are watched: everywhere, or the watched namespaces and those where
+    ClusterInferenceProviders may read Secrets (their Secrets are kept current the same way)."""
     if not namespaces:
         return ["/api/v1/secrets"]
-    return [f"/api/v1/namespaces/{ns}/secrets" for ns in namespaces]
+    extra = sorted((cluster_secret_namespaces or frozenset()) - set(namespaces))
+    return [f"/api/v1/namespaces/{ns}/secrets" for ns in (*namespaces, *extra)]
 
 
 def provider_paths(namespaces: tuple[str, ...]) -> list[str]:

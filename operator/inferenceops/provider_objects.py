@@ -7,7 +7,9 @@ Tenancy rules (docs/provider-accounts.md):
 - a ClusterInferenceProvider's Secrets are read in its `secretNamespace`, and when it has
   `conditions` only endpoints in a namespace one of them matches may use it;
 - with a provider object's credentials, where requests go (`url`) is the provider object's: an
-  endpoint could otherwise send someone else's credentials to a server of its own.
+  endpoint could otherwise send someone else's credentials to a server of its own;
+- a ClusterInferenceProvider's `secretNamespace` must be one the operator was told it may read
+  (`--cluster-secret-namespace`): its author could otherwise name any Secret of the cluster.
 A rule broken means no request at all: the endpoint's Synced and Stalled say which.
 """
 
@@ -35,6 +37,7 @@ __all__ = [
     "PROVIDER_MISMATCH",
     "PROVIDER_MISSING",
     "PROVIDER_NOT_ALLOWED",
+    "SECRET_NAMESPACE_NOT_ALLOWED",
     "ObjectKey",
     "ProviderObjects",
     "Resolved",
@@ -42,7 +45,13 @@ __all__ = [
     "ref_key",
 ]
 
-from .status import INVALID_SPEC, PROVIDER_MISMATCH, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED
+from .status import (
+    INVALID_SPEC,
+    PROVIDER_MISMATCH,
+    PROVIDER_MISSING,
+    PROVIDER_NOT_ALLOWED,
+    SECRET_NAMESPACE_NOT_ALLOWED,
+)
 
 #: (kind, namespace, name); namespace "" for a ClusterInferenceProvider.
 ObjectKey = tuple[str, str, str]
@@ -85,9 +94,13 @@ def _describe(key: ObjectKey) -> str:
 class ProviderObjects:
     """Fed by the two kinds' informers and the Namespace informer; calls `changed(key)` when a
     provider object's spec appears, changes or goes, and `changed(None)` when namespace labels
-    change (cluster providers' conditions may now say otherwise)."""
+    change (cluster providers' conditions may now say otherwise).
 
-    def __init__(self) -> None:
+    `cluster_secret_namespaces`: where ClusterInferenceProviders may read Secrets; None (tests,
+    tools without a cluster) means anywhere."""
+
+    def __init__(self, cluster_secret_namespaces: frozenset[str] | None = None) -> None:
+        self.cluster_secret_namespaces = cluster_secret_namespaces
         self._specs: dict[ObjectKey, Mapping[str, Any]] = {}
         self._generations: dict[ObjectKey, int] = {}
         self._uids: dict[ObjectKey, str] = {}
@@ -191,6 +204,8 @@ class ProviderObjects:
         provider = next((p for p in all_providers() if source.get(p.name) is not None), None)
         if provider is None:
             raise Unresolved(PROVIDER_MISMATCH, f"{_describe(key)} has no provider block")
+        if (refused := self.refusal(key)) is not None:
+            raise Unresolved(*refused)
         block = spec.get(provider.name)
         if not isinstance(block, Mapping):
             mine = next((p.name for p in all_providers() if spec.get(p.name) is not None), "none")
@@ -233,6 +248,27 @@ class ProviderObjects:
                 requests_per_second=budget["requestsPerSecond"],
                 burst=budget["burst"],
             ),
+        )
+
+    def refusal(self, key: ObjectKey) -> tuple[str, str] | None:
+        """(reason, message) when the provider object itself may not be used, whoever names it:
+        a ClusterInferenceProvider with credentials whose secretNamespace the operator was not
+        told it may read. Nothing is read then."""
+        source = self._specs.get(key)
+        allowed = self.cluster_secret_namespaces
+        if source is None or key[0] != CLUSTER_KIND or allowed is None:
+            return None
+        provider = next((p for p in all_providers() if source.get(p.name) is not None), None)
+        if provider is None or not provider.config_model.credential_fields:
+            return None
+        namespace = str(source.get("secretNamespace") or "")
+        if namespace in allowed:
+            return None
+        return (
+            SECRET_NAMESPACE_NOT_ALLOWED,
+            f"{_describe(key)} reads Secrets in namespace {namespace or '(none)'}, where the "
+            f"operator may not read them (its --cluster-secret-namespace: "
+            f"{', '.join(sorted(allowed)) or 'none'})",
         )
 
     def _allows(self, source: Mapping[str, Any], namespace: str) -> bool:

@@ -73,13 +73,17 @@ def provider_status(
     last_success: datetime | None,
     now: datetime,
     success_refresh: timedelta,
+    refusal: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The status a provider object should show (pure)."""
+    """The status a provider object should show (pure). `refusal`: (reason, message) when the
+    object may not be used at all (ProviderObjects.refusal); it wins over any call's outcome."""
     prev = prev or {}
     ready_users = sum(1 for u in users if (condition(u, "Ready") or {}).get("status") == "True")
     ready: tuple[ConditionStatus, str, str]
     shown = condition(prev, "Ready")
-    if outcome is None and shown is not None:
+    if refusal is not None:
+        ready = ("False", *refusal)
+    elif outcome is None and shown is not None:
         # No call yet in this process (a restart): what the last one wrote still holds, rather
         # than flapping to Unknown and back with two writes and two Events.
         ready = (shown["status"], shown.get("reason", ""), shown.get("message", ""))
@@ -93,7 +97,7 @@ def provider_status(
     kept_pause = prev.get("pausedUntil") if outcome is None and ready[1] == "RateLimited" else None
     conditions = [dict(c) for c in prev.get("conditions") or []]
     set_condition(conditions, "Ready", *ready, now=now, generation=generation)
-    if ready[1] in _STALLED:
+    if ready[1] in _STALLED or refusal is not None:
         set_condition(
             conditions, "Stalled", "True", ready[1], ready[2], now=now, generation=generation
         )
@@ -197,6 +201,7 @@ class ProviderStatus:
                 last_success=self._successes.get(key),
                 now=now,
                 success_refresh=self._success_refresh,
+                refusal=self._objects.refusal(key),
             )
             patch = merge_patch(prev, new)
             if not patch:

@@ -55,9 +55,17 @@ INTERNAL_ERROR = "InternalError"
 PROVIDER_MISSING = "ProviderMissing"
 PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"
 PROVIDER_MISMATCH = "ProviderMismatch"
+#: A ClusterInferenceProvider's secretNamespace is not one of --cluster-secret-namespace.
+SECRET_NAMESPACE_NOT_ALLOWED = "SecretNamespaceNotAllowed"
 #: Nothing is polled for these until the spec or the provider object it names changes.
 UNPOLLABLE_REASONS = frozenset(
-    {INVALID_SPEC, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED, PROVIDER_MISMATCH}
+    {
+        INVALID_SPEC,
+        PROVIDER_MISSING,
+        PROVIDER_NOT_ALLOWED,
+        PROVIDER_MISMATCH,
+        SECRET_NAMESPACE_NOT_ALLOWED,
+    }
 )
 #: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
 STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(

@@ -16,10 +16,13 @@ from inferenceops_emulator import EmulatorClient
 from inferenceops_emulator.process import emulator_process, free_port, wait_until
 from tests.processes import OperatorProcess
 
-__all__ = ["TOKEN", "EmulatorClient", "OperatorProcess", "free_port", "wait_until"]
+__all__ = ["TOKEN", "VAULT", "EmulatorClient", "OperatorProcess", "free_port", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "emulator-token-integration"
+#: The one namespace (besides `default`) where the session operator lets ClusterInferenceProviders
+#: read Secrets (--cluster-secret-namespace): any other makes them SecretNamespaceNotAllowed.
+VAULT = "it-vault"
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +47,11 @@ def crds(control_plane: Any) -> None:
 def operator(
     control_plane: Any, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    control_plane.kubectl("create", "namespace", VAULT, check=False)  # exists on a re-run
     op = OperatorProcess(
-        control_plane.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+        control_plane.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        ["--cluster-secret-namespace=default", f"--cluster-secret-namespace={VAULT}"],
     )
     yield op
     code = op.stop()

@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT, TOKEN, EmulatorClient, OperatorProcess, condition, get_ie, wait_until
+from .conftest import (
+    ROOT,
+    TOKEN,
+    VAULT,
+    EmulatorClient,
+    OperatorProcess,
+    condition,
+    get_ie,
+    wait_until,
+)
 
 API = "inferenceops.io/v1alpha1"
 DA_ID = "0b5633ba2b904511ad514346f4d0prv1"
@@ -277,12 +286,11 @@ def test_cluster_provider_tenancy_and_secret_rotation(
     control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
 ) -> None:
     running(emulator, "fr-prov-2")
-    vault = f"{ns}-vault"
-    control_plane.kubectl("create", "namespace", vault)
-    control_plane.kubectl(
-        "create", "secret", "generic", "shared", "-n", vault, f"--from-literal=token={TOKEN}"
-    )
+    vault = VAULT  # one the operator may read Secrets in (--cluster-secret-namespace)
     name = f"shared-{ns}"
+    control_plane.kubectl(
+        "create", "secret", "generic", name, "-n", vault, f"--from-literal=token={TOKEN}"
+    )
     cip = {
         "apiVersion": API,
         "kind": "ClusterInferenceProvider",
@@ -292,7 +300,7 @@ def test_cluster_provider_tenancy_and_secret_rotation(
             "conditions": [{"namespaceSelector": {"matchLabels": {"inference": "allowed"}}}],
             "friendli": {
                 "url": f"{emulator.base_url}/friendli",
-                "credentialsSecretRef": {"name": "shared", "key": "token"},
+                "credentialsSecretRef": {"name": name, "key": "token"},
             },
         },
     }
@@ -327,7 +335,7 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "shared", "namespace": vault},
+            "metadata": {"name": name, "namespace": vault},
             "stringData": {"token": new_token},
         }
         control_plane.kubectl("apply", "-f", "-", input=json.dumps(secret))
@@ -335,6 +343,51 @@ def test_cluster_provider_tenancy_and_secret_rotation(
         assert new_token not in json.dumps(obj)
     finally:
         emulator.set_token(None, TOKEN)
+        control_plane.kubectl("delete", "ie", "ep", "-n", ns, check=False)
+        control_plane.kubectl("delete", "cipr", name, check=False)
+
+
+def test_a_cluster_provider_reading_secrets_elsewhere_is_stalled_and_sends_nothing(
+    control_plane: Any, emulator: EmulatorClient, operator: OperatorProcess, ns: str
+) -> None:
+    """The session operator may read cluster providers' Secrets in `default` and VAULT only:
+    one naming the test namespace (whose Secret `creds` holds a valid token) reads nothing."""
+    running(emulator, "fr-prov-4")
+    name = f"elsewhere-{ns}"
+    cip = {
+        "apiVersion": API,
+        "kind": "ClusterInferenceProvider",
+        "metadata": {"name": name},
+        "spec": {
+            "secretNamespace": ns,
+            "friendli": {
+                "url": f"{emulator.base_url}/friendli",
+                "credentialsSecretRef": {"name": "creds", "key": "token"},
+            },
+        },
+    }
+    spec = {
+        "providerRef": {"kind": "ClusterInferenceProvider", "name": name},
+        "friendli": {"endpointId": "fr-prov-4"},
+    }
+    try:
+        apply(control_plane, cip, endpoint("ep", ns, spec))
+        obj = wait_reason(control_plane, ns, "ep", "SecretNamespaceNotAllowed")
+        message = condition(obj, "Synced")["message"]
+        assert f"namespace {ns}" in message and "--cluster-secret-namespace" in message
+        assert condition(obj, "Stalled")["reason"] == "SecretNamespaceNotAllowed"
+        shown = wait_until(
+            "the cluster provider Stalled",
+            lambda: (
+                (o := get_provider(control_plane, "", name))
+                and condition(o, "Stalled").get("reason") == "SecretNamespaceNotAllowed"
+                and o
+            ),
+            30,
+        )
+        assert condition(shown, "Ready")["status"] == "False"
+        assert emulator.requests(provider="friendli", endpoint="fr-prov-4") == 0
+    finally:
         control_plane.kubectl("delete", "ie", "ep", "-n", ns, check=False)
         control_plane.kubectl("delete", "cipr", name, check=False)
 

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 SECRET = "flp_cli_test_secret_0123456789"
 
@@ -189,3 +190,75 @@ def test_probes_and_per_request_lines_are_quiet_at_info() -> None:
     quiet_noisy_loggers()
     for name in ("kopf.activities.probe", "aiohttp.access", "httpx"):
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+# --- run --cluster-secret-namespace --------------------------------------------------------
+
+
+def _runtime_of(monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
+    """The Runtime `inferenceops run ARGS` hands to kopf (kopf itself not started)."""
+    import kopf
+
+    from inferenceops import cli
+
+    seen: dict[str, object] = {}
+
+    async def operator(**kwargs: object) -> None:
+        seen["runtime"] = kwargs["memo"].runtime  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    monkeypatch.setattr(kopf, "configure", lambda **_: None)
+    assert cli.main(["run", "--metrics-port=0", "--health-port=0", *args]) == 0
+    return seen["runtime"]
+
+
+def test_run_passes_the_cluster_secret_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = _runtime_of(
+        monkeypatch, "--cluster-secret-namespace=platform", "--cluster-secret-namespace=vault"
+    )
+    assert runtime.providers.cluster_secret_namespaces == {"platform", "vault"}  # type: ignore[attr-defined]
+
+
+def test_the_cluster_secret_namespace_defaults_to_the_operators_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from inferenceops.kube import client
+
+    kubeconfig = tmp_path / "kubeconfig"
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setattr(client, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "none"))
+    # No pod, no kubeconfig: what kubectl would use.
+    assert client.own_namespace(str(tmp_path / "none")) == "default"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [
+                    {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ops"}}
+                ],
+                "current-context": "x",
+            }
+        )
+    )
+    assert client.own_namespace(str(tmp_path / "none")) == "ops"  # the context's
+    pod = tmp_path / "namespace"
+    pod.write_text("inferenceops\n")
+    assert client.own_namespace(str(pod)) == "inferenceops"  # the pod's, first
+    monkeypatch.setattr(client.own_namespace, "__defaults__", (str(pod),))
+    runtime = _runtime_of(monkeypatch)
+    assert runtime.providers.cluster_secret_namespaces == {"inferenceops"}  # type: ignore[attr-defined]
+
+
+def test_run_help_says_where_the_default_comes_from() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "inferenceops", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    flat = " ".join(out.split())
+    assert "--cluster-secret-namespace NAMESPACE" in flat
+    assert "the service-account namespace file" in flat and "else default" in flat

@@ -9,7 +9,13 @@ import kopf
 import pytest
 
 from inferenceops.accounts import AccountPool
-from inferenceops.handlers import Runtime, endpoint_paths, provider_paths, scheduler_alive
+from inferenceops.handlers import (
+    Runtime,
+    endpoint_paths,
+    provider_paths,
+    scheduler_alive,
+    secret_paths,
+)
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.scheduler import Scheduler, SchedulerSettings
 
@@ -64,6 +70,15 @@ def test_provider_paths_cover_the_watched_namespaces() -> None:
     base = "/apis/inferenceops.io/v1alpha1"
     assert provider_paths(()) == [f"{base}/inferenceproviders"]
     assert provider_paths(("a",)) == [f"{base}/namespaces/a/inferenceproviders"]
+
+
+def test_secret_paths_add_the_cluster_secret_namespaces_when_watching_some() -> None:
+    assert secret_paths((), frozenset({"inferenceops"})) == ["/api/v1/secrets"]
+    assert secret_paths(("a", "b"), frozenset({"inferenceops", "a"})) == [
+        "/api/v1/namespaces/a/secrets",
+        "/api/v1/namespaces/b/secrets",
+        "/api/v1/namespaces/inferenceops/secrets",
+    ]
 
 
 async def test_liveness_fails_when_a_provider_watch_is_gone() -> None:

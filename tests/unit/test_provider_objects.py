@@ -365,3 +365,47 @@ def test_an_endpoint_cannot_point_runpods_queue_route_elsewhere() -> None:
         "runpod": {"endpointId": "abc123", "queueMetrics": True, "queueUrl": "https://x.example"},
     }
     assert unresolved(store, "ml", spec).reason == "ProviderMismatch"
+
+
+# --- where ClusterInferenceProviders may read Secrets (--cluster-secret-namespace) -------------
+
+
+def test_a_cluster_provider_outside_the_allowed_secret_namespaces_is_refused() -> None:
+    store = objects(("ClusterInferenceProvider", cluster()))
+    store.cluster_secret_namespaces = frozenset({"platform"})
+    err = unresolved(store, "ml", ref_spec("ClusterInferenceProvider", "shared"))
+    assert err.reason == "SecretNamespaceNotAllowed"
+    assert "namespace vault" in err.message
+    assert "--cluster-secret-namespace: platform" in err.message
+    assert store.refusal(("ClusterInferenceProvider", "", "shared")) == (err.reason, err.message)
+
+    store.cluster_secret_namespaces = frozenset({"platform", "vault"})
+    assert store.resolve("ml", ref_spec("ClusterInferenceProvider", "shared")).account
+    assert store.refusal(("ClusterInferenceProvider", "", "shared")) is None
+
+
+def test_only_cluster_providers_with_credentials_are_held_to_the_secret_namespaces() -> None:
+    takeoff = obj("ClusterInferenceProvider", "tk", {"takeoff": {}, "secretNamespace": "x"})
+    namespaced = obj("InferenceProvider", "acct", FRIENDLI)
+    store = objects(("ClusterInferenceProvider", takeoff), ("InferenceProvider", namespaced))
+    store.cluster_secret_namespaces = frozenset()
+    assert store.refusal(("ClusterInferenceProvider", "", "tk")) is None  # reads no Secret
+    assert store.refusal(("InferenceProvider", "ml", "acct")) is None  # its own namespace
+    assert store.resolve("ml", ref_spec()).account
+
+
+async def test_a_disallowed_secret_namespace_reads_nothing_and_sends_nothing(
+    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+) -> None:
+    sched, writer, secrets = env
+    sched.providers.cluster_secret_namespaces = frozenset({"inferenceops"})
+    secrets.put("vault", "creds", token())
+    sched.providers.observe_cluster(None, cluster())
+    sched.upsert(body("f", ref_spec("ClusterInferenceProvider", "shared")))
+    await writer.wait_for(1)
+    status = writer.patches[0][1]
+    assert synced(status) == ("False", "SecretNamespaceNotAllowed")
+    assert (condition(status, "Stalled") or {}).get("reason") == "SecretNamespaceNotAllowed"
+    assert "vault" in (condition(status, "Synced") or {})["message"]
+    assert provider.requests == []
+    assert sched._entries[("ml", "f")].secret is None  # the Secret is not even wanted

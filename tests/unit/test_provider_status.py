@@ -163,3 +163,25 @@ def test_a_restart_keeps_what_the_last_process_wrote_until_a_call_says_otherwise
     assert after_restart == written
     limited = compute(outcome=CallOutcome("RateLimited", "wait", NOW, NOW + timedelta(minutes=1)))
     assert compute(limited, outcome=None, last_success=None) == limited
+
+
+def test_a_provider_object_that_may_not_be_used_says_stalled_with_why() -> None:
+    refusal = ("SecretNamespaceNotAllowed", "ClusterInferenceProvider shared: Secrets in vault")
+    status = compute(refusal=refusal)  # even after a successful call (an older spec)
+    assert ready(status) == ("False", "SecretNamespaceNotAllowed")
+    stalled = condition(status, "Stalled") or {}
+    assert (stalled.get("status"), stalled.get("reason")) == ("True", "SecretNamespaceNotAllowed")
+    assert stalled.get("message") == refusal[1]
+
+
+async def test_the_writer_shows_a_cluster_providers_disallowed_secret_namespace() -> None:
+    store, sink = ProviderObjects(frozenset({"inferenceops"})), FakeSink()
+    spec = {**FRIENDLI, "secretNamespace": "kube-system"}
+    store.observe_cluster(None, obj("ClusterInferenceProvider", "shared", spec))
+    status = ProviderStatus(store, lambda key: [], sink, wallclock=lambda: NOW)
+    assert await status.sync() == 1
+    key, patch = sink.patches[0]
+    assert key == ("ClusterInferenceProvider", "", "shared")
+    assert ready(patch) == ("False", "SecretNamespaceNotAllowed")
+    assert "kube-system" in (condition(patch, "Ready") or {})["message"]
+    assert (condition(patch, "Stalled") or {}).get("status") == "True"

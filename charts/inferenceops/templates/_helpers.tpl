@@ -79,9 +79,7 @@ Secrets they reference, and emits Events.
 - apiGroups: ["inferenceops.io"]
   resources: ["inferenceendpoints/status", "inferenceproviders/status"]
   verbs: ["get", "patch"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+{{ include "inferenceops.secretRules" . }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -107,11 +105,28 @@ Secrets they reference, and emits Events.
   verbs: ["get", "list", "watch"]
 {{- end }}
 
+{{/* Namespaces where ClusterInferenceProviders may read Secrets (a JSON list): the listed
+   ones, else the release namespace. */}}
+{{- define "inferenceops.clusterSecretNamespaces" -}}
+{{- toJson (.Values.clusterSecretNamespaces | default (list .Release.Namespace)) }}
+{{- end }}
+
+{{/* RBAC rule reading Secrets: in each watched namespace (its endpoints' and
+   InferenceProviders' Secrets) and in each cluster Secret namespace. */}}
+{{- define "inferenceops.secretRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
 {{/* Arguments of `inferenceops run` (the image's ENTRYPOINT is `inferenceops`). */}}
 {{- define "inferenceops.args" -}}
 - run
 {{- range .Values.watchNamespaces }}
 - --namespace={{ . }}
+{{- end }}
+{{- range include "inferenceops.clusterSecretNamespaces" . | fromJsonArray }}
+- --cluster-secret-namespace={{ . }}
 {{- end }}
 - --log-format={{ .Values.logFormat }}
 - --log-level={{ .Values.logLevel }}
@@ -221,4 +236,52 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/* The link-local range of `cidr`'s IP family when `cidr` contains it (169.254.0.0/16,
+   fe80::/10), as a JSON list: NetworkPolicy refuses an `except` outside its `cidr`. IPv4 is
+   computed; an IPv6 CIDR other than ::/0 that could contain fe80::/10 is refused. */}}
+{{- define "inferenceops.linkLocalIn" -}}
+{{- $cidr := . }}
+{{- $parts := splitList "/" $cidr }}
+{{- $prefix := atoi (last $parts) }}
+{{- if contains ":" $cidr }}
+{{- if eq $prefix 0 }}["fe80::/10"]
+{{- else if le $prefix 10 }}
+{{- fail (printf "networkPolicy.egress: %s may contain fe80::/10; use ::/0 or narrower ranges" $cidr) }}
+{{- else }}[]
+{{- end }}
+{{- else }}
+{{- $octets := splitList "." (first $parts) }}
+{{- $address := 0 }}
+{{- range $octets }}{{ $address = add (mul $address 256) (atoi .) }}{{ end }}
+{{- $scale := 1 }}
+{{- range until (sub 32 $prefix | int) }}{{ $scale = mul $scale 2 }}{{ end }}
+{{- /* 169.254.0.0 as a number */}}
+{{- if and (le $prefix 16) (eq (div $address $scale) (div 2851995648 $scale)) }}["169.254.0.0/16"]
+{{- else }}[]
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* One egress `to` list: an ipBlock per CIDR, minus the link-local range it contains and the
+   user's `except` ranges of its IP family. */}}
+{{- define "inferenceops.egressBlocks" -}}
+{{- $except := .except }}
+{{- range .cidrs }}
+{{- $cidr := . }}
+{{- $family := contains ":" $cidr }}
+{{- $out := include "inferenceops.linkLocalIn" $cidr | fromJsonArray }}
+{{- range $except }}
+{{- if eq (contains ":" .) $family }}{{ $out = append $out . }}{{ end }}
+{{- end }}
+- ipBlock:
+    cidr: {{ $cidr | quote }}
+    {{- with $out }}
+    except:
+      {{- range . }}
+      - {{ . | quote }}
+      {{- end }}
+    {{- end }}
+{{- end }}
 {{- end }}

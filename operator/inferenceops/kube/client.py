@@ -30,7 +30,7 @@ import kopf
 from ..providers.http import parse_retry_after
 from .errors import ApiError, check
 
-__all__ = ["ApiError", "ApiSession", "Login", "login"]
+__all__ = ["ApiError", "ApiSession", "Login", "login", "own_namespace"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,33 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo:
     if info is None:
         raise kopf.LoginError("no in-cluster service account and no kubeconfig found")
     return info
+
+
+#: Where the kubelet puts the pod's namespace next to its service-account token.
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def own_namespace(service_account_namespace: str = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace the operator runs in: its pod's (the service-account namespace file), else
+    the current kubeconfig context's namespace, else `default` (what kubectl would use)."""
+    try:
+        with open(service_account_namespace, encoding="utf-8") as f:
+            namespace = f.read().strip()
+    except OSError:
+        namespace = ""
+    if namespace:
+        return namespace
+    try:
+        from kubernetes import config
+
+        # KUBECONFIG as it is now: the client read it once, when it was imported.
+        _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            os.environ.get("KUBECONFIG") or None
+        )
+    except Exception:  # no kubeconfig, or one the client cannot read: not ours to judge here
+        active = None
+    context = (active or {}).get("context") or {}
+    return str(context.get("namespace") or "default")
 
 
 def _pem(data: str | bytes) -> bytes:
