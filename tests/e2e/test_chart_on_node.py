@@ -275,6 +275,83 @@ def test_an_endpoint_through_a_provider_object(node: Any, emulator: EmulatorClie
     node.kubectl("delete", "ipr", "friendli-shared", "-n", USERS_NS)
 
 
+def test_a_user_who_cannot_read_a_secret_cannot_name_it(node: Any) -> None:
+    """Issue 21 on the node: the chart's admission policy refuses an endpoint naming a Secret its
+    author may not read (kubectl's one-line error names it), and lets the same author use a
+    provider object (delegation)."""
+    author = "e2e-endpoint-author"
+    apply(
+        node,
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "endpoint-author", "namespace": USERS_NS},
+                "rules": [
+                    {
+                        "apiGroups": ["inferenceops.io"],
+                        "resources": ["inferenceendpoints"],
+                        "verbs": ["get", "list", "create", "update", "patch"],
+                    }
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "endpoint-author", "namespace": USERS_NS},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "endpoint-author",
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": author}
+                ],
+            },
+        ],
+    )
+
+    def as_author(spec: dict[str, Any]) -> Any:
+        document = {
+            "apiVersion": API_VERSION,
+            "kind": "InferenceEndpoint",
+            "metadata": {"name": "not-my-secret", "namespace": USERS_NS},
+            "spec": {"pollInterval": "5s", **spec},
+        }
+        return node.kubectl(
+            f"--as={author}",
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(document),
+            check=False,
+        )
+
+    inline = {
+        "friendli": {
+            "endpointId": "abc123xyz",
+            "credentialsSecretRef": {"name": "friendli-credentials", "key": "token"},
+        }
+    }
+    # RBAC (checked first) may take a moment to allow the author: then the policy answers.
+    refused = wait_until(
+        "the policy's refusal",
+        lambda: "may not get Secret" in (r := as_author(inline)).stderr and r,
+        30,
+    )
+    assert refused.returncode != 0
+    assert (
+        f"{author} may not get Secret friendli-credentials in namespace {USERS_NS}"
+        in refused.stderr
+    ), refused.stderr
+    delegated = as_author(
+        {"providerRef": {"name": "friendli-shared"}, "friendli": {"endpointId": "abc123xyz"}}
+    )
+    assert delegated.returncode == 0, delegated.stderr
+    node.kubectl("delete", "rolebinding,role", "endpoint-author", "-n", USERS_NS)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. /metrics through the chart's Service
 # ---------------------------------------------------------------------------------------------

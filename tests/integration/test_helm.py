@@ -33,6 +33,13 @@ FULLNAME = "iops-inferenceops"
 GROUP = "inferenceops.io"
 IE = f"inferenceendpoints.{GROUP}"
 SM_KIND = "ServiceMonitor"
+CLUSTER_SCOPED = (
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,10 +191,11 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
             "ClusterRoleBinding",
             "Service",
             "Deployment",
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
         ]
     ), kinds
     for d in docs:
-        if d["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+        if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"]["namespace"] == ns, d["metadata"]
 
     scopes = {
@@ -208,6 +216,7 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
     assert c["image"] == "inferenceops:0.1.0"
     assert c["args"] == [
         "run",
+        f"--cluster-secret-namespace={ns}",  # clusterSecretNamespaces: the release namespace
         "--log-format=json",
         "--log-level=info",
         "--health-port=8081",
@@ -272,9 +281,15 @@ def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
     ]
 
     roles = _by_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == [a, b]
+    # a and b (watched), and the release namespace: ClusterInferenceProviders' Secrets, only.
+    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted([a, b, ns])
+    (secrets_only,) = [r for r in roles if r["metadata"]["namespace"] == ns]
+    assert secrets_only["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert f"--cluster-secret-namespace={ns}" in args
     bindings = _by_kind(docs, "RoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in bindings) == [a, b]
+    assert sorted(r["metadata"]["namespace"] for r in bindings) == sorted([a, b, ns])
     for rb in bindings:
         assert rb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
     # the only cluster-wide rules left are CRD and namespace discovery, and the cluster-scoped
@@ -446,9 +461,127 @@ def test_scheduling_env_and_image(control_plane: Any, tmp_path: Path, ns: str) -
 def test_no_rbac_no_service_account(control_plane: Any, tmp_path: Path, ns: str) -> None:
     values = {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}}
     docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
-    assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
+    assert sorted(d["kind"] for d in docs if "AdmissionPolicy" not in d["kind"]) == [
+        "Deployment",
+        "Service",
+    ]
     assert _one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
     _dry_run_apply(control_plane, docs)
+
+
+def test_the_admission_policy_is_the_generated_one(
+    control_plane: Any, tmp_path: Path, ns: str
+) -> None:
+    """The chart installs crds/secret-access-policy.yaml's policies (Helm never upgrades crds/,
+    so they are templates), named after the release; admissionPolicy.enabled=false drops them."""
+    generated = _docs((REPO / "crds" / "secret-access-policy.yaml").read_text())
+    docs = _docs(_template(control_plane, tmp_path, ns).stdout)
+    shipped = [d for d in docs if "AdmissionPolicy" in d["kind"]]
+    prefix = f"{FULLNAME}-{ns}"
+    assert len(shipped) == len(generated) == 6
+    for mine, theirs in zip(shipped, generated, strict=True):
+        assert mine["kind"] == theirs["kind"]
+        assert mine["metadata"]["name"] == theirs["metadata"]["name"].replace(
+            "inferenceops.io", prefix, 1
+        )
+        assert mine["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        spec = json.loads(json.dumps(mine["spec"]).replace(prefix, "inferenceops.io"))
+        assert spec == theirs["spec"]
+    _dry_run_apply(control_plane, shipped)
+    off = _docs(
+        _template(control_plane, tmp_path, ns, {"admissionPolicy": {"enabled": False}}).stdout
+    )
+    assert not [d for d in off if "AdmissionPolicy" in d["kind"]]
+
+
+def test_cluster_secret_namespaces_get_a_secret_reading_role_each(
+    control_plane: Any, tmp_path: Path, ns: str
+) -> None:
+    a, platform = f"{ns}-a", f"{ns}-platform"
+    for n in (a, platform):
+        _ensure_namespace(control_plane, n)
+    values = {"watchNamespaces": [a], "clusterSecretNamespaces": [platform, a]}
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    args = _container(_one(docs, "Deployment"))["args"]
+    assert [x for x in args if x.startswith("--cluster-secret-namespace")] == [
+        f"--cluster-secret-namespace={platform}",
+        f"--cluster-secret-namespace={a}",
+    ]
+    roles = {r["metadata"]["namespace"]: r for r in _by_kind(docs, "Role")}
+    assert sorted(roles) == sorted([a, platform])  # not the release namespace: not listed
+    assert roles[platform]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert len(roles[a]["rules"]) > 1  # the watched namespace's full Role already reads Secrets
+    _dry_run_apply(control_plane, docs)
+
+    # All namespaces watched: Secrets are read cluster-wide (endpoints may be anywhere), so no
+    # Role; the flag still says where ClusterInferenceProviders may read them.
+    docs = _docs(
+        _template(control_plane, tmp_path, ns, {"clusterSecretNamespaces": [platform]}).stdout
+    )
+    assert not _by_kind(docs, "Role")
+    assert f"--cluster-secret-namespace={platform}" in _container(_one(docs, "Deployment"))["args"]
+
+
+def _egress(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    policy = _one(docs, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    return policy["spec"]["egress"]  # type: ignore[no-any-return]
+
+
+def _blocks(rule: dict[str, Any]) -> dict[str, list[str]]:
+    return {p["ipBlock"]["cidr"]: p["ipBlock"].get("except", []) for p in rule["to"]}
+
+
+def test_the_egress_network_policy(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    assert not _by_kind(_docs(_template(control_plane, tmp_path, ns).stdout), "NetworkPolicy")
+    on = {"networkPolicy": {"egress": {"enabled": True}}}
+    docs = _docs(_template(control_plane, tmp_path, ns, on).stdout)
+    dns, api, providers = _egress(docs)
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    never = {"0.0.0.0/0": ["169.254.0.0/16"], "::/0": ["fe80::/10"]}
+    assert _blocks(api) == never
+    assert sorted(p["port"] for p in api["ports"]) == [443, 6443]
+    assert _blocks(providers) == never and "ports" not in providers
+    _dry_run_apply(control_plane, [_one(docs, "NetworkPolicy")])
+
+    # Narrower CIDRs: link-local is excluded only where it lies inside (the API server refuses
+    # an `except` outside its `cidr`); the user's ranges join the CIDRs of their family.
+    values = {
+        "networkPolicy": {
+            "egress": {
+                "enabled": True,
+                "apiServerCIDRs": ["10.96.0.1/32"],
+                "providerCIDRs": ["0.0.0.0/0", "160.0.0.0/4", "203.0.113.0/24", "2001:db8::/32"],
+                "except": ["10.0.0.0/8", "fd00::/8"],
+            }
+        }
+    }
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    _, api, providers = _egress(docs)
+    assert _blocks(api) == {"10.96.0.1/32": []}
+    assert _blocks(providers) == {
+        "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8"],
+        "160.0.0.0/4": ["169.254.0.0/16"],
+        "203.0.113.0/24": [],
+        "2001:db8::/32": [],
+    }
+    values["networkPolicy"]["egress"]["providerCIDRs"] = ["0.0.0.0/0", "::/0"]
+    values["networkPolicy"]["egress"]["apiServerCIDRs"] = []
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    _, api, providers = _egress(docs)
+    assert _blocks(providers) == {
+        "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8"],
+        "::/0": ["fe80::/10", "fd00::/8"],
+    }
+    _dry_run_apply(control_plane, [_one(docs, "NetworkPolicy")])
+    # An IPv6 range that may hold fe80::/10 cannot be expressed with an `except`: refused.
+    values["networkPolicy"]["egress"]["providerCIDRs"] = ["fe80::/9"]
+    bad = _template(control_plane, tmp_path, ns, values, check=False)
+    assert bad.returncode != 0 and "fe80::/10" in bad.stderr, bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,6 +599,8 @@ def test_no_rbac_no_service_account(control_plane: Any, tmp_path: Path, ns: str)
         (["--set", "replicaCount=2"], "replicaCount"),
         (["--set", "watchNamespaces={Bad_NS}"], "watchNamespaces"),
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
+        (["--set", "clusterSecretNamespaces={Bad_NS}"], "clusterSecretNamespaces"),
+        (["--set", "networkPolicy.egress.providerCIDRs={anywhere}"], "providerCIDRs"),
     ],
     ids=lambda x: x[1] if isinstance(x, list) else None,
 )
@@ -540,6 +675,13 @@ def test_install_cluster_wide_rbac(control_plane: Any, installed: Any) -> None:
     assert _objects(control_plane, "service", ns) == [f"{FULLNAME}-metrics"]
     assert f"{FULLNAME}-{ns}" in _objects(control_plane, "clusterrole", None)
     assert f"{FULLNAME}-{ns}" in _objects(control_plane, "clusterrolebinding", None)
+    # The Secret-access admission policies, with the release (upgraded and removed with it).
+    policies = sorted(_objects(control_plane, "validatingadmissionpolicies", None))
+    bindings = sorted(_objects(control_plane, "validatingadmissionpolicybindings", None))
+    plurals = ["clusterinferenceproviders", "inferenceendpoints", "inferenceproviders"]
+    mine = [f"{FULLNAME}-{ns}-secret-access-{p}" for p in plurals]
+    assert [p for p in policies if p.startswith(f"{FULLNAME}-{ns}-")] == mine
+    assert [b for b in bindings if b.startswith(f"{FULLNAME}-{ns}-")] == mine
 
     for where in (ns, other, None):
         assert _can_i(control_plane, sa, "list", IE, namespace=where)
@@ -591,8 +733,15 @@ def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> No
         assert not _can_i(control_plane, sa, "update", IE, namespace=where)
         assert not _can_i(control_plane, sa, "delete", IE, namespace=where)
         assert not _can_i(control_plane, sa, "create", "secrets", namespace=where)
-    for where in (other, ns, None):
+    # The release namespace (clusterSecretNamespaces' default): Secrets only, for
+    # ClusterInferenceProviders.
+    assert _can_i(control_plane, sa, "get", "secrets", namespace=ns)
+    assert _can_i(control_plane, sa, "watch", "secrets", namespace=ns)
+    assert not _can_i(control_plane, sa, "list", IE, namespace=ns)
+    assert not _can_i(control_plane, sa, "create", "secrets", namespace=ns)
+    for where in (other, None):
         assert not _can_i(control_plane, sa, "get", "secrets", namespace=where)
+    for where in (other, ns, None):
         assert not _can_i(control_plane, sa, "list", IE, namespace=where)
         assert not _can_i(control_plane, sa, "patch", IE, namespace=where, subresource="status")
     # discovery stays cluster-wide

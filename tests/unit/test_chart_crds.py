@@ -87,6 +87,11 @@ def test_default_values_validate_against_schema() -> None:
         {"watchNamespaces": ["Not_A_Namespace"]},
         {"replicaCount": 2},
         {"image": {"repository": "x", "digest": "latest"}},
+        {"clusterSecretNamespaces": ["Not_A_Namespace"]},
+        {"admissionPolicy": {"enable": True}},
+        {"networkPolicy": {"egress": {"except": ["169.254.169.254"]}}},
+        {"networkPolicy": {"egress": {"providerCIDRs": ["anywhere"]}}},
+        {"networkPolicy": {"egress": {"apiServerPorts": []}}},
     ],
     ids=lambda p: json.dumps(p, separators=(",", ":")),
 )
