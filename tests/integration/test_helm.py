@@ -216,11 +216,11 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
     assert c["image"] == "inferenceops:0.1.0"
     assert c["args"] == [
         "run",
-        f"--cluster-secret-namespace={ns}",  # clusterSecretNamespaces: the release namespace
         "--log-format=json",
         "--log-level=info",
         "--health-port=8081",
         "--metrics-port=9090",
+        f"--cluster-secret-namespace={ns}",  # clusterSecretNamespaces: the release namespace
     ]
     assert "command" not in c  # the image's ENTRYPOINT is `inferenceops`
     # security
@@ -478,12 +478,14 @@ def test_the_admission_policy_is_the_generated_one(
     docs = _docs(_template(control_plane, tmp_path, ns).stdout)
     shipped = [d for d in docs if "AdmissionPolicy" in d["kind"]]
     prefix = f"{FULLNAME}-{ns}"
-    assert len(shipped) == len(generated) == 6
-    for mine, theirs in zip(shipped, generated, strict=True):
-        assert mine["kind"] == theirs["kind"]
-        assert mine["metadata"]["name"] == theirs["metadata"]["name"].replace(
-            "inferenceops.io", prefix, 1
-        )
+    expected = {
+        (d["kind"], d["metadata"]["name"].replace("inferenceops.io", prefix, 1)): d
+        for d in generated
+    }
+    assert sorted(expected) == sorted((d["kind"], d["metadata"]["name"]) for d in shipped)
+    assert len(shipped) == 6
+    for mine in shipped:
+        theirs = expected[(mine["kind"], mine["metadata"]["name"])]
         assert mine["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
         spec = json.loads(json.dumps(mine["spec"]).replace(prefix, "inferenceops.io"))
         assert spec == theirs["spec"]
@@ -548,15 +550,21 @@ def test_the_egress_network_policy(control_plane: Any, tmp_path: Path, ns: str) 
     assert _blocks(providers) == never and "ports" not in providers
     _dry_run_apply(control_plane, [_one(docs, "NetworkPolicy")])
 
-    # Narrower CIDRs: link-local is excluded only where it lies inside (the API server refuses
-    # an `except` outside its `cidr`); the user's ranges join the CIDRs of their family.
+    # Narrower CIDRs: each excluded range goes where it lies inside (the API server refuses an
+    # `except` outside its `cidr`), computed for IPv4 and IPv6 alike.
     values = {
         "networkPolicy": {
             "egress": {
                 "enabled": True,
                 "apiServerCIDRs": ["10.96.0.1/32"],
-                "providerCIDRs": ["0.0.0.0/0", "160.0.0.0/4", "203.0.113.0/24", "2001:db8::/32"],
-                "except": ["10.0.0.0/8", "fd00::/8"],
+                "providerCIDRs": [
+                    "0.0.0.0/0",
+                    "160.0.0.0/4",
+                    "203.0.113.0/24",
+                    "2001:db8::/32",
+                    "fe80::/9",
+                ],
+                "except": ["10.0.0.0/8", "fd00::/8", "2001:db8:1::/48"],
             }
         }
     }
@@ -567,21 +575,24 @@ def test_the_egress_network_policy(control_plane: Any, tmp_path: Path, ns: str) 
         "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8"],
         "160.0.0.0/4": ["169.254.0.0/16"],
         "203.0.113.0/24": [],
-        "2001:db8::/32": [],
+        "2001:db8::/32": ["2001:db8:1::/48"],
+        "fe80::/9": ["fe80::/10"],
     }
+    _dry_run_apply(control_plane, [_one(docs, "NetworkPolicy")])
     values["networkPolicy"]["egress"]["providerCIDRs"] = ["0.0.0.0/0", "::/0"]
     values["networkPolicy"]["egress"]["apiServerCIDRs"] = []
     docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
     _, api, providers = _egress(docs)
     assert _blocks(providers) == {
         "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8"],
-        "::/0": ["fe80::/10", "fd00::/8"],
+        "::/0": ["fe80::/10", "fd00::/8", "2001:db8:1::/48"],
     }
     _dry_run_apply(control_plane, [_one(docs, "NetworkPolicy")])
-    # An IPv6 range that may hold fe80::/10 cannot be expressed with an `except`: refused.
-    values["networkPolicy"]["egress"]["providerCIDRs"] = ["fe80::/9"]
-    bad = _template(control_plane, tmp_path, ns, values, check=False)
-    assert bad.returncode != 0 and "fe80::/10" in bad.stderr, bad.stderr
+    # A range inside link-local cannot be allowed at all: refused, saying why.
+    for inside in ("169.254.169.254/32", "fe80::1/128"):
+        values["networkPolicy"]["egress"]["providerCIDRs"] = [inside]
+        bad = _template(control_plane, tmp_path, ns, values, check=False)
+        assert bad.returncode != 0 and f"{inside} is link-local" in bad.stderr, bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,14 +63,17 @@ def test_every_secret_reference_of_every_kind_is_checked() -> None:
         "clusterinferenceproviders",
     }
     for plural, policy in policies.items():
-        names = _variable(policy, "secretNames")
+        checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+        messages = " ".join(v["messageExpression"] for v in policy["spec"]["validations"])
         for provider in all_providers():
             for field in provider.config_model.credential_fields:
                 alias = provider.config_model.model_fields[field].alias
-                assert f"[object.spec.{provider.name}.{alias}.name]" in names, (plural, alias)
-                assert f"object.spec.{provider.name}.{alias} ==" in _variable(policy, "unchanged")
+                ref = f"object.spec.{provider.name}.{alias}"
+                assert f".name({ref}.name).check('get').allowed()" in checks, (plural, ref)
+                assert f"{ref}.name + " in messages, (plural, ref)
+                assert f"{ref} ==" in _variable(policy, "unchanged"), (plural, ref)
     # The ones users know by name.
-    every = " ".join(_variable(p, "secretNames") for p in policies.values())
+    every = " ".join(str(p["spec"]["validations"]) for p in policies.values())
     for ref in ("friendli.credentialsSecretRef", "dataArtsFabric.accessKeySecretRef"):
         assert ref in every
 
@@ -90,7 +93,7 @@ def test_where_the_secret_is_and_what_is_matched() -> None:
         (rule,) = spec["matchConstraints"]["resourceRules"]
         assert rule["operations"] == ["CREATE", "UPDATE"]
         assert not any("/" in r for r in rule["resources"]), "status writes must not be matched"
-        assert "providerRef" not in str(spec["variables"]), "delegation stays allowed"
+        assert "object.spec.providerRef" not in str(spec), "delegation stays allowed"
         assert "url ==" in _variable(policy, "unchanged"), "redirecting a Secret is a change"
     bindings = [d for d in policy_documents() if d["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(

@@ -125,9 +125,6 @@ Secrets they reference, and emits Events.
 {{- range .Values.watchNamespaces }}
 - --namespace={{ . }}
 {{- end }}
-{{- range include "inferenceops.clusterSecretNamespaces" . | fromJsonArray }}
-- --cluster-secret-namespace={{ . }}
-{{- end }}
 - --log-format={{ .Values.logFormat }}
 - --log-level={{ .Values.logLevel }}
 - --health-port={{ .Values.healthPort }}
@@ -135,6 +132,9 @@ Secrets they reference, and emits Events.
 {{- if .Values.sharding.enabled }}
 - --shard-index=$(INFERENCEOPS_SHARD_INDEX)
 - --shard-count={{ .Values.sharding.replicas }}
+{{- end }}
+{{- range include "inferenceops.clusterSecretNamespaces" . | fromJsonArray }}
+- --cluster-secret-namespace={{ . }}
 {{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
@@ -238,42 +238,70 @@ spec:
   {{- end }}
 {{- end }}
 
-{{/* The link-local range of `cidr`'s IP family when `cidr` contains it (169.254.0.0/16,
-   fe80::/10), as a JSON list: NetworkPolicy refuses an `except` outside its `cidr`. IPv4 is
-   computed; an IPv6 CIDR other than ::/0 that could contain fe80::/10 is refused. */}}
-{{- define "inferenceops.linkLocalIn" -}}
-{{- $cidr := . }}
-{{- $parts := splitList "/" $cidr }}
-{{- $prefix := atoi (last $parts) }}
-{{- if contains ":" $cidr }}
-{{- if eq $prefix 0 }}["fe80::/10"]
-{{- else if le $prefix 10 }}
-{{- fail (printf "networkPolicy.egress: %s may contain fe80::/10; use ::/0 or narrower ranges" $cidr) }}
-{{- else }}[]
+{{/* A CIDR as JSON {"v6", "prefix", "width", "groups"}: its address as 4 octets (IPv4) or 8
+   hextets (IPv6, "::" expanded), for inferenceops.cidrContains. */}}
+{{- define "inferenceops.cidrParts" -}}
+{{- $parts := splitList "/" (lower .) }}
+{{- $address := first $parts }}
+{{- $v6 := contains ":" $address }}
+{{- $groups := list }}
+{{- if $v6 }}
+{{- $hex := dict "0" 0 "1" 1 "2" 2 "3" 3 "4" 4 "5" 5 "6" 6 "7" 7 "8" 8 "9" 9 "a" 10 "b" 11 "c" 12 "d" 13 "e" 14 "f" 15 }}
+{{- $halves := splitList "::" $address }}
+{{- $left := list }}{{- with first $halves }}{{ $left = splitList ":" . }}{{ end }}
+{{- $right := list }}
+{{- if gt (len $halves) 1 }}{{- with last $halves }}{{ $right = splitList ":" . }}{{ end }}{{- end }}
+{{- $words := $left }}
+{{- range until (sub 8 (add (len $left) (len $right)) | int) }}{{ $words = append $words "0" }}{{ end }}
+{{- $words = concat $words $right }}
+{{- range $words }}
+{{- $value := 0 }}
+{{- range splitList "" . }}{{ $value = add (mul $value 16) (get $hex .) }}{{ end }}
+{{- $groups = append $groups $value }}
 {{- end }}
 {{- else }}
-{{- $octets := splitList "." (first $parts) }}
-{{- $address := 0 }}
-{{- range $octets }}{{ $address = add (mul $address 256) (atoi .) }}{{ end }}
-{{- $scale := 1 }}
-{{- range until (sub 32 $prefix | int) }}{{ $scale = mul $scale 2 }}{{ end }}
-{{- /* 169.254.0.0 as a number */}}
-{{- if and (le $prefix 16) (eq (div $address $scale) (div 2851995648 $scale)) }}["169.254.0.0/16"]
-{{- else }}[]
+{{- range splitList "." $address }}{{ $groups = append $groups (atoi .) }}{{ end }}
 {{- end }}
+{{- toJson (dict "v6" $v6 "prefix" (atoi (last $parts)) "width" (ternary 16 8 $v6) "groups" $groups) }}
+{{- end }}
+
+{{/* "true" when CIDR `inner` lies strictly inside CIDR `outer` (what NetworkPolicy requires of
+   an ipBlock's `except`), or is `outer` itself with `orEqual`; else "". */}}
+{{- define "inferenceops.cidrContains" -}}
+{{- $outer := include "inferenceops.cidrParts" .outer | fromJson }}
+{{- $inner := include "inferenceops.cidrParts" .inner | fromJson }}
+{{- $narrower := or (gt (int $inner.prefix) (int $outer.prefix)) (and .orEqual (eq (int $inner.prefix) (int $outer.prefix))) }}
+{{- if and (eq $outer.v6 $inner.v6) $narrower }}
+{{- $width := int $outer.width }}
+{{- $same := true }}
+{{- range $i := until (len $outer.groups) }}
+{{- $bits := min $width (max 0 (sub (int $outer.prefix) (mul $i $width))) }}
+{{- $scale := 1 }}
+{{- range until (sub $width $bits | int) }}{{ $scale = mul $scale 2 }}{{ end }}
+{{- if ne (div (int (index $outer.groups $i)) $scale) (div (int (index $inner.groups $i)) $scale) }}
+{{- $same = false }}
+{{- end }}
+{{- end }}
+{{- if $same }}true{{ end }}
 {{- end }}
 {{- end }}
 
-{{/* One egress `to` list: an ipBlock per CIDR, minus the link-local range it contains and the
-   user's `except` ranges of its IP family. */}}
+{{/* One egress `to` list: an ipBlock per CIDR, minus the link-local range of its family
+   (169.254.0.0/16, fe80::/10) and the user's `except` ranges, each where it lies inside the
+   CIDR (NetworkPolicy refuses an `except` outside its `cidr`). */}}
 {{- define "inferenceops.egressBlocks" -}}
-{{- $except := .except }}
+{{- $linkLocal := list "169.254.0.0/16" "fe80::/10" }}
+{{- $except := concat $linkLocal .except }}
 {{- range .cidrs }}
 {{- $cidr := . }}
-{{- $family := contains ":" $cidr }}
-{{- $out := include "inferenceops.linkLocalIn" $cidr | fromJsonArray }}
+{{- range $linkLocal }}
+{{- if include "inferenceops.cidrContains" (dict "outer" . "inner" $cidr "orEqual" true) }}
+{{- fail (printf "networkPolicy.egress: %s is link-local (%s), which the operator may never reach" $cidr .) }}
+{{- end }}
+{{- end }}
+{{- $out := list }}
 {{- range $except }}
-{{- if eq (contains ":" .) $family }}{{ $out = append $out . }}{{ end }}
+{{- if include "inferenceops.cidrContains" (dict "outer" $cidr "inner" .) }}{{ $out = append $out . }}{{ end }}
 {{- end }}
 - ipBlock:
     cidr: {{ $cidr | quote }}

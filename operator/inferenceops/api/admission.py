@@ -128,13 +128,27 @@ def _value(root: str, path: Path) -> str:
     return f"{root}.spec.{'.'.join(path)}"
 
 
-def _secret_names(root: str, kind: str) -> str:
-    parts = [
-        f"({_present(root, (block, *path))} ? [{_value(root, (block, *path))}.name] : [])"
-        for block, model in _blocks(kind)
-        for path in secret_ref_paths(model)
-    ]
-    return " + ".join(parts) if parts else "[]"
+def _secret_checks(kind: str, where: str) -> list[dict[str, str]]:
+    """One validation per field naming a Secret: its message names that Secret and field (a
+    message cannot ask the authorizer which of several Secrets was refused)."""
+    checks = []
+    for block, model in _blocks(kind):
+        for path in secret_ref_paths(model):
+            field = (block, *path)
+            name = f"{_value('object', field)}.name"
+            checks.append(
+                {
+                    "expression": f"variables.unchanged || !({_present('object', field)}) || "
+                    "authorizer.group('').resource('secrets')"
+                    f".namespace(variables.secretNamespace).name({name}).check('get').allowed()",
+                    "messageExpression": f"request.userInfo.username + ' may not get Secret ' + "
+                    f"{name} + {where} + ', which this {kind} names in spec.{'.'.join(field)}: "
+                    "only who may read a Secret may have the operator use it (or use "
+                    "spec.providerRef)'",
+                    "reason": "Forbidden",
+                }
+            )
+    return checks
 
 
 def _same(path: Path) -> str:
@@ -188,28 +202,9 @@ def _policy(kind: str, plural: str, prefix: str) -> tuple[dict[str, Any], dict[s
             },
             "variables": [
                 {"name": "secretNamespace", "expression": namespace},
-                {"name": "secretNames", "expression": _secret_names("object", kind)},
                 {"name": "unchanged", "expression": _unchanged(kind)},
-                {
-                    "name": "denied",
-                    "expression": "variables.secretNames.filter(n, !authorizer.group('')"
-                    ".resource('secrets').namespace(variables.secretNamespace).name(n)"
-                    ".check('get').allowed())",
-                },
             ],
-            "validations": [
-                {
-                    "expression": "variables.unchanged || size(variables.denied) == 0",
-                    "messageExpression": "request.userInfo.username + ' may not get Secret ' "
-                    "+ variables.denied.join(', ') + "
-                    + where
-                    + " + ', which this "
-                    + kind
-                    + " names: only who may read a Secret may have the operator use it "
-                    "(or use spec.providerRef)'",
-                    "reason": "Forbidden",
-                }
-            ],
+            "validations": _secret_checks(kind, where),
         },
     }
     binding = {
