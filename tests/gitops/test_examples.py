@@ -82,7 +82,15 @@ def test_renders_in_place() -> None:
 
 def test_kinds(rendered) -> None:
     assert Counter(o["kind"] for o in rendered) == Counter(
-        {"Namespace": 1, "CustomResourceDefinition": 3, "Secret": 1, "InferenceEndpoint": 5}
+        {
+            "Namespace": 1,
+            "CustomResourceDefinition": 3,
+            # crds/ brings the Secret-access admission policies along (one per kind)
+            "ValidatingAdmissionPolicy": 3,
+            "ValidatingAdmissionPolicyBinding": 3,
+            "Secret": 1,
+            "InferenceEndpoint": 5,
+        }
     )
     crds = of_kind(rendered, "CustomResourceDefinition")
     assert {c["metadata"]["name"] for c in crds} == {
