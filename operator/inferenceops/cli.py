@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         "spec.secretNamespace; repeatable); any other makes them Stalled "
         "(SecretNamespaceNotAllowed) and nothing is read. Default: the namespace the operator "
         "runs in: its pod's (the service-account namespace file), else the kubeconfig "
-        "context's, else default",
+        "context's, else default. With --namespace, Secrets are also watched there (the "
+        "operator needs get/list/watch on them; the chart grants it)",
     )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning"), default="info")
