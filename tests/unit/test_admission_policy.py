@@ -4,6 +4,7 @@ tests/integration/test_admission_policy.py.)"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -127,3 +128,23 @@ class _ListOfRefs(CredentialedConfig):
 def test_a_reference_the_policy_cannot_check_fails_generation() -> None:
     with pytest.raises(ValueError, match="inside a collection"):
         secret_ref_paths(_ListOfRefs)
+
+
+def test_every_field_the_policies_read_is_in_the_kinds_schema() -> None:
+    """A path the CRD does not have would be a type-checking warning, and at run time an error
+    that failurePolicy Fail turns into refusing every write."""
+    from inferenceops.api.crd import all_crds
+
+    schemas = {
+        c["spec"]["names"]["plural"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for c in all_crds().values()
+    }
+    for plural, policy in _policies().items():
+        text = yaml.safe_dump(policy["spec"], width=10_000)
+        paths = set(re.findall(r"(?:oldObject|object)\.spec((?:\.[A-Za-z]+)+)", text))
+        assert paths, plural
+        for path in paths:
+            node = schemas[plural]["properties"]["spec"]
+            for part in path.strip(".").split("."):
+                assert part in node.get("properties", {}), (plural, path)
+                node = node["properties"][part]
