@@ -39,6 +39,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _allow_insecure_http(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send credentials to plain http:// URLs too (a local emulator, tests); without "
+        "it such an endpoint is refused with reason InsecureURL and no request is made",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="inferenceops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -64,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         default=9090,
         help="Prometheus metrics port (GET /metrics); 0 disables it",
     )
+    _allow_insecure_http(run)
     run.add_argument("--shard-index", type=int, default=0)
     run.add_argument(
         "--shard-count",
@@ -109,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    _allow_insecure_http(probe)
 
     crd = sub.add_parser("crd", help="print a CustomResourceDefinition's YAML")
     crd.add_argument(
@@ -215,6 +226,16 @@ async def _probe(args: argparse.Namespace) -> int:
         parsed = parse_spec(manifest.get("spec"))
     except (ValueError, InvalidSpecError) as err:
         return _fail(EXIT_USAGE, str(err))
+    accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
+    poller = Poller(
+        accounts,
+        _EnvironmentCredential(),
+        _NoWrites(),
+        allow_insecure_http=args.allow_insecure_http,
+    )
+    if (refused := poller.refusal(parsed)) is not None:
+        # Before the credential is even looked for, as the operator does.
+        return _fail(EXIT_USAGE, f"{refused.reason}: {refused.message}")
     refs = parsed.config.secret_refs()
     if len(refs) > 1:
         unset = [secret_env(r.key) for r in refs if not os.environ.get(secret_env(r.key))]
@@ -223,8 +244,6 @@ async def _probe(args: argparse.Namespace) -> int:
     elif refs and not _EnvironmentCredential().lookup("", refs[0]):
         return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
     endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
-    accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
-    poller = Poller(accounts, _EnvironmentCredential(), _NoWrites())
     try:
         # The same steps as the operator's poll: credential, account, adapter, redaction.
         (batch,), _ = poller.batches([endpoint])
@@ -302,6 +321,7 @@ def _run(args: argparse.Namespace) -> int:
             shard_index=args.shard_index,
             shard_count=args.shard_count,
             poll_time_refresh=refresh,
+            allow_insecure_http=args.allow_insecure_http,
             policy=PollPolicy(
                 transitional_factor=args.transitional_factor,
                 terminal_factor=args.terminal_factor,

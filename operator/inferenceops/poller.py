@@ -97,11 +97,33 @@ class Poller:
         sink: StatusSink,
         *,
         poll_time_refresh: timedelta | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.accounts = accounts
         self._credentials = credentials
         self._sink = sink
         self._poll_time_refresh = poll_time_refresh
+        self._allow_insecure_http = allow_insecure_http
+
+    def refusal(self, parsed: ParsedSpec) -> st.Failure | None:
+        """Why a poll of `parsed` must not start at all, before its Secret is even read: a
+        credential bound for a plain http:// URL would cross the network readable by anyone on
+        the path (and an endpoint author could pick such a URL to harvest a Secret)."""
+        if self._allow_insecure_http or not parsed.config.secret_refs():
+            return None
+        block = parsed.provider.name
+        for alias, url in parsed.config.destinations().items():
+            if not url.startswith("https://"):
+                where = (
+                    f" (from {parsed.account.kind} {parsed.account.name})" if parsed.account else ""
+                )
+                return st.Failure(
+                    st.INSECURE_URL,
+                    f"{block}.{alias} {url}{where} is not https: the credential would be sent "
+                    "unencrypted; use an https:// URL, or run the operator with "
+                    "--allow-insecure-http (local emulators and tests only)",
+                )
+        return None
 
     # --- credential → account ----------------------------------------------------------
 
@@ -115,6 +137,9 @@ class Poller:
             parsed = item.parsed
             if parsed is None:
                 early.append((item, st.Failure(item.spec_reason, item.spec_error or "")))
+                continue
+            if (refused := self.refusal(parsed)) is not None:
+                early.append((item, refused))
                 continue
             credential = None
             if refs := parsed.config.secret_refs():

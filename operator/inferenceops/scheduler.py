@@ -69,6 +69,8 @@ class SchedulerSettings:
     shard_count: int = 1
     #: Write lastPollTime on its own at most this often; None: only along with a real change.
     poll_time_refresh: timedelta | None = None
+    #: Send credentials to plain http:// URLs (--allow-insecure-http; emulators and tests).
+    allow_insecure_http: bool = False
 
 
 @dataclass(slots=True)
@@ -148,7 +150,11 @@ class Scheduler:
         #: handlers once it exists; it reads `provider_users`).
         self.provider_status: ProviderStatus | None = None
         self._poller = Poller(
-            accounts, secrets, writer, poll_time_refresh=self.settings.poll_time_refresh
+            accounts,
+            secrets,
+            writer,
+            poll_time_refresh=self.settings.poll_time_refresh,
+            allow_insecure_http=self.settings.allow_insecure_http,
         )
         self._metrics = accounts.metrics
         self._clock = clock
@@ -386,7 +392,7 @@ class Scheduler:
             batches, early = self._poller.batches(entries)
             for entry, outcome in early:
                 if outcome is not WAITING:  # a Secret being read: its arrival re-polls
-                    if outcome.reason == st.SECRET_MISSING:
+                    if outcome.reason in (st.SECRET_MISSING, st.INSECURE_URL):
                         self._account_outcome(entry.parsed, outcome.reason, outcome.message)
                     await self._record(entry, outcome)
             if batches:
@@ -587,8 +593,14 @@ class Scheduler:
         entry.group = self._group_of(entry)
         self._groups.setdefault(entry.group, set()).add(entry.key)
         secret = None
-        if entry.parsed is not None and (refs := entry.parsed.config.secret_refs()):
-            account = entry.parsed.account
+        parsed = entry.parsed
+        # A refused poll reads no Secret: not even into the cache.
+        if (
+            parsed is not None
+            and (refs := parsed.config.secret_refs())
+            and self._poller.refusal(parsed) is None
+        ):
+            account = parsed.account
             secret = (account.secret_namespace if account else entry.namespace, refs[0].name)
         self._use_secret(entry, secret)
 

@@ -55,10 +55,15 @@ INTERNAL_ERROR = "InternalError"
 PROVIDER_MISSING = "ProviderMissing"
 PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"
 PROVIDER_MISMATCH = "ProviderMismatch"
-#: Nothing is polled for these until the spec or the provider object it names changes.
+#: An endpoint overrides a provider object's team/workspace the object does not allow.
+OVERRIDE_NOT_ALLOWED = "OverrideNotAllowed"
+#: A credential would go to a plain http:// URL (poller.py; --allow-insecure-http allows it).
+INSECURE_URL = "InsecureURL"
+#: Nothing is polled for these until the spec or the provider object it names changes (or, for
+#: InsecureURL, the operator is restarted with --allow-insecure-http).
 UNPOLLABLE_REASONS = frozenset(
     {INVALID_SPEC, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED, PROVIDER_MISMATCH}
-)
+) | frozenset({OVERRIDE_NOT_ALLOWED, INSECURE_URL})
 #: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
 STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
     {SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}

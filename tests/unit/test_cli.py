@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 SECRET = "flp_cli_test_secret_0123456789"
+#: The local test server is plain http.
+INSECURE = "--allow-insecure-http"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,7 +121,7 @@ spec:
 
 
 def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), "-o", "json", token=SECRET, tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), "-o", "json", INSECURE, token=SECRET, tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["phase"] == "Running"
     assert SECRET not in out.stdout + out.stderr
@@ -127,7 +129,7 @@ def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
 
 def test_probe_provider_error_is_one_line_no_secret(server: str, tmp_path: Path) -> None:
     wrong = SECRET[::-1]
-    out = probe(friendli_manifest(server), token=wrong, tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), INSECURE, token=wrong, tmp_path=tmp_path)
     assert out.returncode == 3
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "Unauthorized" in out.stderr
@@ -154,7 +156,7 @@ def test_probe_usage_errors(manifest: str, needle: str, tmp_path: Path) -> None:
 
 
 def test_probe_needs_token_for_credentialed_provider(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), INSECURE, tmp_path=tmp_path)
     assert out.returncode == 2 and "INFERENCEOPS_TOKEN" in out.stderr
 
 
