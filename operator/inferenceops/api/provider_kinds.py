@@ -29,6 +29,7 @@ __all__ = [
     "ProviderObjectStatus",
     "ProviderRef",
     "account_model",
+    "allowed_overrides_model",
 ]
 
 NAMESPACED_KIND = "InferenceProvider"
@@ -99,6 +100,55 @@ def account_model(provider: Provider[Any]) -> type[AccountBudget]:
     )
     model.credential_fields = config.credential_fields
     assert issubclass(model, AccountBudget)
+    return model
+
+
+#: Stands for any value in `spec.allowedOverrides`.
+ANY_VALUE = "*"
+
+
+def _value_pattern(info: Any) -> str:
+    """The field's own pattern, widened to accept `*`: an allow-list entry is a value the field
+    could hold, or the wildcard."""
+    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    inner = (pattern or "^.+$").removeprefix("^").removesuffix("$")
+    return rf"^(\*|{inner})$"
+
+
+@cache
+def allowed_overrides_model() -> type[BaseModel]:
+    """`spec.allowedOverrides` of a provider object: per account-scoping field (the providers'
+    `ProviderConfig.account_fields`, e.g. Friendli's teamId), the values an endpoint using the
+    object may set instead of the object's own. Unset: none (the endpoint may only repeat the
+    object's value)."""
+    owners: dict[str, list[str]] = {}
+    infos: dict[str, Any] = {}
+    for provider in all_providers():
+        config = provider.config_model
+        for name in sorted(config.account_fields):
+            owners.setdefault(name, []).append(provider.name)
+            infos[name] = config.model_fields[name]
+    fields: dict[str, Any] = {}
+    for name, info in infos.items():
+        alias = info.alias or name
+        blocks = " and ".join(f"{b}.{alias}" for b in owners[name])
+        item = Annotated[str, Field(min_length=1, max_length=256, pattern=_value_pattern(info))]
+        fields[name] = (
+            list[item] | None,
+            Field(
+                default=None,
+                max_length=64,
+                description=f"Values of {blocks} an endpoint using this provider object may "
+                f"set instead of this object's own; {ANY_VALUE!r} allows any. Unset: none.",
+            ),
+        )
+    model = create_model(
+        "AllowedOverrides",
+        __base__=_Camel,
+        __doc__="What an endpoint using this provider object may set to another value than the "
+        "object's own (a team, a workspace of the same account).",
+        **fields,
+    )
     return model
 
 

@@ -56,6 +56,10 @@ class AccountSource:
     secret_namespace: str
     requests_per_second: float | None = None
     burst: int | None = None
+    #: The account-scoping fields (aliases) the endpoint sets to another value than the
+    #: object's, as its `spec.allowedOverrides` allows: a failure of such a call is the
+    #: endpoint's, not the provider object's (provider_status.py).
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
