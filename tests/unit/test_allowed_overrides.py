@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest

@@ -185,7 +185,7 @@ async def run_scheduler(
 async def test_the_scheduler_refuses_with_a_stalled_reason_and_reads_nothing() -> None:
     spec = {"pollInterval": "30s", **friendli("http://friendli.test")}
     writer, provider, secrets = await run_scheduler(SchedulerSettings(), ("f", spec))
-    ((name, patch),) = writer.patches
+    ((_, patch),) = writer.patches
     synced = condition(patch, "Synced") or {}
     assert (synced.get("status"), synced.get("reason")) == ("False", "InsecureURL")
     assert "--allow-insecure-http" in synced.get("message", "")
