@@ -120,7 +120,7 @@ class Poller:
                 return st.Failure(
                     st.INSECURE_URL,
                     f"{block}.{alias} {url}{where} is not https: the credential would be sent "
-                    "unencrypted; use an https:// URL, or run the operator with "
+                    "unencrypted; use an https:// URL, or allow it with "
                     "--allow-insecure-http (local emulators and tests only)",
                 )
         return None
