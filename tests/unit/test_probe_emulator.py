@@ -61,10 +61,9 @@ def _probe(spec: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     }
     path = tmp_path / "ie.json"
     path.write_text(json.dumps(manifest))
+    command = [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), "-o", "json"]
     out = subprocess.run(
-        # The emulator is plain http.
-        [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), "-o", "json"]
-        + ["--allow-insecure-http"],
+        [*command, "--allow-insecure-http"],  # the emulator is plain http
         capture_output=True,
         text=True,
         timeout=60,
