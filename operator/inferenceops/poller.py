@@ -168,7 +168,7 @@ class Poller:
         targets = [target for _, target in batch.members]
         # Every string the provider sent is bounded and has the credential (and any fragment of
         # it) masked here, where it enters: status, Events and logs only see what this lets by.
-        # Bodies are masked whole before any excerpt is cut from them (http.excerpt).
+        # Bodies are masked before an excerpt is cut from them (http.excerpt).
         redactor = redactor_for(batch.credential)
         try:
             with redacting(redactor):
