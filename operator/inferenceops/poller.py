@@ -1,7 +1,7 @@
 """One poll, from Secret to written status: the pipeline `run` (through the scheduler) and
 `probe` share, so the two cannot drift.
 
-    credential (Secret)  →  account  →  adapter.observe  →  redact  →  status.py  →  write + Events
+    credential (Secret)  →  account  →  adapter.observe  →  clean  →  status.py  →  write + Events
 
 The scheduler decides *when* and *which* endpoints go together; this module decides nothing about
 time. Each step is a method so the scheduler can stop between them (a Secret still being read,
@@ -20,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from . import status as st
 from .accounts import AccountPool, credential_fingerprint
 from .api import ParsedSpec
+from .api.v1alpha1 import RECONCILE_TOKEN_CHARS
 from .kube.secrets import SecretMissing, SecretPending
 from .kube.writer import StatusSink, WriteError
 from .providers import (
@@ -30,6 +31,7 @@ from .providers import (
     SecretKeyRef,
     Target,
 )
+from .providers.sanitize import MESSAGE_CHARS, clean, clean_observation, redacting, redactor_for
 
 __all__ = ["WAITING", "Batch", "Credentials", "Polled", "Poller", "Written"]
 
@@ -189,10 +191,15 @@ class Poller:
             burst=source.burst if source else None,
         )
         targets = [target for _, target in batch.members]
+        # Every string the provider sent is bounded and has the credential (and any fragment of
+        # it) masked here, where it enters: status, Events and logs only see what this lets by.
+        # Bodies are masked before an excerpt is cut from them (http.excerpt).
+        redactor = redactor_for(batch.credential)
         try:
-            results: Mapping[str, Observation | ProviderError] = await provider.observe(
-                account.client, targets
-            )
+            with redacting(redactor):
+                results: Mapping[str, Observation | ProviderError] = await provider.observe(
+                    account.client, targets
+                )
         except ProviderError as err:
             results = {t.key: err for t in targets}
         out: list[tuple[P, Observation | st.Failure]] = []
@@ -201,15 +208,10 @@ class Poller:
                 ErrorReason.BAD_RESPONSE, "the provider adapter returned no result"
             )
             if isinstance(result, ProviderError):
-                message = result.message
-                if batch.credential:
-                    # Adapters never quote a credential; this keeps a mistake in one from
-                    # reaching status, Events or logs.
-                    for part in batch.credential.split(CREDENTIAL_SEPARATOR):
-                        message = message.replace(part, "***")
+                message = clean(result.message, MESSAGE_CHARS, redactor)
                 out.append((item, st.Failure(result.reason.value, message, result.retry_after)))
             else:
-                out.append((item, result))
+                out.append((item, clean_observation(result, redactor)))
         return out
 
     # --- status → write + Events ---------------------------------------------------------
@@ -227,7 +229,9 @@ class Poller:
                 (t for t in (item.last_success, item.tracked_since) if t is not None),
                 default=None,
             ),
-            reconcile_token=item.reconcile_token,
+            # A user's annotation: its value is shown back in status, bounded like the rest.
+            reconcile_token=item.reconcile_token
+            and clean(item.reconcile_token, RECONCILE_TOKEN_CHARS),
         )
 
     @classmethod

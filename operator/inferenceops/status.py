@@ -23,6 +23,7 @@ from .api.v1alpha1 import (
     WorkersStatus,
 )
 from .providers import ErrorReason, Observation, Phase
+from .providers.sanitize import MESSAGE_CHARS, clean
 
 __all__ = [
     "READY_PHASES",
@@ -338,7 +339,7 @@ def _set(
         type=kind,
         status=state,
         reason=reason,
-        message=message[:1024],
+        message=clean(message, MESSAGE_CHARS),
         last_transition_time=str(since or timestamp(res.now)),
         observed_generation=res.generation,
     ).model_dump(by_alias=True)
@@ -432,7 +433,7 @@ def events_between(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
         kind = "Warning" if after in WARNING_PHASES else "Normal"
         detail = _failure_text_of(new) or new.get("providerStatus") or ""
         message = f"phase {before or 'none'} → {after}" + (f" ({detail})" if detail else "")
-        events.append(EventSpec(kind, f"Phase{after}", message))
+        events.append(EventSpec(kind, f"Phase{after}", clean(message, MESSAGE_CHARS)))
     old_sync, new_sync = condition(old, "Synced"), condition(new, "Synced")
     if new_sync is not None:
         was = (old_sync or {}).get("status"), (old_sync or {}).get("reason")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from ..providers import Provider, ProviderConfig, all_providers
-from .v1alpha1 import Condition
+from .v1alpha1 import SHORT_CHARS, Condition
 
 __all__ = [
     "CLUSTER_KIND",
@@ -184,7 +184,9 @@ class NamespaceCondition(_Camel):
 class ProviderObjectStatus(_Camel):
     """What the operator writes on a provider object."""
 
-    provider: Annotated[str | None, Field(description="Which provider block is in use.")] = None
+    provider: Annotated[
+        str | None, Field(max_length=SHORT_CHARS, description="Which provider block is in use.")
+    ] = None
     endpoints: Annotated[
         int | None, Field(ge=0, description="InferenceEndpoints using this provider object.")
     ] = None
@@ -192,11 +194,13 @@ class ProviderObjectStatus(_Camel):
         int | None, Field(ge=0, description="Of those, how many are Ready.")
     ] = None
     endpoint_summary: Annotated[
-        str | None, Field(description="ready/total, for the Endpoints printer column.")
+        str | None,
+        Field(max_length=SHORT_CHARS, description="ready/total, for the Endpoints printer column."),
     ] = None
     last_success_time: Annotated[
         str | None,
         Field(
+            max_length=SHORT_CHARS,
             description="When a call with these credentials last succeeded.",
             json_schema_extra={"format": "date-time"},
         ),
@@ -204,6 +208,7 @@ class ProviderObjectStatus(_Camel):
     paused_until: Annotated[
         str | None,
         Field(
+            max_length=SHORT_CHARS,
             description="While RateLimited: when the provider allows requests again.",
             json_schema_extra={"format": "date-time"},
         ),
