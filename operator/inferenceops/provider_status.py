@@ -47,9 +47,13 @@ _NOT_READY = {
     ErrorReason.RATE_LIMITED.value: ErrorReason.RATE_LIMITED.value,
     ErrorReason.UNREACHABLE.value: ErrorReason.UNREACHABLE.value,
     ErrorReason.TIMEOUT.value: ErrorReason.UNREACHABLE.value,
+    # Nothing was sent: "accepted" would be a guess.
+    ErrorReason.DESTINATION_DENIED.value: ErrorReason.DESTINATION_DENIED.value,
 }
 #: Will not fix itself: kstatus reads Stalled=True as Failed.
-_STALLED = frozenset({ErrorReason.UNAUTHORIZED.value, SECRET_MISSING})
+_STALLED = frozenset(
+    {ErrorReason.UNAUTHORIZED.value, SECRET_MISSING, ErrorReason.DESTINATION_DENIED.value}
+)
 
 
 @dataclass(frozen=True, slots=True)
