@@ -7,6 +7,7 @@ allowed case connects, to a server on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -18,10 +19,14 @@ from pydantic import BaseModel
 
 from inferenceops.accounts import AccountPool, AccountSettings
 from inferenceops.egress import EgressPolicy, GuardedBackend, parse_cidr
+from inferenceops.kube.secrets import SecretCache
 from inferenceops.providers import ErrorReason, ProviderError
 from inferenceops.providers.http import get_json
+from inferenceops.scheduler import Scheduler
+from inferenceops.status import condition
 
 from .local_http import serving
+from .test_scheduler import FakeWriter, body
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +216,27 @@ async def test_an_allowed_host_still_works_connecting_to_the_address_it_resolved
         await accounts.aclose()
     assert seen == [f"127.0.0.1:{port}", f"provider.test:{port}"]
     assert resolver.asked == ["provider.test"]
+
+
+async def test_an_endpoint_naming_a_metadata_address_is_synced_false_and_stalled() -> None:
+    inner = Recording()
+    accounts = AccountPool(resolver=StubResolver({}), network_backend=inner)
+    writer = FakeWriter()
+    scheduler = Scheduler(writer, SecretCache(), accounts)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        url = "http://169.254.169.254/latest"
+        scheduler.upsert(body("meta", {"nsModelServer": {"url": url}}))
+        await writer.wait_for(1)
+    finally:
+        task.cancel()
+        await scheduler.drain()
+        await accounts.aclose()
+    status = scheduler.status_of("ml", "meta")
+    synced, stalled = condition(status, "Synced"), condition(status, "Stalled")
+    assert synced is not None and stalled is not None
+    assert (synced["status"], synced["reason"]) == ("False", "DestinationDenied")
+    refused = "refused to connect to 169.254.169.254: the address is in 169.254.0.0/16"
+    assert refused in synced["message"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "DestinationDenied")
+    assert inner.connects == []
