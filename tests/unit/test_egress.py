@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
 from aiohttp import web
 from pydantic import BaseModel
@@ -240,3 +244,71 @@ async def test_an_endpoint_naming_a_metadata_address_is_synced_false_and_stalled
     assert refused in synced["message"]
     assert (stalled["status"], stalled["reason"]) == ("True", "DestinationDenied")
     assert inner.connects == []
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for DNS name `name` (and no IP), and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_verifies_the_urls_host_name_while_connecting_to_the_checked_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_file, key_file = _self_signed(tmp_path, "provider.test")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    client_tls = ssl.create_default_context(cafile=str(cert_file))
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda *a, **kw: client_tls)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/status", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    resolver = StubResolver({"provider.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    accounts = AccountPool(resolver=resolver)
+    try:
+        client = accounts.get("nsModelServer", "tls").client
+        answer = await get_json(client, f"https://provider.test:{port}/status", Anything)
+        assert isinstance(answer, Anything)
+        # The same address under a name the certificate does not carry: refused by TLS.
+        with pytest.raises(ProviderError) as caught:
+            await get_json(client, f"https://other.test:{port}/status", Anything)
+        assert caught.value.reason is ErrorReason.UNREACHABLE
+    finally:
+        await accounts.aclose()
+        await runner.cleanup()
