@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
@@ -31,9 +31,13 @@ from .providers import ErrorReason, ProviderError
 from .providers.http import parse_retry_after
 from .providers.hwsign import SIGN_EXTENSION
 
-__all__ = ["Account", "AccountPool", "AccountSettings", "TokenBucket", "origin"]
+__all__ = ["Account", "AccountPool", "AccountSettings", "Lane", "TokenBucket", "origin"]
 
 log = logging.getLogger(__name__)
+
+#: How a host's recent requests went (`AccountPool.lane`): each of the last `slow_memory`
+#: seconds' ended quickly ("known"), one was slow or missed its deadline ("slow"), or none ended.
+Lane = Literal["known", "slow", "new"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,8 @@ class AccountSettings:
     #: leaves the account's budget (a trickling body restarts the read timeout with every byte).
     request_deadline: float = 15.0
     #: A request this slow (or past its deadline) puts its host and account in the scheduler's
-    #: slow lane until `slow_memory` seconds pass without another (docs/operations.md).
+    #: slow lane until `slow_memory` seconds pass without another; a host whose requests end
+    #: sooner is "known" for as long (docs/operations.md, "Poll slots").
     slow_request: float = 5.0
     slow_memory: float = 300.0
     #: Ranges no provider connection may reach besides link-local (`--deny-cidr`; egress.py).
@@ -172,7 +177,7 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
         provider: str,
         metrics: Metrics,
         settings: AccountSettings,
-        on_slow: Callable[[str, float], None],
+        on_end: Callable[[str, float, bool], None],
         *,
         owns_inner: bool,
     ) -> None:
@@ -184,7 +189,7 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
         self._gate = asyncio.Semaphore(settings.max_concurrent_requests)
         self._deadline = settings.request_deadline
         self._slow_request = settings.slow_request
-        self._on_slow = on_slow
+        self._on_end = on_end
         #: Loop time of this account's last slow request.
         self.slow_at = -math.inf
         # Bound once: looking a labelled child up per request shows in the profile at 10,000.
@@ -208,9 +213,10 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
 
     def _ended(self, url: httpx.URL, started: float) -> None:
         now = asyncio.get_running_loop().time()
-        if now - started >= min(self._slow_request, self._deadline):
+        slow = now - started >= min(self._slow_request, self._deadline)
+        if slow:
             self.slow_at = now
-            self._on_slow(origin(url), now)
+        self._on_end(origin(url), now, slow)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._bucket.acquire()
@@ -357,8 +363,9 @@ class AccountPool:
         #: Tests resolve names and record connections instead of making them.
         self._resolver = resolver
         self._network_backend = network_backend
-        #: Loop time of each host's last slow request (the scheduler's slow lane).
+        #: Loop time of each host's last slow request, and of its last quick one (`lane`).
         self._slow_hosts: dict[str, float] = {}
+        self._quick_hosts: dict[str, float] = {}
         #: Read once: the process environment does not change under a running operator.
         self._proxies = {
             scheme: url
@@ -392,16 +399,22 @@ class AccountPool:
         left = account.bucket.paused_until - account.bucket.clock()
         return left if left > 0 else None
 
-    def is_slow(self, key: Hashable, host: str) -> bool:
-        """Whether a request to `host`, or of the account under `key`, was slow or timed out
-        in the last `slow_memory` seconds."""
+    def lane(self, key: Hashable, host: str) -> Lane:
+        """ "slow" when a request to `host`, or of the account under `key`, was slow or missed
+        its deadline in the last `slow_memory` seconds; else "known" when one to `host` ended
+        in that time; else "new"."""
         since = asyncio.get_running_loop().time() - self.settings.slow_memory
-        if self._slow_hosts.get(host, -math.inf) > since:
-            return True
         account = self._accounts.get(key)
-        return account is not None and account.transport.slow_at > since
+        if self._slow_hosts.get(host, -math.inf) > since or (
+            account is not None and account.transport.slow_at > since
+        ):
+            return "slow"
+        return "known" if self._quick_hosts.get(host, -math.inf) > since else "new"
 
-    def _slow_host(self, host: str, at: float) -> None:
+    def _request_ended(self, host: str, at: float, slow: bool) -> None:
+        if not slow:
+            self._quick_hosts[host] = at
+            return
         if self._slow_hosts.get(host, -math.inf) <= at - self.settings.slow_memory:
             log.info(
                 "%s answered slowly or not in time: its polls use the slow lane until %g s pass "
@@ -451,7 +464,7 @@ class AccountPool:
             provider,
             self.metrics,
             s,
-            self._slow_host,
+            self._request_ended,
             owns_inner=self._transport is None,
         )
         client = httpx.AsyncClient(
@@ -471,6 +484,7 @@ class AccountPool:
     async def close_idle(self, idle_seconds: float = 3600.0) -> None:
         since = asyncio.get_running_loop().time() - self.settings.slow_memory
         self._slow_hosts = {h: t for h, t in self._slow_hosts.items() if t > since}
+        self._quick_hosts = {h: t for h, t in self._quick_hosts.items() if t > since}
         cutoff = time.monotonic() - idle_seconds
         for key, account in list(self._accounts.items()):
             if account.last_used < cutoff:

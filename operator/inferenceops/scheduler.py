@@ -62,7 +62,8 @@ class SchedulerSettings:
     max_concurrent_polls: int = 64
     #: Concurrent account polls per provider, so one slow provider cannot hold every slot.
     max_concurrent_polls_per_provider: int = 32
-    #: Concurrent account polls per host (scheme://host:port), so one host cannot either.
+    #: Concurrent account polls per host (scheme://host:port) not known to answer quickly, so
+    #: one such host cannot either (a known host is bounded by its provider's share).
     max_concurrent_polls_per_host: int = 16
     #: Concurrent polls of hosts and accounts that answered slowly or not in time lately (the
     #: "slow lane"): however many such hosts there are, the others keep the rest of the slots.
@@ -558,18 +559,24 @@ class Scheduler:
         """A global poll slot, taken last: waiting for the slow lane, the host's or the
         provider's share holds none (docs/operations.md, "Poll slots")."""
         host = _host_of(batch)
-        slow = self._accounts.is_slow(batch.account, host)
-        lane = self._slow_lane if slow else contextlib.nullcontext()
+        lane = self._accounts.lane(batch.account, host)
+        slow_lane = self._slow_lane if lane == "slow" else contextlib.nullcontext()
         provider = self._provider_gates.get(batch.provider)
         if provider is None:
             provider = self._provider_gates[batch.provider] = asyncio.Semaphore(
                 self.settings.max_concurrent_polls_per_provider
             )
+        if lane == "known":
+            # Answering quickly earns a host its provider's share: one host may serve thousands
+            # of healthy endpoints (a SaaS API, the benchmark's emulator).
+            async with provider, self._gate:
+                yield
+            return
         held = self._host_gates.get(host)
         gate, users = held or (asyncio.Semaphore(self.settings.max_concurrent_polls_per_host), 0)
         self._host_gates[host] = (gate, users + 1)
         try:
-            async with lane, gate, provider, self._gate:
+            async with slow_lane, gate, provider, self._gate:
                 yield
         finally:
             gate, users = self._host_gates[host]

@@ -42,7 +42,7 @@ async def test_a_body_trickling_a_byte_every_50_ms_times_out_at_the_deadline() -
             with pytest.raises(ProviderError) as caught:
                 await get_json(client, url + "/status", Anything)
             took = time.monotonic() - started
-            slow = accounts.is_slow("another account", url)  # url is scheme://host:port
+            lane = accounts.lane("another account", url)  # url is scheme://host:port
     finally:
         await accounts.aclose()
     assert caught.value.reason is ErrorReason.TIMEOUT
@@ -50,7 +50,7 @@ async def test_a_body_trickling_a_byte_every_50_ms_times_out_at_the_deadline() -
     assert caught.value.message.startswith("no complete answer from http://127.0.0.1:")
     assert 0.3 <= took < 1.0, took
     # A request that hit its deadline marks its host (and account) slow: the slow lane.
-    assert slow
+    assert lane == "slow"
 
 
 @pytest.mark.looptime
