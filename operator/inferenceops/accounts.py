@@ -35,8 +35,8 @@ __all__ = ["Account", "AccountPool", "AccountSettings", "Lane", "TokenBucket", "
 
 log = logging.getLogger(__name__)
 
-#: How a host's recent requests went (`AccountPool.lane`): each of the last `slow_memory`
-#: seconds' ended quickly ("known"), one was slow or missed its deadline ("slow"), or none ended.
+#: How a host's requests of the last `slow_memory` seconds went (`AccountPool.lane`): one was
+#: slow or missed its deadline ("slow"), else one ended quickly ("known"), else none ended ("new").
 Lane = Literal["known", "slow", "new"]
 
 
@@ -400,9 +400,10 @@ class AccountPool:
         return left if left > 0 else None
 
     def lane(self, key: Hashable, host: str) -> Lane:
-        """ "slow" when a request to `host`, or of the account under `key`, was slow or missed
-        its deadline in the last `slow_memory` seconds; else "known" when one to `host` ended
-        in that time; else "new"."""
+        """The scheduler's lane for a poll of `host` on the account under `key`: "slow" when a
+        request to the host, or of the account, was slow or missed its deadline in the last
+        `slow_memory` seconds; else "known" when one to the host ended in that time; else
+        "new"."""
         since = asyncio.get_running_loop().time() - self.settings.slow_memory
         account = self._accounts.get(key)
         if self._slow_hosts.get(host, -math.inf) > since or (
