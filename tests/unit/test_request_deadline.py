@@ -95,3 +95,27 @@ async def test_waiting_for_the_accounts_budget_does_not_count_against_the_deadli
         await accounts.aclose()
     assert all(isinstance(r, Anything) for r in results), results
     assert loop.time() - started >= 2.0
+
+
+@pytest.mark.looptime
+async def test_lanes_follow_how_a_hosts_requests_went_for_five_minutes() -> None:
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow.test":
+            await asyncio.sleep(6.0)  # slower than 5 s, within the deadline
+        return httpx.Response(200, json={})
+
+    accounts = AccountPool(transport=httpx.MockTransport(answer))
+    try:
+        client = accounts.get("nsModelServer", "acct").client
+        assert accounts.lane("acct", "http://quick.test:80") == "new"
+        await get_json(client, "http://quick.test/status", Anything)
+        assert accounts.lane("acct", "http://quick.test:80") == "known"
+        await get_json(client, "http://slow.test/status", Anything)
+        assert accounts.lane("other", "http://slow.test:80") == "slow"
+        # The account that saw a slow request is slow on any host (a second URL of its own).
+        assert accounts.lane("acct", "http://quick.test:80") == "slow"
+        await asyncio.sleep(301.0)
+        assert accounts.lane("other", "http://slow.test:80") == "new"
+        assert accounts.lane("acct", "http://quick.test:80") == "new"
+    finally:
+        await accounts.aclose()
