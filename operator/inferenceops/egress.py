@@ -171,10 +171,11 @@ def guard_transport(
     SOCKS proxy alike: each pool connects through its network backend).
 
     httpx 0.28 does not pass `network_backend` through (encode/httpx discussion 3180, PR 3749),
-    so this sets the backend the pool reads for every new connection. The check fails start-up
-    loudly if a new httpx or httpcore moved either attribute, rather than leave polls unguarded
-    (tests/unit/test_egress.py exercises it through the whole client). `inner` replaces the
-    backend that connects (tests record connects instead of making them).
+    so this sets the backend the pool reads for every new connection. Should a new httpx or
+    httpcore move either attribute, opening an account fails (every poll an InternalError, with
+    the reason logged) rather than polling unguarded; tests/unit/test_egress.py exercises it
+    through the whole client. httpx and httpcore are pinned in image/requirements.lock.
+    `inner` replaces the backend that connects (tests record connects instead of making them).
     """
     pool = getattr(transport, "_pool", None)
     current = getattr(pool, "_network_backend", None)
