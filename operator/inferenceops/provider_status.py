@@ -49,12 +49,21 @@ _NOT_READY = {
     ErrorReason.UNREACHABLE.value: ErrorReason.UNREACHABLE.value,
     ErrorReason.TIMEOUT.value: ErrorReason.UNREACHABLE.value,
     INSECURE_URL: INSECURE_URL,
+    # Nothing was sent: "accepted" would be a guess.
+    ErrorReason.DESTINATION_DENIED.value: ErrorReason.DESTINATION_DENIED.value,
 }
 #: Failures decided by the provider object's own fields (its Secret, its URL), whichever
 #: endpoint's poll found them.
-_OWN_FIELDS = frozenset({SECRET_MISSING, INSECURE_URL})
+_OWN_FIELDS = frozenset({SECRET_MISSING, INSECURE_URL, ErrorReason.DESTINATION_DENIED.value})
 #: Will not fix itself: kstatus reads Stalled=True as Failed.
-_STALLED = frozenset({ErrorReason.UNAUTHORIZED.value, SECRET_MISSING, INSECURE_URL})
+_STALLED = frozenset(
+    {
+        ErrorReason.UNAUTHORIZED.value,
+        SECRET_MISSING,
+        INSECURE_URL,
+        ErrorReason.DESTINATION_DENIED.value,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

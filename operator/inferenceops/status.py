@@ -67,7 +67,13 @@ UNPOLLABLE_REASONS = frozenset(
 ) | frozenset({OVERRIDE_NOT_ALLOWED, INSECURE_URL})
 #: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
 STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
-    {SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}
+    {
+        SECRET_MISSING,
+        ErrorReason.UNAUTHORIZED.value,
+        ErrorReason.NOT_FOUND.value,
+        # Only a spec (or DNS) change can make the address allowed.
+        ErrorReason.DESTINATION_DENIED.value,
+    }
 )
 #: Ready turns Unknown when no poll succeeded for this many intervals.
 STALE_AFTER_INTERVALS = 3

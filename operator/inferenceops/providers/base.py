@@ -125,6 +125,8 @@ class ErrorReason(StrEnum):
     RATE_LIMITED = "RateLimited"
     UNREACHABLE = "Unreachable"
     BAD_RESPONSE = "BadResponse"
+    #: The URL's host is (or resolves to) an address the operator may not connect to (egress.py).
+    DESTINATION_DENIED = "DestinationDenied"
 
 
 class ProviderError(Exception):
