@@ -35,6 +35,9 @@ venv: $(PY)
 
 # With a kube context: the CRDs applied and the operator running here, against that cluster.
 # Without one: a local control plane, the emulator and the operator, kept until Ctrl-C.
+# Both with --allow-insecure-http: `make run` is for trying the operator against the emulator,
+# which serves plain http on 127.0.0.1 and whose examples carry (fake) tokens; a deployed
+# operator runs without it and refuses to send a credential over plain http (InsecureURL).
 run: venv
 	@if $(PY) -c 'import sys, kubernetes.config as c; sys.exit(0 if c.list_kube_config_contexts()[1] else 1)' >/dev/null 2>&1; then \
 		kubectl=$$(bash tests/controlplane/kubectl.sh) && \
@@ -44,7 +47,7 @@ run: venv
 		echo "  make emulator                               # the providers' APIs on 127.0.0.1:8400" && \
 		echo "  $$kubectl apply -k examples/emulator" && \
 		echo "  $$kubectl get ie -w" && echo && \
-		$(VENV)/bin/inferenceops run; \
+		$(VENV)/bin/inferenceops run --allow-insecure-http; \
 	else \
 		echo "No kube context: starting a local control plane, the provider emulator and the operator."; \
 		$(PY) examples/demo/demo.py --keep; \

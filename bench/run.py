@@ -102,11 +102,18 @@ PROVIDER_OBJECTS = {kind: f"bench-{kind}" for kind in floor.KINDS}
 def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
     """The handful of ClusterInferenceProviders every endpoint uses with --provider-objects:
     what the endpoints' blocks share (URL, API version, credentials); team and workspace stay
-    on the endpoints, so the operator's accounts are the same as with inline blocks."""
+    on the endpoints (allowed as overrides), so the operator's accounts are the same as with
+    inline blocks."""
     ref = {"credentialsSecretRef": {"name": SECRET_NAME, "key": "token"}}
     blocks: dict[str, dict[str, Any]] = {
-        "dataarts": {"dataArtsFabric": {"url": f"{base}/dataarts", **ref}},
-        "friendli": {"friendli": {"url": f"{base}/friendli", **ref}},
+        "dataarts": {
+            "dataArtsFabric": {"url": f"{base}/dataarts", **ref},
+            "allowedOverrides": {"workspaceId": ["*"]},
+        },
+        "friendli": {
+            "friendli": {"url": f"{base}/friendli", **ref},
+            "allowedOverrides": {"teamId": ["*"]},
+        },
         "runpod-v1": {"runpod": {"api": "v1", "url": f"{base}/runpod/v1", **ref}},
         "runpod-v2": {"runpod": {"api": "v2", "url": f"{base}/runpod/v2", **ref}},
         "takeoff": {"takeoff": {}},

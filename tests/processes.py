@@ -19,10 +19,17 @@ from inferenceops_emulator.process import Exited, free_port, stop_process, wait_
 
 class OperatorProcess:
     """The operator on free health and metrics ports, against `kubeconfig`, its output appended
-    to `log`. `wait=False` returns at once (the benchmark times start-up with wait_healthy)."""
+    to `log`. `wait=False` returns at once (the benchmark times start-up with wait_healthy);
+    `allow_insecure_http=False` runs it as shipped, refusing credentials over plain http."""
 
     def __init__(
-        self, kubeconfig: str, log: Path, extra: Sequence[str] = (), *, wait: bool = True
+        self,
+        kubeconfig: str,
+        log: Path,
+        extra: Sequence[str] = (),
+        *,
+        wait: bool = True,
+        allow_insecure_http: bool = True,
     ) -> None:
         self.health = free_port()
         self.metrics_port = free_port()
@@ -39,6 +46,8 @@ class OperatorProcess:
                     str(self.health),
                     "--metrics-port",
                     str(self.metrics_port),
+                    # The emulator is plain http on 127.0.0.1 and its endpoints carry tokens.
+                    *(["--allow-insecure-http"] if allow_insecure_http else []),
                     *extra,
                 ],
                 stdout=out,

@@ -177,7 +177,10 @@ def _demo(args: argparse.Namespace) -> int:
                 }
             ),
         )
-        operator = OperatorProcess(plane.kubeconfig, work / "operator.log", wait=False)
+        # The emulator is plain http on 127.0.0.1: the operator may send its tokens there.
+        operator = OperatorProcess(
+            plane.kubeconfig, work / "operator.log", wait=False, allow_insecure_http=True
+        )
         stack.callback(operator.stop)
         for provider, key, group, steps in LIFECYCLES:
             emulator.lifecycle(provider, key, steps, **group)

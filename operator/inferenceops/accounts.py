@@ -10,23 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
+import logging
 import math
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import httpcore
 import httpx
 
+from .egress import EgressPolicy, Network, Resolver, guard_transport, system_resolver
 from .metrics import Metrics
+from .providers import ErrorReason, ProviderError
 from .providers.http import parse_retry_after
 from .providers.hwsign import SIGN_EXTENSION
 
-__all__ = ["Account", "AccountPool", "AccountSettings", "TokenBucket"]
+__all__ = ["Account", "AccountPool", "AccountSettings", "Lane", "TokenBucket", "origin"]
+
+log = logging.getLogger(__name__)
+
+#: How a host's requests of the last `slow_memory` seconds went (`AccountPool.lane`): one was
+#: slow or missed its deadline ("slow"), else one ended quickly ("known"), else none ended ("new").
+Lane = Literal["known", "slow", "new"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,16 @@ class AccountSettings:
     keepalive_seconds: float = 75.0
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
+    #: Connect, headers and the whole body must fit in this, counted from when the request
+    #: leaves the account's budget (a trickling body restarts the read timeout with every byte).
+    request_deadline: float = 15.0
+    #: A request this slow (or past its deadline) puts its host and account in the scheduler's
+    #: slow lane until `slow_memory` seconds pass without another; a host whose requests end
+    #: sooner is "known" for as long (docs/operations.md, "Poll slots").
+    slow_request: float = 5.0
+    slow_memory: float = 300.0
+    #: Ranges no provider connection may reach besides link-local (`--deny-cidr`; egress.py).
+    denied_networks: tuple[Network, ...] = ()
     user_agent: str = "inferenceops/0.1"
 
     @classmethod
@@ -90,8 +111,64 @@ class TokenBucket:
             # A 429 paused the account while we slept: queue again behind the pause.
 
 
+@functools.lru_cache(maxsize=4096)
+def _origin_of(url: str) -> str:
+    try:
+        return origin(httpx.URL(url))
+    except httpx.InvalidURL:
+        return url  # the request will say what is wrong with it
+
+
+def origin(url: httpx.URL | str) -> str:
+    """scheme://host:port, the port always spelt out: what shares connections (and poll slots)."""
+    if isinstance(url, str):
+        return _origin_of(url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
+class _Deadline(httpx.AsyncByteStream):
+    """A response body that must arrive by `deadline` (loop time); `done` runs once it ends."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncByteStream,
+        deadline: float,
+        expired: Callable[[], ProviderError],
+        done: Callable[[], None],
+    ) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._expired = expired
+        self._done: Callable[[], None] | None = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self._inner)
+        while True:
+            timeout = asyncio.timeout_at(self._deadline)
+            try:
+                async with timeout:
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if timeout.expired():
+                    raise self._expired() from None
+                raise
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
+
+
 class _BudgetedTransport(httpx.AsyncBaseTransport):
-    """Waits for the account's budget before each request and records what was sent."""
+    """Waits for the account's budget before each request, holds each to the request deadline,
+    and records what was sent and which requests were slow."""
 
     def __init__(
         self,
@@ -99,7 +176,8 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
         bucket: TokenBucket,
         provider: str,
         metrics: Metrics,
-        concurrency: int,
+        settings: AccountSettings,
+        on_end: Callable[[str, float, bool], None],
         *,
         owns_inner: bool,
     ) -> None:
@@ -108,7 +186,12 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
         self._bucket = bucket
         self._provider = provider
         self._metrics = metrics
-        self._gate = asyncio.Semaphore(concurrency)
+        self._gate = asyncio.Semaphore(settings.max_concurrent_requests)
+        self._deadline = settings.request_deadline
+        self._slow_request = settings.slow_request
+        self._on_end = on_end
+        #: Loop time of this account's last slow request.
+        self.slow_at = -math.inf
         # Bound once: looking a labelled child up per request shows in the profile at 10,000.
         self._latency = metrics.provider_latency.labels(provider)
         self._requests: dict[str, Any] = {}
@@ -121,6 +204,20 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
             )
         counter.inc()
 
+    def _expired(self, url: httpx.URL) -> ProviderError:
+        return ProviderError(
+            ErrorReason.TIMEOUT,
+            f"no complete answer from {origin(url)} within the {self._deadline:g} s request "
+            "deadline (connect, headers and body)",
+        )
+
+    def _ended(self, url: httpx.URL, started: float) -> None:
+        now = asyncio.get_running_loop().time()
+        slow = now - started >= min(self._slow_request, self._deadline)
+        if slow:
+            self.slow_at = now
+        self._on_end(origin(url), now, slow)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._bucket.acquire()
         sign = request.extensions.get(SIGN_EXTENSION)
@@ -128,15 +225,38 @@ class _BudgetedTransport(httpx.AsyncBaseTransport):
             # Signed now, not when the adapter built it: a request that queued behind the
             # budget must not go out with a signature date the provider calls too old.
             sign(request)
-        started = time.perf_counter()
-        try:
-            async with self._gate:
-                response = await self._inner.handle_async_request(request)
-        except httpx.HTTPError:
-            self._count("error")
-            raise
-        finally:
-            self._latency.observe(time.perf_counter() - started)
+        loop = asyncio.get_running_loop()
+        async with self._gate:
+            # Started here: waiting for this account's budget or its connections is no sign of
+            # a slow host, and must not turn into a Timeout.
+            started = loop.time()
+            deadline = started + self._deadline
+            timeout = asyncio.timeout_at(deadline)
+            try:
+                async with timeout:
+                    response = await self._inner.handle_async_request(request)
+            except TimeoutError:
+                self._count("error")
+                self._ended(request.url, started)
+                if timeout.expired():
+                    raise self._expired(request.url) from None
+                raise
+            except httpx.HTTPError:
+                self._count("error")
+                self._ended(request.url, started)
+                raise
+            finally:
+                self._latency.observe(loop.time() - started)
+        url = request.url
+        if response.is_closed or not isinstance(response.stream, httpx.AsyncByteStream):
+            self._ended(url, started)  # read already (a test's MockTransport)
+        else:
+            response.stream = _Deadline(
+                response.stream,
+                deadline,
+                lambda: self._expired(url),
+                lambda: self._ended(url, started),
+            )
         self._count(str(response.status_code))
         if response.status_code == 429:
             wait = parse_retry_after(response.headers.get("retry-after"))
@@ -215,6 +335,7 @@ class Account:
     client: httpx.AsyncClient
     bucket: TokenBucket
     last_used: float
+    transport: _BudgetedTransport
 
 
 def credential_fingerprint(credential: str | None) -> str:
@@ -230,11 +351,21 @@ class AccountPool:
         settings: AccountSettings | None = None,
         metrics: Metrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self.settings = settings or AccountSettings()
         self.metrics = metrics or Metrics()
         #: Tests inject one transport for every account; otherwise each account has its own.
         self._transport = transport
+        self._egress = EgressPolicy.denying(self.settings.denied_networks)
+        #: Tests resolve names and record connections instead of making them.
+        self._resolver = resolver
+        self._network_backend = network_backend
+        #: Loop time of each host's last slow request, and of its last quick one (`lane`).
+        self._slow_hosts: dict[str, float] = {}
+        self._quick_hosts: dict[str, float] = {}
         #: Read once: the process environment does not change under a running operator.
         self._proxies = {
             scheme: url
@@ -268,6 +399,32 @@ class AccountPool:
         left = account.bucket.paused_until - account.bucket.clock()
         return left if left > 0 else None
 
+    def lane(self, key: Hashable, host: str) -> Lane:
+        """The scheduler's lane for a poll of `host` on the account under `key`: "slow" when a
+        request to the host, or of the account, was slow or missed its deadline in the last
+        `slow_memory` seconds; else "known" when one to the host ended in that time; else
+        "new"."""
+        since = asyncio.get_running_loop().time() - self.settings.slow_memory
+        account = self._accounts.get(key)
+        if self._slow_hosts.get(host, -math.inf) > since or (
+            account is not None and account.transport.slow_at > since
+        ):
+            return "slow"
+        return "known" if self._quick_hosts.get(host, -math.inf) > since else "new"
+
+    def _request_ended(self, host: str, at: float, slow: bool) -> None:
+        if not slow:
+            self._quick_hosts[host] = at
+            return
+        if self._slow_hosts.get(host, -math.inf) <= at - self.settings.slow_memory:
+            log.info(
+                "%s answered slowly or not in time: its polls use the slow lane until %g s pass "
+                "without another slow request",
+                host,
+                self.settings.slow_memory,
+            )
+        self._slow_hosts[host] = at
+
     def _open(self, provider: str, rate: float | None, burst: int | None) -> Account:
         s = self.settings
         inner = self._transport
@@ -280,7 +437,7 @@ class AccountPool:
             ssl_context = self._ssl
 
             def pooled(proxy: str | None) -> httpx.AsyncBaseTransport:
-                return httpx.AsyncHTTPTransport(
+                transport = httpx.AsyncHTTPTransport(
                     verify=ssl_context,
                     limits=httpx.Limits(
                         max_connections=s.max_concurrent_requests,
@@ -292,6 +449,9 @@ class AccountPool:
                     retries=0,
                     proxy=proxy,
                 )
+                # Through a proxy, this checks the proxy's address; the proxy resolves the host.
+                guard_transport(transport, self._egress, self._resolver, self._network_backend)
+                return transport
 
             has_proxy = any(k != "no" for k in self._proxies)
             inner = _ProxyRouter(self._proxies, pooled) if has_proxy else pooled(None)
@@ -304,7 +464,8 @@ class AccountPool:
             bucket,
             provider,
             self.metrics,
-            s.max_concurrent_requests,
+            s,
+            self._request_ended,
             owns_inner=self._transport is None,
         )
         client = httpx.AsyncClient(
@@ -313,9 +474,18 @@ class AccountPool:
             headers={"User-Agent": s.user_agent, "Accept": "application/json"},
             follow_redirects=False,
         )
-        return Account(provider=provider, client=client, bucket=bucket, last_used=time.monotonic())
+        return Account(
+            provider=provider,
+            client=client,
+            bucket=bucket,
+            last_used=time.monotonic(),
+            transport=transport,
+        )
 
     async def close_idle(self, idle_seconds: float = 3600.0) -> None:
+        since = asyncio.get_running_loop().time() - self.settings.slow_memory
+        self._slow_hosts = {h: t for h, t in self._slow_hosts.items() if t > since}
+        self._quick_hosts = {h: t for h, t in self._quick_hosts.items() if t > since}
         cutoff = time.monotonic() - idle_seconds
         for key, account in list(self._accounts.items()):
             if account.last_used < cutoff:

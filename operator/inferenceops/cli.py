@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 import yaml
 
 from .accounts import AccountSettings
-from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .api import InvalidSpecError, ParsedSpec, parse_duration, parse_spec
+from .egress import parse_cidr
 from .providers import SecretKeyRef
 from .timing import PollPolicy
 
@@ -37,6 +38,50 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _allow_insecure_http(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send credentials to plain http:// URLs too (a local emulator, tests); without "
+        "it such an endpoint is refused with reason InsecureURL and no request is made",
+    )
+
+
+def _add_transport_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags `run` and `probe` share: a probe must see what the operator would."""
+    parser.add_argument(
+        "--request-deadline",
+        default="15s",
+        help="the longest a provider request may take, from connecting to its last body byte "
+        "(a duration, default 15s); past it the poll fails with Timeout",
+    )
+    parser.add_argument(
+        "--deny-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="refuse provider connections to addresses in this range too (repeatable), e.g. "
+        "10.0.0.0/8; link-local (169.254.0.0/16, fe80::/10) is always refused",
+    )
+
+
+def _with_transport_flags(args: argparse.Namespace, base: AccountSettings) -> AccountSettings:
+    """`base` with --request-deadline and --deny-cidr; ValueError says which flag is wrong."""
+    try:
+        deadline = parse_duration(args.request_deadline)
+    except InvalidSpecError:
+        deadline = 0.0
+    if deadline <= 0:
+        raise ValueError(
+            f"--request-deadline {args.request_deadline!r} is not a duration like 15s or 1m"
+        )
+    try:
+        denied = tuple(parse_cidr(text) for text in args.deny_cidr)
+    except ValueError as err:
+        raise ValueError(f"--deny-cidr {err}") from None
+    return dataclasses.replace(base, request_deadline=deadline, denied_networks=denied)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         default=9090,
         help="Prometheus metrics port (GET /metrics); 0 disables it",
     )
+    _allow_insecure_http(run)
     run.add_argument("--shard-index", type=int, default=0)
     run.add_argument(
         "--shard-count",
@@ -89,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         default=AccountSettings().requests_per_second,
         help="request budget per provider account (token bucket; burst = 2 s)",
     )
+    _add_transport_flags(run)
     run.add_argument(
         "--poll-time-refresh",
         default="0s",
@@ -121,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    _allow_insecure_http(probe)
+    _add_transport_flags(probe)
 
     crd = sub.add_parser("crd", help="print a CustomResourceDefinition's YAML")
     crd.add_argument(
@@ -237,10 +286,21 @@ async def _probe(args: argparse.Namespace) -> int:
     from .providers import Observation
 
     try:
+        settings = _with_transport_flags(args, AccountSettings(read_timeout=args.timeout))
         manifest = _read_manifest(args.filename)
         parsed = parse_spec(manifest.get("spec"))
     except (ValueError, InvalidSpecError) as err:
         return _fail(EXIT_USAGE, str(err))
+    accounts = AccountPool(settings)
+    poller = Poller(
+        accounts,
+        _EnvironmentCredential(),
+        _NoWrites(),
+        allow_insecure_http=args.allow_insecure_http,
+    )
+    if (refused := poller.refusal(parsed)) is not None:
+        # Before the credential is even looked for, as the operator does.
+        return _fail(EXIT_USAGE, f"{refused.reason}: {refused.message}")
     refs = parsed.config.secret_refs()
     if len(refs) > 1:
         unset = [secret_env(r.key) for r in refs if not os.environ.get(secret_env(r.key))]
@@ -249,8 +309,6 @@ async def _probe(args: argparse.Namespace) -> int:
     elif refs and not _EnvironmentCredential().lookup("", refs[0]):
         return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
     endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
-    accounts = AccountPool(AccountSettings(read_timeout=args.timeout))
-    poller = Poller(accounts, _EnvironmentCredential(), _NoWrites())
     try:
         # The same steps as the operator's poll: credential, account, adapter, redaction.
         (batch,), _ = poller.batches([endpoint])
@@ -306,7 +364,6 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from .api import parse_duration
     from .handlers import Runtime, registry
     from .kube.client import own_namespace
     from .provider_objects import ProviderObjects
@@ -319,6 +376,12 @@ def _run(args: argparse.Namespace) -> int:
     refresh = timedelta(seconds=refresh_seconds) if refresh_seconds else None
     if not 0 <= args.shard_index < args.shard_count:
         return _fail(EXIT_USAGE, "--shard-index must be in [0, --shard-count)")
+    try:
+        account_settings = _with_transport_flags(
+            args, AccountSettings.at_rate(args.requests_per_second)
+        )
+    except ValueError as err:
+        return _fail(EXIT_USAGE, str(err))
     kopf.configure(
         debug=args.log_level == "debug",
         quiet=args.log_level == "warning",
@@ -330,6 +393,7 @@ def _run(args: argparse.Namespace) -> int:
             shard_index=args.shard_index,
             shard_count=args.shard_count,
             poll_time_refresh=refresh,
+            allow_insecure_http=args.allow_insecure_http,
             policy=PollPolicy(
                 transitional_factor=args.transitional_factor,
                 terminal_factor=args.terminal_factor,
@@ -337,7 +401,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
         ),
         namespaces=tuple(args.namespace),
-        account_settings=AccountSettings.at_rate(args.requests_per_second),
+        account_settings=account_settings,
         providers=ProviderObjects(frozenset(args.cluster_secret_namespace or [own_namespace()])),
     )
     if args.metrics_port:

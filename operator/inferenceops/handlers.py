@@ -64,6 +64,7 @@ class Runtime:
     accounts: AccountPool | None = None
     scheduler: Scheduler | None = None
     api: kube_client.ApiSession | None = None
+    writer: ApiWriter | None = None
     task: asyncio.Task[None] | None = None
     informer: asyncio.Task[None] | None = None
     secret_informer: asyncio.Task[None] | None = None
@@ -108,7 +109,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> 
         kube_client.login(settings=settings),
         relogin=functools.partial(kube_client.login, settings=settings),
     )
-    writer = ApiWriter(api, runtime.metrics)
+    writer = runtime.writer = ApiWriter(api, runtime.metrics)
     runtime.accounts = AccountPool(runtime.account_settings, runtime.metrics)
     scheduler = runtime.scheduler = Scheduler(
         writer, runtime.secrets, runtime.accounts, runtime.settings, providers=runtime.providers
@@ -268,5 +269,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
         await runtime.scheduler.stop()
     if runtime.accounts:
         await runtime.accounts.aclose()
+    if runtime.writer:
+        await runtime.writer.aclose()  # the Event counts not written yet
     if runtime.api:
         await runtime.api.aclose()

@@ -1,7 +1,7 @@
 """One poll, from Secret to written status: the pipeline `run` (through the scheduler) and
 `probe` share, so the two cannot drift.
 
-    credential (Secret)  →  account  →  adapter.observe  →  redact  →  status.py  →  write + Events
+    credential (Secret)  →  account  →  adapter.observe  →  clean  →  status.py  →  write + Events
 
 The scheduler decides *when* and *which* endpoints go together; this module decides nothing about
 time. Each step is a method so the scheduler can stop between them (a Secret still being read,
@@ -20,6 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from . import status as st
 from .accounts import AccountPool, credential_fingerprint
 from .api import ParsedSpec
+from .api.v1alpha1 import RECONCILE_TOKEN_CHARS
 from .kube.secrets import SecretMissing, SecretPending
 from .kube.writer import StatusSink, WriteError
 from .providers import (
@@ -30,6 +31,7 @@ from .providers import (
     SecretKeyRef,
     Target,
 )
+from .providers.sanitize import MESSAGE_CHARS, clean, clean_observation, redacting, redactor_for
 
 __all__ = ["WAITING", "Batch", "Credentials", "Polled", "Poller", "Written"]
 
@@ -97,11 +99,33 @@ class Poller:
         sink: StatusSink,
         *,
         poll_time_refresh: timedelta | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.accounts = accounts
         self._credentials = credentials
         self._sink = sink
         self._poll_time_refresh = poll_time_refresh
+        self._allow_insecure_http = allow_insecure_http
+
+    def refusal(self, parsed: ParsedSpec) -> st.Failure | None:
+        """Why a poll of `parsed` must not start at all, before its Secret is even read: a
+        credential bound for a plain http:// URL would cross the network readable by anyone on
+        the path (and an endpoint author could pick such a URL to harvest a Secret)."""
+        if self._allow_insecure_http or not parsed.config.secret_refs():
+            return None
+        block = parsed.provider.name
+        for alias, url in parsed.config.destinations().items():
+            if not url.startswith("https://"):
+                where = (
+                    f" (from {parsed.account.kind} {parsed.account.name})" if parsed.account else ""
+                )
+                return st.Failure(
+                    st.INSECURE_URL,
+                    f"{block}.{alias} {url}{where} is not https: the credential would be sent "
+                    "unencrypted; use an https:// URL, or allow it with "
+                    "--allow-insecure-http (local emulators and tests only)",
+                )
+        return None
 
     # --- credential → account ----------------------------------------------------------
 
@@ -115,6 +139,9 @@ class Poller:
             parsed = item.parsed
             if parsed is None:
                 early.append((item, st.Failure(item.spec_reason, item.spec_error or "")))
+                continue
+            if (refused := self.refusal(parsed)) is not None:
+                early.append((item, refused))
                 continue
             credential = None
             if refs := parsed.config.secret_refs():
@@ -164,10 +191,15 @@ class Poller:
             burst=source.burst if source else None,
         )
         targets = [target for _, target in batch.members]
+        # Every string the provider sent is bounded and has the credential (and any fragment of
+        # it) masked here, where it enters: status, Events and logs only see what this lets by.
+        # Bodies are masked before an excerpt is cut from them (http.excerpt).
+        redactor = redactor_for(batch.credential)
         try:
-            results: Mapping[str, Observation | ProviderError] = await provider.observe(
-                account.client, targets
-            )
+            with redacting(redactor):
+                results: Mapping[str, Observation | ProviderError] = await provider.observe(
+                    account.client, targets
+                )
         except ProviderError as err:
             results = {t.key: err for t in targets}
         out: list[tuple[P, Observation | st.Failure]] = []
@@ -176,15 +208,10 @@ class Poller:
                 ErrorReason.BAD_RESPONSE, "the provider adapter returned no result"
             )
             if isinstance(result, ProviderError):
-                message = result.message
-                if batch.credential:
-                    # Adapters never quote a credential; this keeps a mistake in one from
-                    # reaching status, Events or logs.
-                    for part in batch.credential.split(CREDENTIAL_SEPARATOR):
-                        message = message.replace(part, "***")
+                message = clean(result.message, MESSAGE_CHARS, redactor)
                 out.append((item, st.Failure(result.reason.value, message, result.retry_after)))
             else:
-                out.append((item, result))
+                out.append((item, clean_observation(result, redactor)))
         return out
 
     # --- status → write + Events ---------------------------------------------------------
@@ -202,7 +229,9 @@ class Poller:
                 (t for t in (item.last_success, item.tracked_since) if t is not None),
                 default=None,
             ),
-            reconcile_token=item.reconcile_token,
+            # A user's annotation: its value is shown back in status, bounded like the rest.
+            reconcile_token=item.reconcile_token
+            and clean(item.reconcile_token, RECONCILE_TOKEN_CHARS),
         )
 
     @classmethod

@@ -8,6 +8,9 @@ Tenancy rules (docs/provider-accounts.md):
   `conditions` only endpoints in a namespace one of them matches may use it;
 - with a provider object's credentials, where requests go (`url`) is the provider object's: an
   endpoint could otherwise send someone else's credentials to a server of its own;
+- which team or workspace of the account a request acts on (`ProviderConfig.account_fields`) is
+  the provider object's unless its `spec.allowedOverrides` lists the endpoint's value: one key
+  often reaches teams the object's owner never meant to share;
 - a ClusterInferenceProvider's `secretNamespace` must be one the operator was told it may read
   (`--cluster-secret-namespace`): its author could otherwise name any Secret of the cluster.
 A rule broken means no request at all: the endpoint's Synced and Stalled say which.
@@ -23,6 +26,7 @@ from pydantic import ValidationError
 
 from .api import AccountSource
 from .api.provider_kinds import (
+    ANY_VALUE,
     CLUSTER_KIND,
     NAMESPACED_KIND,
     AccountBudget,
@@ -30,10 +34,12 @@ from .api.provider_kinds import (
     NamespaceCondition,
     ProviderRef,
     account_model,
+    allowed_overrides_model,
 )
-from .providers import all_providers
+from .providers import Provider, all_providers
 
 __all__ = [
+    "OVERRIDE_NOT_ALLOWED",
     "PROVIDER_MISMATCH",
     "PROVIDER_MISSING",
     "PROVIDER_NOT_ALLOWED",
@@ -47,6 +53,7 @@ __all__ = [
 
 from .status import (
     INVALID_SPEC,
+    OVERRIDE_NOT_ALLOWED,
     PROVIDER_MISMATCH,
     PROVIDER_MISSING,
     PROVIDER_NOT_ALLOWED,
@@ -233,6 +240,7 @@ class ProviderObjects:
                         f"{provider.name}.{alias} is set by {_describe(key)}, whose credentials "
                         "this endpoint uses; remove it from the endpoint",
                     )
+        overrides = _overrides(key, source, provider, block, shared)
         merged = {k: v for k, v in spec.items() if k != "providerRef"}
         merged[provider.name] = {**shared, **block}
         secret_namespace = (
@@ -247,6 +255,7 @@ class ProviderObjects:
                 secret_namespace=secret_namespace,
                 requests_per_second=budget["requestsPerSecond"],
                 burst=budget["burst"],
+                overrides=overrides,
             ),
         )
 
@@ -285,6 +294,44 @@ class ProviderObjects:
             or (c.namespace_selector is not None and selects(c.namespace_selector, labels))
             for c in conditions
         )
+
+
+def _overrides(
+    key: ObjectKey,
+    source: Mapping[str, Any],
+    provider: Provider[Any],
+    block: Mapping[str, Any],
+    shared: Mapping[str, Any],
+) -> tuple[str, ...]:
+    """The account-scoping fields `block` sets to another value than the provider object's;
+    raises `Unresolved` for a value its `spec.allowedOverrides` does not list."""
+    config = provider.config_model
+    overridden: list[str] = []
+    allowed: Mapping[str, Any] | None = None
+    for field in sorted(config.account_fields):
+        alias = config.model_fields[field].alias or field
+        value = block.get(alias)
+        if value is None or value == shared.get(alias):
+            continue
+        if allowed is None:
+            try:
+                rules = allowed_overrides_model().model_validate(
+                    source.get("allowedOverrides") or {}
+                )
+                allowed = rules.model_dump(by_alias=True, exclude_none=True)
+            except ValidationError:
+                allowed = {}  # a rule we cannot read must not open the account to everyone
+        values = list(allowed.get(alias) or [])
+        if ANY_VALUE not in values and value not in values:
+            listed = ", ".join(values) if values else "only its own value"
+            raise Unresolved(
+                OVERRIDE_NOT_ALLOWED,
+                f"{provider.name}.{alias} {value!r} is not allowed by {_describe(key)}: its "
+                f"spec.allowedOverrides.{alias} allows {listed}; remove it from the endpoint, "
+                "or ask the provider object's owner to allow it",
+            )
+        overridden.append(alias)
+    return tuple(overridden)
 
 
 def selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:

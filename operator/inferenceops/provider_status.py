@@ -24,6 +24,7 @@ from .api.v1alpha1 import ConditionStatus
 from .provider_objects import ObjectKey, ProviderObjects
 from .providers import ErrorReason
 from .status import (
+    INSECURE_URL,
     SECRET_MISSING,
     EventSpec,
     condition,
@@ -47,9 +48,22 @@ _NOT_READY = {
     ErrorReason.RATE_LIMITED.value: ErrorReason.RATE_LIMITED.value,
     ErrorReason.UNREACHABLE.value: ErrorReason.UNREACHABLE.value,
     ErrorReason.TIMEOUT.value: ErrorReason.UNREACHABLE.value,
+    INSECURE_URL: INSECURE_URL,
+    # Nothing was sent: "accepted" would be a guess.
+    ErrorReason.DESTINATION_DENIED.value: ErrorReason.DESTINATION_DENIED.value,
 }
+#: Failures decided by the provider object's own fields (its Secret, its URL), whichever
+#: endpoint's poll found them.
+_OWN_FIELDS = frozenset({SECRET_MISSING, INSECURE_URL, ErrorReason.DESTINATION_DENIED.value})
 #: Will not fix itself: kstatus reads Stalled=True as Failed.
-_STALLED = frozenset({ErrorReason.UNAUTHORIZED.value, SECRET_MISSING})
+_STALLED = frozenset(
+    {
+        ErrorReason.UNAUTHORIZED.value,
+        SECRET_MISSING,
+        INSECURE_URL,
+        ErrorReason.DESTINATION_DENIED.value,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +184,31 @@ class ProviderStatus:
     ) -> None:
         """The outcome of a call (or of a poll that could not call) on this account."""
         key = (source.kind, source.namespace if source.kind == NAMESPACED_KIND else "", source.name)
+        if source.overrides and reason not in _OWN_FIELDS and self._overridden(key, reason):
+            return
         now = self._wallclock()
         self._outcomes[key] = CallOutcome(reason, message, now, paused_until)
         if reason is None or reason not in _NOT_READY:
             self._successes[key] = now
         self.changed()
+
+    def _overridden(self, key: ObjectKey, reason: str | None) -> bool:
+        """Whether a call made for an endpoint that picked another team or workspace of the
+        account (its `allowedOverrides`) is to be left out of the provider object's Ready.
+
+        Its failure is that endpoint's (a team the key cannot read, and its own Synced says so):
+        one endpoint must not turn an account everyone shares Unauthorized. Its success still
+        shows that the credentials work, unless a call with the object's own values failed
+        since: that stands until one of those succeeds, so Ready does not flap between them."""
+        if reason is not None and reason in _NOT_READY:
+            return True
+        shown = self._outcomes.get(key)
+        return (
+            shown is not None
+            and shown.reason is not None
+            and shown.reason in _NOT_READY
+            and shown.reason not in _OWN_FIELDS
+        )
 
     def changed(self) -> None:
         """Something a provider status is computed from may have changed (an endpoint's

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import status as st
-from .accounts import AccountPool
+from .accounts import AccountPool, origin
 from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
@@ -62,6 +62,12 @@ class SchedulerSettings:
     max_concurrent_polls: int = 64
     #: Concurrent account polls per provider, so one slow provider cannot hold every slot.
     max_concurrent_polls_per_provider: int = 32
+    #: Concurrent account polls per host (scheme://host:port) not known to answer quickly, so
+    #: one such host cannot either (a known host is bounded by its provider's share).
+    max_concurrent_polls_per_host: int = 16
+    #: Concurrent polls of hosts and accounts that answered slowly or not in time lately (the
+    #: "slow lane"): however many such hosts there are, the others keep the rest of the slots.
+    slow_lane_polls: int = 8
     #: After a restart, polls of resources that already have a status are spread over this
     #: fraction of their phase's interval instead of all firing at once.
     restart_spread: float = 1.0
@@ -69,6 +75,8 @@ class SchedulerSettings:
     shard_count: int = 1
     #: Write lastPollTime on its own at most this often; None: only along with a real change.
     poll_time_refresh: timedelta | None = None
+    #: Send credentials to plain http:// URLs (--allow-insecure-http; emulators and tests).
+    allow_insecure_http: bool = False
 
 
 @dataclass(slots=True)
@@ -148,7 +156,11 @@ class Scheduler:
         #: handlers once it exists; it reads `provider_users`).
         self.provider_status: ProviderStatus | None = None
         self._poller = Poller(
-            accounts, secrets, writer, poll_time_refresh=self.settings.poll_time_refresh
+            accounts,
+            secrets,
+            writer,
+            poll_time_refresh=self.settings.poll_time_refresh,
+            allow_insecure_http=self.settings.allow_insecure_http,
         )
         self._metrics = accounts.metrics
         self._clock = clock
@@ -165,6 +177,9 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
         self._provider_gates: dict[str, asyncio.Semaphore] = {}
+        #: A host's gate exists only while someone holds or waits for it (as `_locks`).
+        self._host_gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._slow_lane = asyncio.Semaphore(self.settings.slow_lane_polls)
         self._phase_counts: dict[str, int] = {}
         #: Endpoints by the Secret they use, so a changed Secret re-polls all of them.
         self._secret_users: dict[Key, set[Key]] = {}
@@ -386,7 +401,7 @@ class Scheduler:
             batches, early = self._poller.batches(entries)
             for entry, outcome in early:
                 if outcome is not WAITING:  # a Secret being read: its arrival re-polls
-                    if outcome.reason == st.SECRET_MISSING:
+                    if outcome.reason in (st.SECRET_MISSING, st.INSECURE_URL):
                         self._account_outcome(entry.parsed, outcome.reason, outcome.message)
                     await self._record(entry, outcome)
             if batches:
@@ -426,10 +441,7 @@ class Scheduler:
                 if not entry.repoll:
                     await self._record(entry, failure, at=self._clock() + paused)
             return
-        gate = self._provider_gates.setdefault(
-            batch.provider, asyncio.Semaphore(self.settings.max_concurrent_polls_per_provider)
-        )
-        async with gate, self._gate:
+        async with self._poll_slot(batch):
             results = await self._poller.observe(batch)
         if batch.parsed.account is not None:
             self._report_call(batch, [r for _, r in results])
@@ -549,6 +561,37 @@ class Scheduler:
         return True
 
     @contextlib.asynccontextmanager
+    async def _poll_slot(self, batch: Batch[_Entry]) -> AsyncIterator[None]:
+        """A global poll slot, taken last: waiting for the slow lane, the host's or the
+        provider's share holds none (docs/operations.md, "Poll slots")."""
+        host = _host_of(batch)
+        lane = self._accounts.lane(batch.account, host)
+        slow_lane = self._slow_lane if lane == "slow" else contextlib.nullcontext()
+        provider = self._provider_gates.get(batch.provider)
+        if provider is None:
+            provider = self._provider_gates[batch.provider] = asyncio.Semaphore(
+                self.settings.max_concurrent_polls_per_provider
+            )
+        if lane == "known":
+            # Answering quickly earns a host its provider's share: one host may serve thousands
+            # of healthy endpoints (a SaaS API, the benchmark's emulator).
+            async with provider, self._gate:
+                yield
+            return
+        held = self._host_gates.get(host)
+        gate, users = held or (asyncio.Semaphore(self.settings.max_concurrent_polls_per_host), 0)
+        self._host_gates[host] = (gate, users + 1)
+        try:
+            async with slow_lane, gate, provider, self._gate:
+                yield
+        finally:
+            gate, users = self._host_gates[host]
+            if users == 1:
+                del self._host_gates[host]
+            else:
+                self._host_gates[host] = (gate, users - 1)
+
+    @contextlib.asynccontextmanager
     async def _writing(self, key: Key) -> AsyncIterator[None]:
         """Held while an endpoint's status is computed and written: a staleness deadline and a
         poll's result must not both patch from the same old status. A lock exists only while
@@ -587,8 +630,14 @@ class Scheduler:
         entry.group = self._group_of(entry)
         self._groups.setdefault(entry.group, set()).add(entry.key)
         secret = None
-        if entry.parsed is not None and (refs := entry.parsed.config.secret_refs()):
-            account = entry.parsed.account
+        parsed = entry.parsed
+        # A refused poll reads no Secret: not even into the cache.
+        if (
+            parsed is not None
+            and (refs := parsed.config.secret_refs())
+            and self._poller.refusal(parsed) is None
+        ):
+            account = parsed.account
             secret = (account.secret_namespace if account else entry.namespace, refs[0].name)
         self._use_secret(entry, secret)
 
@@ -708,3 +757,13 @@ def _phase(value: object) -> Phase | None:
         return Phase(str(value)) if value else None
     except ValueError:
         return None
+
+
+def _host_of(batch: Batch[Any]) -> str:
+    """The host a batch's requests go to: its account key's base URL (every adapter's key holds
+    one), else the provider's own name (one default host)."""
+    key = batch.account[0] if isinstance(batch.account, tuple) else batch.account
+    for part in key if isinstance(key, tuple) else (key,):
+        if isinstance(part, str) and part.startswith(("http://", "https://")):
+            return origin(part)
+    return batch.provider

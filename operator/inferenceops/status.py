@@ -23,6 +23,7 @@ from .api.v1alpha1 import (
     WorkersStatus,
 )
 from .providers import ErrorReason, Observation, Phase
+from .providers.sanitize import MESSAGE_CHARS, clean
 
 __all__ = [
     "READY_PHASES",
@@ -57,19 +58,24 @@ PROVIDER_NOT_ALLOWED = "ProviderNotAllowed"
 PROVIDER_MISMATCH = "ProviderMismatch"
 #: A ClusterInferenceProvider's secretNamespace is not one of --cluster-secret-namespace.
 SECRET_NAMESPACE_NOT_ALLOWED = "SecretNamespaceNotAllowed"
-#: Nothing is polled for these until the spec or the provider object it names changes.
+#: An endpoint overrides a provider object's team/workspace the object does not allow.
+OVERRIDE_NOT_ALLOWED = "OverrideNotAllowed"
+#: A credential would go to a plain http:// URL (poller.py; --allow-insecure-http allows it).
+INSECURE_URL = "InsecureURL"
+#: Nothing is polled for these until the spec or the provider object it names changes (or, for
+#: InsecureURL, the operator is restarted with --allow-insecure-http).
 UNPOLLABLE_REASONS = frozenset(
-    {
-        INVALID_SPEC,
-        PROVIDER_MISSING,
-        PROVIDER_NOT_ALLOWED,
-        PROVIDER_MISMATCH,
-        SECRET_NAMESPACE_NOT_ALLOWED,
-    }
-)
+    {INVALID_SPEC, PROVIDER_MISSING, PROVIDER_NOT_ALLOWED, PROVIDER_MISMATCH}
+) | frozenset({OVERRIDE_NOT_ALLOWED, INSECURE_URL, SECRET_NAMESPACE_NOT_ALLOWED})
 #: Failures that will not fix themselves without a human: kstatus reads Stalled=True as Failed.
 STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
-    {SECRET_MISSING, ErrorReason.UNAUTHORIZED.value, ErrorReason.NOT_FOUND.value}
+    {
+        SECRET_MISSING,
+        ErrorReason.UNAUTHORIZED.value,
+        ErrorReason.NOT_FOUND.value,
+        # Only a spec (or DNS) change can make the address allowed.
+        ErrorReason.DESTINATION_DENIED.value,
+    }
 )
 #: Ready turns Unknown when no poll succeeded for this many intervals.
 STALE_AFTER_INTERVALS = 3
@@ -341,7 +347,7 @@ def _set(
         type=kind,
         status=state,
         reason=reason,
-        message=message[:1024],
+        message=clean(message, MESSAGE_CHARS),
         last_transition_time=str(since or timestamp(res.now)),
         observed_generation=res.generation,
     ).model_dump(by_alias=True)
@@ -435,7 +441,7 @@ def events_between(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> lis
         kind = "Warning" if after in WARNING_PHASES else "Normal"
         detail = _failure_text_of(new) or new.get("providerStatus") or ""
         message = f"phase {before or 'none'} → {after}" + (f" ({detail})" if detail else "")
-        events.append(EventSpec(kind, f"Phase{after}", message))
+        events.append(EventSpec(kind, f"Phase{after}", clean(message, MESSAGE_CHARS)))
     old_sync, new_sync = condition(old, "Synced"), condition(new, "Synced")
     if new_sync is not None:
         was = (old_sync or {}).get("status"), (old_sync or {}).get("reason")

@@ -184,6 +184,9 @@ def install_args(*values: str) -> list[str]:
         "image.pullPolicy=Never",
         "--set",
         "logFormat=text",
+        # The emulator on the node is plain http, and its endpoints carry tokens.
+        "--set-json",
+        'extraArgs=["--allow-insecure-http"]',
         *values,
     ]
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,10 +16,15 @@ import pytest
 import yaml
 
 SECRET = "flp_cli_test_secret_0123456789"
+#: The local test server is plain http.
+INSECURE = "--allow-insecure-http"
 
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith("/ns/trickle/status"):
+            self._trickle()
+            return
         if self.path.startswith("/ns/failed/status"):
             body = {
                 "data": {
@@ -40,6 +46,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"detail": "Not Found"})
             return
         self._send(200, body)
+
+    def _trickle(self) -> None:
+        """A byte every 50 ms for at most 2 s: each restarts a read timeout."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        try:
+            for _ in range(40):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b'{"data": {"stage": "READY"}}')
+        except OSError:
+            pass  # the client gave up, as it should
 
     def _send(self, code: int, body: object) -> None:
         data = json.dumps(body).encode()
@@ -120,7 +140,7 @@ spec:
 
 
 def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), "-o", "json", token=SECRET, tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), "-o", "json", INSECURE, token=SECRET, tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["phase"] == "Running"
     assert SECRET not in out.stdout + out.stderr
@@ -128,7 +148,7 @@ def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
 
 def test_probe_provider_error_is_one_line_no_secret(server: str, tmp_path: Path) -> None:
     wrong = SECRET[::-1]
-    out = probe(friendli_manifest(server), token=wrong, tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), INSECURE, token=wrong, tmp_path=tmp_path)
     assert out.returncode == 3
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "Unauthorized" in out.stderr
@@ -155,13 +175,58 @@ def test_probe_usage_errors(manifest: str, needle: str, tmp_path: Path) -> None:
 
 
 def test_probe_needs_token_for_credentialed_provider(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), tmp_path=tmp_path)
+    out = probe(friendli_manifest(server), INSECURE, tmp_path=tmp_path)
     assert out.returncode == 2 and "INFERENCEOPS_TOKEN" in out.stderr
 
 
 def test_probe_unreachable(tmp_path: Path) -> None:
     out = probe(ns_manifest("http://127.0.0.1:9"), tmp_path=tmp_path)
     assert out.returncode == 3 and "Unreachable" in out.stderr
+
+
+def test_probe_honours_the_request_deadline(server: str, tmp_path: Path) -> None:
+    # Without the deadline the body completes after 2 s, READY, and the probe exits 0.
+    out = probe(
+        ns_manifest(f"{server}/ns/trickle"), "--request-deadline", "300ms", tmp_path=tmp_path
+    )
+    assert out.returncode == 3, out.stderr
+    assert f"Timeout: no complete answer from {server} within the 0.3 s request" in out.stderr
+
+
+def test_probe_honours_deny_cidr(server: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest(f"{server}/ns/ok"), "--deny-cidr", "127.0.0.0/8", tmp_path=tmp_path)
+    assert out.returncode == 3, out.stderr
+    host = server.removeprefix("http://").split(":")[0]
+    assert f"DestinationDenied: refused to connect to {host}: the address is in 127.0.0.0/8" in (
+        out.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--request-deadline", "soon"], "--request-deadline 'soon' is not a duration like 15s"),
+        (["--deny-cidr", "10.0.0.0/33"], "--deny-cidr '10.0.0.0/33' is not a CIDR range"),
+    ],
+)
+def test_bad_transport_flags_say_which(flags: list[str], message: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest("http://127.0.0.1:9"), *flags, tmp_path=tmp_path)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_run_reads_the_transport_flags() -> None:
+    from inferenceops.accounts import AccountSettings
+    from inferenceops.cli import _parser, _with_transport_flags
+    from inferenceops.egress import parse_cidr
+
+    args = _parser().parse_args(
+        ["run", "--request-deadline", "5s", "--deny-cidr", "10.0.0.0/8", "--deny-cidr", "fc00::/7"]
+    )
+    settings = _with_transport_flags(args, AccountSettings())
+    assert settings.request_deadline == 5.0
+    assert settings.denied_networks == (parse_cidr("10.0.0.0/8"), parse_cidr("fc00::/7"))
+    defaults = _with_transport_flags(_parser().parse_args(["run"]), AccountSettings())
+    assert defaults.request_deadline == 15.0 and defaults.denied_networks == ()
 
 
 def test_bad_arguments_exit_2() -> None:

@@ -61,8 +61,9 @@ def _probe(spec: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     }
     path = tmp_path / "ie.json"
     path.write_text(json.dumps(manifest))
+    command = [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), "-o", "json"]
     out = subprocess.run(
-        [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), "-o", "json"],
+        [*command, "--allow-insecure-http"],  # the emulator is plain http
         capture_output=True,
         text=True,
         timeout=60,
@@ -170,6 +171,7 @@ def test_dataarts_with_an_access_key_pair(tmp_path: Path) -> None:
         manifest.write_text(json.dumps({"kind": "InferenceEndpoint", "spec": spec}))
         env = {k: v for k, v in os.environ.items() if k != "INFERENCEOPS_TOKEN"}
         command = [sys.executable, "-m", "inferenceops", "probe", "-f", str(manifest), "-o", "json"]
+        command.append("--allow-insecure-http")  # the emulator is plain http
         missing = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
         assert missing.returncode == 2
         assert "INFERENCEOPS_SECRET_ACCESSKEYID, INFERENCEOPS_SECRET_SECRETACCESSKEY" in (

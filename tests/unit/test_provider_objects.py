@@ -23,7 +23,7 @@ from inferenceops.status import condition
 from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
 
 CREDS = {"name": "creds", "key": "token"}
-FRIENDLI = {"friendli": {"url": "http://friendli.test", "credentialsSecretRef": CREDS}}
+FRIENDLI = {"friendli": {"url": "https://friendli.test", "credentialsSecretRef": CREDS}}
 
 
 def obj(kind: str, name: str, spec: dict[str, Any], namespace: str = "ml") -> dict[str, Any]:
@@ -68,7 +68,7 @@ def test_namespaced_provider_fills_the_block_and_reads_secrets_in_its_namespace(
     assert parsed.config.model_dump(by_alias=True, exclude_none=True) == {
         "endpointId": "ep1",
         "teamId": "team-a",
-        "url": "http://friendli.test",
+        "url": "https://friendli.test",
         "credentialsSecretRef": CREDS,
     }
     account = resolved.account
@@ -78,14 +78,15 @@ def test_namespaced_provider_fills_the_block_and_reads_secrets_in_its_namespace(
 
 
 def test_endpoint_fields_override_the_providers_defaults_but_not_where_requests_go() -> None:
-    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", FRIENDLI)))
+    allowing = {**FRIENDLI, "allowedOverrides": {"teamId": ["team-b"]}}
+    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", allowing)))
     spec = store.resolve("ml", ref_spec(teamId="team-b")).spec
     assert spec["friendli"]["teamId"] == "team-b"
     # Someone else's credentials sent to a URL of the endpoint author's choosing: refused.
     err = unresolved(store, "ml", ref_spec(url="https://collector.example"))
     assert err.reason == "ProviderMismatch" and "friendli.url" in err.message
     # The same URL as the provider's is harmless.
-    store.resolve("ml", ref_spec(url="http://friendli.test"))
+    store.resolve("ml", ref_spec(url="https://friendli.test"))
 
 
 def test_a_namespaced_provider_is_invisible_from_other_namespaces() -> None:
@@ -325,7 +326,7 @@ async def test_neither_key_of_an_access_key_pair_reaches_status_or_events(
     secrets.put("ml", "aksk", encoded)
     spec = {
         "dataArtsFabric": {
-            "url": "http://fabric.test",
+            "url": "https://fabric.test",
             "workspaceId": "ws-1",
             "endpointId": "0b5633ba2b904511ad514346f4000001",
             "accessKeySecretRef": {"name": "aksk"},

@@ -64,6 +64,9 @@ def test_reasons_when_not_ready() -> None:
     assert ready(unauthorized) == ("False", "Unauthorized")
     assert (condition(unauthorized, "Stalled") or {}).get("reason") == "Unauthorized"
     assert ready(compute(outcome=CallOutcome("Timeout", "slow", NOW))) == ("False", "Unreachable")
+    denied = compute(outcome=CallOutcome("DestinationDenied", "refused to connect", NOW))
+    assert ready(denied) == ("False", "DestinationDenied")
+    assert (condition(denied, "Stalled") or {}).get("reason") == "DestinationDenied"
     assert ready(compute(outcome=CallOutcome("SecretMissing", "x", NOW))) == (
         "False",
         "SecretMissing",

@@ -25,7 +25,7 @@ RUNPOD_SPEC = {
     "pollInterval": "30s",
     "runpod": {
         "endpointId": "abc123",
-        "url": "http://runpod.test/v2",
+        "url": "https://runpod.test/v2",
         "credentialsSecretRef": {"name": "creds", "key": "token"},
     },
 }

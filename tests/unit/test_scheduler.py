@@ -157,7 +157,7 @@ def friendli_spec(endpoint: str = "ep1") -> dict[str, Any]:
     return {
         "friendli": {
             "endpointId": endpoint,
-            "url": "http://friendli.test",
+            "url": "https://friendli.test",
             "credentialsSecretRef": {"name": "creds", "key": "token"},
         }
     }
@@ -289,7 +289,7 @@ def dataarts_spec(i: int) -> dict[str, Any]:
     return {
         "pollInterval": "30s",
         "dataArtsFabric": {
-            "url": "http://dataarts.test",
+            "url": "https://dataarts.test",
             "workspaceId": "ws",
             "endpointId": f"{i:032d}",
             "credentialsSecretRef": {"name": "creds", "key": "token"},

@@ -23,6 +23,7 @@ from .provider_kinds import (
     ProviderObjectStatus,
     ProviderRef,
     account_model,
+    allowed_overrides_model,
 )
 from .v1alpha1 import (
     CATEGORY,
@@ -325,6 +326,18 @@ def _provider_spec_schema(cluster: bool) -> dict[str, Any]:
             )
         if credentials:
             credentialed.append(provider.name)
+    overrides = allowed_overrides_model()
+    properties["allowedOverrides"] = structural_schema(overrides)
+    for name, info in overrides.model_fields.items():
+        alias = info.alias or name
+        owners = [p.name for p in providers if name in p.config_model.account_fields]
+        rules.append(
+            {
+                "rule": f"!has(self.allowedOverrides) || !has(self.allowedOverrides.{alias}) || "
+                + " || ".join(f"has(self.{o})" for o in owners),
+                "message": f"allowedOverrides.{alias} applies to a {' or '.join(owners)} block",
+            }
+        )
     if cluster:
         properties["secretNamespace"] = {
             "type": "string",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from ..providers import Provider, ProviderConfig, all_providers
-from .v1alpha1 import Condition
+from .v1alpha1 import SHORT_CHARS, Condition
 
 __all__ = [
     "CLUSTER_KIND",
@@ -29,6 +29,7 @@ __all__ = [
     "ProviderObjectStatus",
     "ProviderRef",
     "account_model",
+    "allowed_overrides_model",
 ]
 
 NAMESPACED_KIND = "InferenceProvider"
@@ -102,6 +103,55 @@ def account_model(provider: Provider[Any]) -> type[AccountBudget]:
     return model
 
 
+#: Stands for any value in `spec.allowedOverrides`.
+ANY_VALUE = "*"
+
+
+def _value_pattern(info: Any) -> str:
+    """The field's own pattern, widened to accept `*`: an allow-list entry is a value the field
+    could hold, or the wildcard."""
+    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    inner = (pattern or "^.+$").removeprefix("^").removesuffix("$")
+    return rf"^(\*|{inner})$"
+
+
+@cache
+def allowed_overrides_model() -> type[BaseModel]:
+    """`spec.allowedOverrides` of a provider object: per account-scoping field (the providers'
+    `ProviderConfig.account_fields`, e.g. Friendli's teamId), the values an endpoint using the
+    object may set instead of the object's own. Unset: none (the endpoint may only repeat the
+    object's value)."""
+    owners: dict[str, list[str]] = {}
+    infos: dict[str, Any] = {}
+    for provider in all_providers():
+        config = provider.config_model
+        for name in sorted(config.account_fields):
+            owners.setdefault(name, []).append(provider.name)
+            infos[name] = config.model_fields[name]
+    fields: dict[str, Any] = {}
+    for name, info in infos.items():
+        alias = info.alias or name
+        blocks = " and ".join(f"{b}.{alias}" for b in owners[name])
+        item = Annotated[str, Field(min_length=1, max_length=256, pattern=_value_pattern(info))]
+        fields[name] = (
+            list[item] | None,
+            Field(
+                default=None,
+                max_length=64,
+                description=f"Values of {blocks} an endpoint using this provider object may "
+                f"set instead of this object's own; {ANY_VALUE!r} allows any. Unset: none.",
+            ),
+        )
+    model = create_model(
+        "AllowedOverrides",
+        __base__=_Camel,
+        __doc__="What an endpoint using this provider object may set to another value than the "
+        "object's own (a team, a workspace of the same account).",
+        **fields,
+    )
+    return model
+
+
 class LabelSelectorRequirement(_Camel):
     key: Annotated[str, Field(min_length=1, max_length=317)]
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -134,7 +184,9 @@ class NamespaceCondition(_Camel):
 class ProviderObjectStatus(_Camel):
     """What the operator writes on a provider object."""
 
-    provider: Annotated[str | None, Field(description="Which provider block is in use.")] = None
+    provider: Annotated[
+        str | None, Field(max_length=SHORT_CHARS, description="Which provider block is in use.")
+    ] = None
     endpoints: Annotated[
         int | None, Field(ge=0, description="InferenceEndpoints using this provider object.")
     ] = None
@@ -142,11 +194,13 @@ class ProviderObjectStatus(_Camel):
         int | None, Field(ge=0, description="Of those, how many are Ready.")
     ] = None
     endpoint_summary: Annotated[
-        str | None, Field(description="ready/total, for the Endpoints printer column.")
+        str | None,
+        Field(max_length=SHORT_CHARS, description="ready/total, for the Endpoints printer column."),
     ] = None
     last_success_time: Annotated[
         str | None,
         Field(
+            max_length=SHORT_CHARS,
             description="When a call with these credentials last succeeded.",
             json_schema_extra={"format": "date-time"},
         ),
@@ -154,6 +208,7 @@ class ProviderObjectStatus(_Camel):
     paused_until: Annotated[
         str | None,
         Field(
+            max_length=SHORT_CHARS,
             description="While RateLimited: when the provider allows requests again.",
             json_schema_extra={"format": "date-time"},
         ),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..providers import Provider, ProviderConfig, all_providers
+from ..providers.sanitize import MESSAGE_CHARS, WORD_CHARS
 
 GROUP = "inferenceops.io"
 VERSION = "v1alpha1"
@@ -56,6 +57,10 @@ class AccountSource:
     secret_namespace: str
     requests_per_second: float | None = None
     burst: int | None = None
+    #: The account-scoping fields (aliases) the endpoint sets to another value than the
+    #: object's, as its `spec.allowedOverrides` allows: a failure of such a call is the
+    #: endpoint's, not the provider object's (provider_status.py).
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +110,35 @@ class _CamelModel(BaseModel):
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# Every status string has a maxLength, so that `.status` stays small (under 32 KiB, tested)
+# whatever a provider answers; provider strings are cut to these before status.py sees them
+# (providers/sanitize.py).
+#: A timestamp (RFC 3339), a phase, a provider name, "ready/total".
+SHORT_CHARS = 64
+#: An endpoint's id or URL (2048) with Takeoff's consumer group.
+ENDPOINT_CHARS = 2304
+#: The inferenceops.io/reconcile-requested-at value, as acted on.
+RECONCILE_TOKEN_CHARS = 256
+
 
 class Condition(_CamelModel):
     """A Kubernetes-convention condition (as in metav1.Condition)."""
 
-    type: Annotated[str, Field(description="Ready, Synced, Reconciling or Stalled.")]
+    type: Annotated[
+        str, Field(max_length=SHORT_CHARS, description="Ready, Synced, Reconciling or Stalled.")
+    ]
     status: ConditionStatus
-    reason: Annotated[str, Field(description="CamelCase reason a user can search for.")]
-    message: str = ""
+    reason: Annotated[
+        str, Field(max_length=WORD_CHARS, description="CamelCase reason a user can search for.")
+    ]
+    message: Annotated[str, Field(max_length=MESSAGE_CHARS)] = ""
     last_transition_time: Annotated[
         str,
-        Field(description="When status last changed.", json_schema_extra={"format": "date-time"}),
+        Field(
+            max_length=SHORT_CHARS,
+            description="When status last changed.",
+            json_schema_extra={"format": "date-time"},
+        ),
     ]
     observed_generation: int | None = None
 
@@ -141,22 +164,43 @@ _TIME = {"format": "date-time"}
 class InferenceEndpointStatus(_CamelModel):
     """What the operator writes; every field is optional because the provider may not say."""
 
-    phase: Annotated[str | None, Field(description="Provider-neutral phase.")] = None
-    provider: Annotated[str | None, Field(description="Which provider block is in use.")] = None
-    endpoint: Annotated[str | None, Field(description="The remote endpoint's id or URL.")] = None
+    phase: Annotated[
+        str | None, Field(max_length=SHORT_CHARS, description="Provider-neutral phase.")
+    ] = None
+    provider: Annotated[
+        str | None, Field(max_length=SHORT_CHARS, description="Which provider block is in use.")
+    ] = None
+    endpoint: Annotated[
+        str | None,
+        Field(max_length=ENDPOINT_CHARS, description="The remote endpoint's id or URL."),
+    ] = None
     provider_status: Annotated[
-        str | None, Field(description="The provider's own status word, verbatim.")
+        str | None,
+        Field(
+            max_length=WORD_CHARS,
+            description="The provider's own status word, verbatim (one line, cut at 128).",
+        ),
     ] = None
     provider_phase: Annotated[
-        str | None, Field(description="The provider's sub-phase, where it has one.")
+        str | None,
+        Field(max_length=WORD_CHARS, description="The provider's sub-phase, where it has one."),
     ] = None
-    error_code: Annotated[str | None, Field(description="The provider's error code.")] = None
-    error_message: Annotated[str | None, Field(description="The provider's error text.")] = None
+    error_code: Annotated[
+        str | None, Field(max_length=WORD_CHARS, description="The provider's error code.")
+    ] = None
+    error_message: Annotated[
+        str | None,
+        Field(
+            max_length=MESSAGE_CHARS,
+            description="The provider's error text (one line, cut at 1024, credentials masked).",
+        ),
+    ] = None
     error: Annotated[
         str | None,
         Field(
+            max_length=WORD_CHARS,
             description="For the Error printer column: the provider's error code, else why the "
-            "last poll failed (e.g. SecretMissing, Unauthorized, Unreachable)."
+            "last poll failed (e.g. SecretMissing, Unauthorized, Unreachable).",
         ),
     ] = None
     progress: Annotated[
@@ -170,21 +214,32 @@ class InferenceEndpointStatus(_CamelModel):
         ),
     ] = None
     worker_summary: Annotated[
-        str | None, Field(description="ready/total, for the Workers printer column.")
+        str | None,
+        Field(max_length=SHORT_CHARS, description="ready/total, for the Workers printer column."),
     ] = None
     observed_generation: int | None = None
     last_poll_time: Annotated[
         str | None,
         Field(
+            max_length=SHORT_CHARS,
             description="When a poll last changed the status (see --poll-time-refresh).",
             json_schema_extra=_TIME,
         ),
     ] = None
     last_transition_time: Annotated[
-        str | None, Field(description="When phase last changed.", json_schema_extra=_TIME)
+        str | None,
+        Field(
+            max_length=SHORT_CHARS,
+            description="When phase last changed.",
+            json_schema_extra=_TIME,
+        ),
     ] = None
     last_handled_reconcile_at: Annotated[
         str | None,
-        Field(description="Last inferenceops.io/reconcile-requested-at value acted on."),
+        Field(
+            max_length=RECONCILE_TOKEN_CHARS,
+            description="Last inferenceops.io/reconcile-requested-at value acted on (its first "
+            "256 characters).",
+        ),
     ] = None
     conditions: list[Condition] | None = None

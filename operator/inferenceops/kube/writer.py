@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -22,6 +24,11 @@ from .errors import ApiError, ApiNotFound, check
 __all__ = ["ApiWriter", "ObjectRef", "StatusSink", "WriteError"]
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+#: Repeats of an Event (same object, type and reason) within this many seconds are counted on the
+#: Event already written: at most one write per window (docs/operations.md).
+EVENT_WINDOW_SECONDS = 60.0
+#: Events remembered for counting; past this the oldest are written and forgotten.
+MAX_RECENT_EVENTS = 4096
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,10 @@ class ApiWriter:
         *,
         concurrency: int = 16,
         component: str = "inferenceops",
+        event_window: float = EVENT_WINDOW_SECONDS,
+        max_events: int = MAX_RECENT_EVENTS,
+        clock: Callable[[], float] | None = None,
+        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._api = api
         self._metrics = metrics
@@ -58,6 +69,17 @@ class ApiWriter:
         self._component = component
         self._instance = socket.gethostname()
         self._written = {r: metrics.status_writes.labels(r) for r in ("ok", "gone", "error")}
+        self._event_window = event_window
+        self._max_events = max_events
+        self._clock = clock
+        self._wallclock = wallclock
+        #: Events written within the window, by what they count; the oldest write first.
+        self._recent: OrderedDict[EventKey, _Recent] = OrderedDict()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def _now(self) -> float:
+        # The loop's clock by default, so that virtual time (looptime) moves the window too.
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `.status`; False when the object is gone (deleted meanwhile)."""
@@ -108,40 +130,197 @@ class ApiWriter:
         kind, namespace, name = key
         await self._emit(kind, namespace, name, uid, event)
 
+    # --- Events, correlated as client-go's EventCorrelator does ---------------------------
+    #
+    # The first Event of an (object, type, reason) is POSTed; its repeats within the window are
+    # only counted here; the next write after the window (a repeat, or the flusher) PATCHes that
+    # Event's count, lastTimestamp and message. A flapping endpoint costs one write per reason
+    # per window, not one per poll.
+
     async def _emit(self, kind: str, namespace: str, name: str, uid: str, event: EventSpec) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._metrics.events.labels(event.type).inc()
+        key: EventKey = (kind, namespace, name, uid, event.type, event.reason)
+        now, stamp = self._now(), _timestamp(self._wallclock())
+        message = event.message[:1024]
+        seen = self._recent.get(key)
+        if seen is not None and seen.count == seen.written and self._expired(seen, now):
+            seen = None  # told in full a window ago: a new Event, as if forgotten already
+        if seen is None:
+            seen = self._recent[key] = _Recent(None, stamp, 1, 0, message, stamp, now)
+            if len(self._recent) > self._max_events:
+                await self._evict_oldest()
+            await self._write_event(key, seen)
+            return
+        seen.count += 1
+        seen.message, seen.last = message, stamp
+        if seen.name is not None and self._expired(seen, now):
+            await self._write_event(key, seen)
+
+    def _expired(self, seen: _Recent, now: float) -> bool:
+        return now - seen.written_at >= self._event_window
+
+    async def _write_event(self, key: EventKey, seen: _Recent) -> None:
+        """Tell the API server what `seen` counts: PATCH its Event, or POST one (the first
+        occurrence, or its Event expired meanwhile: Events live an hour by default)."""
+        seen.written_at = self._now()
+        self._recent.move_to_end(key)
+        count = seen.count
+        if seen.name is not None:
+            patched = await self._patch_event(key, seen, count)
+            if patched is not False:
+                if patched:
+                    seen.written = count
+                return  # a failure is logged; the count stays pending for the next write
+            seen.name = None  # gone: posted again, with the whole count
+        name = await self._post_event(key, seen, count)
+        if not name:
+            # Not posted: the next occurrence posts again rather than counting on nothing.
+            self._recent.pop(key, None)
+            return
+        seen.name, seen.written = name, count
+        self._start_flusher()
+
+    async def _post_event(self, key: EventKey, seen: _Recent, count: int) -> str | None:
+        """POST a new Event; its name, or None when it was not created (logged)."""
+        kind, namespace, name, uid, type_, reason = key
         involved = {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid}
         if namespace:
             involved["namespace"] = namespace
-        # Events about a cluster-scoped object live in "default", as kubectl describe expects.
-        where = namespace or "default"
+        where = _events_namespace(namespace)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{name}.", "namespace": where},
             "involvedObject": involved,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "type": event.type,
+            "reason": reason,
+            "message": seen.message,
+            "type": type_,
             "source": {"component": self._component},
             "reportingComponent": self._component,
             "reportingInstance": self._instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
+            "firstTimestamp": seen.first,
+            "lastTimestamp": seen.last,
+            "count": count,
         }
         path = f"/api/v1/namespaces/{where}/events"
         async with self._gate:
             try:
                 async with self._api.session.post(self._api.url(path), json=body) as response:
+                    if response.status >= 400:
+                        log.warning(
+                            "event for %s/%s not posted: HTTP %s", where, name, response.status
+                        )
+                        return None
+                    created = await response.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+                log.warning("event for %s/%s not posted: %s", where, name, type(err).__name__)
+                return None
+        metadata = created.get("metadata") if isinstance(created, dict) else None
+        created_name = metadata.get("name") if isinstance(metadata, dict) else None
+        return str(created_name) if created_name else None
+
+    async def _patch_event(self, key: EventKey, seen: _Recent, count: int) -> bool | None:
+        """PATCH an Event's count: True when done, False when the Event is gone (404), None
+        when it failed otherwise (logged)."""
+        namespace, name = key[1], key[2]
+        where = _events_namespace(namespace)
+        body = json.dumps(
+            {"count": count, "lastTimestamp": seen.last, "message": seen.message},
+            separators=(",", ":"),
+        )
+        path = f"/api/v1/namespaces/{where}/events/{seen.name}"
+        async with self._gate:
+            try:
+                async with self._api.session.patch(
+                    self._api.url(path), data=body, headers=MERGE_PATCH
+                ) as response:
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as err:
-                log.warning("event for %s/%s not posted: %s", where, name, type(err).__name__)
-                return
+                log.warning("event for %s/%s not updated: %s", where, name, type(err).__name__)
+                return None
+        if status == 404:
+            return False
         if status >= 400:
-            log.warning("event for %s/%s not posted: HTTP %s", where, name, status)
-            return
-        self._metrics.events.labels(event.type).inc()
+            log.warning("event for %s/%s not updated: HTTP %s", where, name, status)
+            return None
+        return True
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="inferenceops-events")
+
+    async def _flush_loop(self) -> None:
+        """While any Event is remembered: every quarter window, write the counts that are due
+        and forget the Events that have nothing left to tell."""
+        while self._recent:
+            await asyncio.sleep(self._event_window / 4)
+            try:
+                await self.flush_events()
+            except Exception:
+                # A bug here must not stop Events; it is loud, and the next tick retries.
+                log.exception("writing Event counts failed")
+
+    async def flush_events(self, *, everything: bool = False) -> None:
+        """Write the counts not yet on their Events whose window has passed (every count, at
+        shut-down, with `everything`); forget the Events that have nothing left to tell."""
+        now = self._now()
+        due = []
+        for key, seen in self._recent.items():  # oldest write first
+            if not everything and not self._expired(seen, now):
+                break
+            due.append((key, seen))
+        for key, seen in due:
+            if seen.name is None:
+                continue  # its POST is in flight
+            if seen.count > seen.written:
+                await self._write_event(key, seen)
+            elif self._expired(seen, now):
+                self._recent.pop(key, None)
+
+    async def _evict_oldest(self) -> None:
+        """Make room: the Event written longest ago is forgotten, its count written first."""
+        key, seen = next(iter(self._recent.items()))
+        if seen.name is not None and seen.count > seen.written:
+            await self._write_event(key, seen)
+        self._recent.pop(key, None)
+
+    async def aclose(self) -> None:
+        """Stop the flusher and write every count still only kept here."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self.flush_events(everything=True)
+
+
+#: (kind, namespace, name, uid, type, reason): what one Event counts.
+EventKey = tuple[str, str, str, str, str, str]
+
+
+@dataclass(slots=True)
+class _Recent:
+    """An Event written within the window, and what it does not say yet."""
+
+    #: The Event object's name; None while its POST is in flight.
+    name: str | None
+    first: str
+    #: Occurrences so far: what the Event should say.
+    count: int
+    #: What it says.
+    written: int
+    #: The latest occurrence's message and time.
+    message: str
+    last: str
+    #: When it was last written (the writer's clock).
+    written_at: float
+
+
+def _events_namespace(namespace: str) -> str:
+    # Events about a cluster-scoped object live in "default", as kubectl describe expects.
+    return namespace or "default"
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class WriteError(RuntimeError):

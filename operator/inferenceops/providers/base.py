@@ -125,6 +125,8 @@ class ErrorReason(StrEnum):
     RATE_LIMITED = "RateLimited"
     UNREACHABLE = "Unreachable"
     BAD_RESPONSE = "BadResponse"
+    #: The URL's host is (or resolves to) an address the operator may not connect to (egress.py).
+    DESTINATION_DENIED = "DestinationDenied"
 
 
 class ProviderError(Exception):
@@ -188,11 +190,25 @@ class ProviderConfig(BaseModel):
     #: Fields that decide where requests (and so credentials) go: an endpoint using a provider
     #: object's credentials may not change them, or it could send them to a server of its own.
     destination_fields: ClassVar[frozenset[str]] = frozenset({"url"})
+    #: Fields choosing which part of an account a request acts on (a team, a workspace): one
+    #: key may read several. Through a provider object an endpoint may set them only to what
+    #: the object's `spec.allowedOverrides` lists (provider_objects.py).
+    account_fields: ClassVar[frozenset[str]] = frozenset()
 
     def secret_refs(self) -> tuple[SecretKeyRef, ...]:
         """The Secret keys a poll reads, in the order the adapter expects their values (all in
         one Secret); empty for providers without credentials."""
         return ()
+
+    def destinations(self) -> dict[str, str]:
+        """Where requests go, by field alias: each destination field's value, or the default
+        the adapter applies when it is unset (a provider whose default is computed says so)."""
+        out = {}
+        for name in sorted(self.destination_fields):
+            value = getattr(self, name, None)
+            if value is not None:
+                out[type(self).model_fields[name].alias or name] = str(value)
+        return out
 
 
 class CredentialedConfig(ProviderConfig):

@@ -97,6 +97,8 @@ class DataArtsFabricConfig(ProviderConfig):
         "credentials_secret_ref",
         "access_key_secret_ref",
     )
+    # An IAM token or access key reaches every workspace its user may.
+    account_fields: ClassVar[frozenset[str]] = frozenset({"workspace_id"})
 
     credentials_secret_ref: Annotated[
         SecretKeyRef | None,

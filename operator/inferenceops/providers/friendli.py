@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
@@ -60,6 +60,9 @@ CACHE_IDLE_SECONDS = 3600.0
 
 
 class FriendliConfig(CredentialedConfig):
+    # One key may act for several teams (X-Friendli-Team).
+    account_fields: ClassVar[frozenset[str]] = frozenset({"team_id"})
+
     endpoint_id: Annotated[
         str,
         Field(

@@ -17,6 +17,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from .base import ErrorReason, ProviderError
+from .sanitize import active_redactor, clean
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -70,6 +71,7 @@ SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 #: Status bodies are a few KiB; anything near this is not a status document.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _EXCERPT_CHARS = 120
+_EXCERPT_WINDOW = 64 * 1024
 #: The longest wait a provider's `Retry-After` can impose (docs/operations.md). A provider asking
 #: for more (or for `inf`) would otherwise freeze the account and, with it, the status of every
 #: endpoint on it; past this the poll is retried and, if still refused, the wait asked again.
@@ -82,11 +84,13 @@ ErrorClassifier = Callable[[int, bytes], ProviderError | None]
 
 
 def excerpt(body: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
-    """A short single-line excerpt of a body, safe to put in a condition message."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = re.sub(r"\s+", " ", text).strip()
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A short single-line excerpt of a body, safe to put in a condition message: the poll's
+    credential is masked in the body before the excerpt is cut (sanitize.redacting), so a token
+    echoed across the cut leaves no prefix behind."""
+    # More than `clean` reads of it (a few KiB at most): a 4 MB body is not decoded whole.
+    window = body[:_EXCERPT_WINDOW]
+    text = window.decode("utf-8", "replace") if isinstance(window, bytes) else window
+    return clean(" ".join(text.split()), limit, active_redactor())
 
 
 def parse_retry_after(

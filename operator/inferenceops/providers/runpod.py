@@ -133,6 +133,11 @@ class RunPodConfig(
     def queue_base_url(self) -> str:
         return (self.queue_url or DEFAULT_QUEUE_URL).rstrip("/")
 
+    def destinations(self) -> dict[str, str]:
+        # The defaults depend on `api`; the queue route is checked even when queueMetrics is
+        # off, so turning it on later cannot start sending the key somewhere unchecked.
+        return {"url": self.base_url(), "queueUrl": self.queue_base_url()}
+
 
 # --- v1 --------------------------------------------------------------------------------------
 
