@@ -171,7 +171,7 @@ def _friendli_spec() -> dict[str, Any]:
     return {
         "friendli": {
             "endpointId": "ep1",
-            "url": "http://friendli.test",
+            "url": "https://friendli.test",
             "credentialsSecretRef": {"name": "creds", "key": "token"},
         }
     }
@@ -194,7 +194,7 @@ async def test_a_token_echoed_across_the_cut_never_leaves(run: Callable[..., Any
 def _dataarts_spec(credential: dict[str, Any]) -> dict[str, Any]:
     return {
         "dataArtsFabric": {
-            "url": "http://fabric.test",
+            "url": "https://fabric.test",
             "workspaceId": "ws-1",
             "endpointId": "0b5633ba2b904511ad514346f4000001",
             **credential,
