@@ -35,7 +35,8 @@ from .base import (
     provider_time,
     rate_limited,
 )
-from .http import SAFE_ID_PATTERN, ProviderURL, get_json
+from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
+from .wire import ParseContext, wanted_key
 
 __all__ = [
     "PROVIDER",
@@ -102,8 +103,9 @@ class _Status(BaseModel):
 class _ListPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # An entry the model rejects is left out, so that one odd entry sends only its own endpoint
-    # to the per-endpoint fallback instead of discarding the whole page.
-    data: dict[str, OnErrorOmit[_Status]]
+    # to the per-endpoint fallback instead of discarding the whole page; so is every entry of an
+    # endpoint not asked about, as it is parsed (`wanted_key`).
+    data: dict[Annotated[str, wanted_key], OnErrorOmit[_Status]]
     nextCursor: str | None = None
 
 
@@ -283,12 +285,12 @@ class FriendliProvider(Provider[FriendliConfig]):
                     _ListPage,
                     headers=headers,
                     params=params,
+                    max_bytes=MAX_PAGE_BYTES,
+                    context=ParseContext(wanted=wanted),
                 )
             except ProviderError as err:
                 return found, err
-            for endpoint_id, status in page.data.items():
-                if endpoint_id in wanted:
-                    found[endpoint_id] = status
+            found.update(page.data)
             cursor = page.nextCursor
             # Stop as soon as every wanted endpoint is seen; a repeated cursor would loop forever.
             if wanted <= found.keys() or not cursor or cursor in used:
