@@ -197,6 +197,8 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
 def _check_tokens(body: bytes, max_bytes: int, status: int) -> None:
     """Refuse, unparsed, a body denser in JSON structure than a status document or listing is."""
     limit = max_bytes // _BYTES_PER_TOKEN
+    if len(body) <= limit:
+        return  # cannot hold more tokens than bytes: every small body, uncounted
     tokens = body.count(b",") + body.count(b":") + body.count(b"{") + body.count(b"[")
     if tokens > limit:
         raise ProviderError(
@@ -232,8 +234,8 @@ async def get_json(
     """GET `url` and parse the JSON body into `model`, or raise `ProviderError`.
 
     A body over `max_bytes`, or holding more JSON tokens than one per `_BYTES_PER_TOKEN` of it, is
-    refused unparsed. `context` is the parse's state (a listing's
-    wanted ids, what it counted); a fresh one when not given.
+    refused unparsed. `context`: a listing's wanted ids (and what it counted), for the models'
+    `wanted_entry` filters.
 
     Never lets an httpx or pydantic exception escape, and never puts request headers (where
     credentials live) into a message.
@@ -259,9 +261,7 @@ async def get_json(
     try:
         # Parsed straight into the model by pydantic-core: no intermediate dicts and lists, which
         # were the largest single cost of a steady poll at 10,000 (docs/performance.md).
-        return model.model_validate_json(
-            body, context=context if context is not None else ParseContext()
-        )
+        return model.model_validate_json(body, context=context)
     except ValidationError as err:
         if _is_not_json(err):
             raise ProviderError(

@@ -5,19 +5,18 @@ pydantic-core parses a body straight into the models and skips an undeclared fie
 building it, but every item of a declared list of models becomes a model (~400 bytes for a
 3-byte `{}`) before any length check. So the adapters declare only the fields they map, and:
 
-- a list whose items only feed a count or the first/last item keeps each item *reduced* to the
-  few values the adapter reads (`Reduced`), interned per parse, so a million identical items are
-  one value a million times;
+- a list whose items only feed a count keeps each item *reduced* to the few values the adapter
+  reads (`Reduced`): a worker that is `{}` is one `None`, not a model;
 - a listing keeps only the entries of the endpoints asked about, once each (`wanted_entry`,
-  `wanted_key`), and counts the rest.
+  `wanted_key`, with the listing's `ParseContext`), and counts the rest.
 
-Both use the `ParseContext` that `get_json` passes to every parse (docs/providers.md, "Hostile
-bodies").
+`get_json` bounds the number of items first (its JSON token budget); these bound what each item
+costs once parsed (docs/providers.md, "Hostile bodies").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,26 +25,20 @@ from pydantic_core import CoreSchema, PydanticOmit, core_schema
 
 __all__ = ["ParseContext", "Reduced", "wanted_entry", "wanted_key"]
 
-#: Distinct reductions interned per parse: floods of equal items share one value, and floods of
-#: distinct ones do not grow the table past this.
-_INTERN_LIMIT = 1024
-
 
 @dataclass(slots=True)
 class ParseContext:
-    """State of one parse. `wanted`: the endpoint ids a listing is read for (None: keep all)."""
+    """State of one listing's parse: the endpoint ids it is read for."""
 
-    wanted: Collection[object] | None = None
+    wanted: Collection[object]
     #: How many entries the listing had, kept or not (offset paging advances by it).
     listed: int = 0
     seen: set[object] = field(default_factory=set)
-    interned: dict[Hashable, Hashable] = field(default_factory=dict)
 
     def keep(self, ident: object) -> bool:
-        """Whether a listing entry with this id is kept: wanted and not already seen."""
+        """Whether a listing entry with this id is kept: wanted and not already seen (a listing
+        repeating a wanted entry a million times holds it once)."""
         self.listed += 1
-        if self.wanted is None:
-            return True
         if ident not in self.wanted or ident in self.seen:
             return False
         self.seen.add(ident)
@@ -55,29 +48,19 @@ class ParseContext:
 class Reduced:
     """`Annotated[T, Reduced(Model, reduce)]`: validate an item as `Model`, keep `reduce(item)`.
 
-    The model is dropped as soon as it is reduced; equal reductions within one parse are the
-    same object, so a list of a million `{}` costs a list of pointers to one tuple.
+    The model (~400 bytes) is dropped as soon as it is reduced, to a value of the few fields the
+    mapping reads.
     """
 
-    def __init__(self, model: type[BaseModel], reduce: Callable[[Any], Hashable]) -> None:
+    def __init__(self, model: type[BaseModel], reduce: Callable[[Any], object]) -> None:
         self._model = model
         self._reduce = reduce
-
-    def _reduced(self, item: Any, info: ValidationInfo) -> Hashable:
-        value = self._reduce(item)
-        context = info.context
-        if not isinstance(context, ParseContext):
-            return value
-        interned = context.interned
-        if len(interned) < _INTERN_LIMIT:
-            return interned.setdefault(value, value)
-        return interned.get(value, value)
 
     def __get_pydantic_core_schema__(
         self, _source: Any, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
-        return core_schema.with_info_after_validator_function(
-            self._reduced, handler.generate_schema(self._model)
+        return core_schema.no_info_after_validator_function(
+            self._reduce, handler.generate_schema(self._model)
         )
 
 
