@@ -142,7 +142,7 @@ def runpod_target(endpoint_id: str, api: Literal["v1", "v2"]) -> Target[runpod.R
     config = runpod.RunPodConfig(
         endpoint_id=endpoint_id,
         api=api,
-        url=f"http://runpod.test/{api}",
+        url=f"https://runpod.test/{api}",
         credentials_secret_ref=REF,
     )
     return Target(key=f"ns/{api}-{endpoint_id}", config=config, credential="t")
@@ -155,7 +155,7 @@ def cases() -> list[Case]:
         Target(
             key=f"ns/fr{i}",
             config=friendli.FriendliConfig(
-                endpoint_id=f"ep{i}", url="http://friendli.test", credentials_secret_ref=REF
+                endpoint_id=f"ep{i}", url="https://friendli.test", credentials_secret_ref=REF
             ),
             credential="t",
         )
@@ -165,7 +165,7 @@ def cases() -> list[Case]:
         Target(
             key=f"ns/da{i}",
             config=dataarts.DataArtsFabricConfig(
-                url="http://fabric.test",
+                url="https://fabric.test",
                 workspace_id="ws",
                 endpoint_id=ident,
                 credentials_secret_ref=REF,
