@@ -56,6 +56,8 @@ TEAM_ID_PATTERN = r"^[!-~]{1,256}$"
 LIST_PAGE_SIZE = 100
 #: Stops a provider that keeps handing out cursors from holding a poll forever (10,000 endpoints).
 MAX_LIST_PAGES = 100
+#: Longest `nextCursor` followed (100 pages of them are kept while a listing is read).
+MAX_CURSOR_CHARS = 1024
 #: Cached details of an endpoint no target has asked about for this long are dropped.
 CACHE_IDLE_SECONDS = 3600.0
 
@@ -106,7 +108,9 @@ class _ListPage(BaseModel):
     # to the per-endpoint fallback instead of discarding the whole page; so is every entry of an
     # endpoint not asked about, as it is parsed (`wanted_key`).
     data: dict[Annotated[str, wanted_key], OnErrorOmit[_Status]]
-    nextCursor: str | None = None
+    # Every cursor of a listing is kept (to stop on a repeated one) and sent back in a URL: a
+    # page whose cursor is longer than any opaque token needs to be is refused.
+    nextCursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
 
 
 class _Details(BaseModel):

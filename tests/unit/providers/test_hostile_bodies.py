@@ -102,3 +102,36 @@ async def test_over_the_cap_says_so_and_parses_nothing(declared: bool) -> None:
             await get_json(client, "http://p.test/status", NSStatus)
     assert caught.value.reason is ErrorReason.BAD_RESPONSE
     assert "larger than the 256 KiB limit" in caught.value.message
+
+
+async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -> None:
+    from inferenceops.providers import Target
+    from inferenceops.providers.friendli import PROVIDER, FriendliConfig
+
+    asked: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        if request.url.path == "/dedicated/beta/endpoint":
+            return httpx.Response(200, json={"data": {}, "nextCursor": "c" * 100_000})
+        return httpx.Response(200, json={"status": "RUNNING"})
+
+    targets = [
+        Target(
+            key=f"ns/fr{i}",
+            config=FriendliConfig(
+                endpoint_id=f"ep{i}",
+                url="https://friendli.test",
+                credentials_secret_ref={"name": "s", "key": "k"},
+            ),
+            credential="t",
+        )
+        for i in range(2)
+    ]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        results = await PROVIDER.observe(client, targets)
+    # The page is refused (BadResponse), so each endpoint is asked for on its own; the 100 kB
+    # cursor is neither kept nor sent back.
+    assert all(r.phase.value == "Running" for r in results.values())  # type: ignore[union-attr]
+    assert all("cursor" not in str(url) for url in asked)
+    assert len(asked) == 1 + 2 * 2  # the page, then status and details per endpoint
