@@ -135,3 +135,12 @@ async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -
     assert all(r.phase.value == "Running" for r in results.values())  # type: ignore[union-attr]
     assert all("cursor" not in str(url) for url in asked)
     assert len(asked) == 1 + 2 * 2  # the page, then status and details per endpoint
+
+
+def test_takeoff_config_is_checked_to_be_an_object_and_nothing_of_it_is_built() -> None:
+    from inferenceops.providers.takeoff import _StatusResponse as TakeoffStatus
+
+    body = b'{"config": {"port": 3000, "a": [' + b"{}," * 999 + b'{}]}, "status": null}'
+    assert TakeoffStatus.model_validate_json(body).config.model_dump() == {}
+    with pytest.raises(ValueError, match="config"):
+        TakeoffStatus.model_validate_json(b'{"config": [1], "status": null}')
