@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
 import httpx
@@ -34,8 +34,9 @@ from .base import (
     list_then_fetch,
     provider_time,
 )
-from .http import ProviderURL, error_for_status, excerpt, get_json
+from .http import MAX_PAGE_BYTES, ProviderURL, error_for_status, excerpt, get_json
 from .hwsign import SIGN_EXTENSION, signer
+from .wire import ParseContext, Reduced, wanted_entry
 
 __all__ = [
     "ENDPOINT_ID_PATTERN",
@@ -170,8 +171,14 @@ class _WorkerGroup(_Tolerant):
     max_replicas: int | None = None
 
 
+#: (min_replicas, max_replicas) of a worker group: all the mapping reads of it.
+_Bounds = Annotated[
+    tuple[int | None, int | None], Reduced(_WorkerGroup, lambda g: (g.min_replicas, g.max_replicas))
+]
+
+
 class _RayResource(_Tolerant):
-    worker_group_spec: list[_WorkerGroup] | None = None
+    worker_group_spec: list[_Bounds] | None = None
 
 
 class _Endpoint(_Tolerant):
@@ -189,8 +196,13 @@ class _Endpoint(_Tolerant):
 #: A listing entry: the model, or the raw object when the model rejects it, so a malformed entry
 #: for someone else's endpoint does not fail the poll of every endpoint sharing the listing, and
 #: the one it belongs to is told what is wrong. pydantic-core parses the body straight into the
-#: models (several times faster than JSON to dicts to models for pages of 100).
-_Entry = Annotated[_Endpoint | dict[str, Any], Field(union_mode="left_to_right")]
+#: models (several times faster than JSON to dicts to models for pages of 100). An entry of an
+#: endpoint not asked about is counted and dropped as it is parsed (`wanted_entry`).
+_Entry = Annotated[
+    _Endpoint | dict[str, Any],
+    Field(union_mode="left_to_right"),
+    wanted_entry(lambda entry: _id_of(entry)),
+]
 
 
 class _ListResponse(_Tolerant):
@@ -239,8 +251,8 @@ def _workers(endpoint: _Endpoint) -> Workers | None:
     high: int | None
     if (endpoint.type or "").lower() in _RAY_TYPES:
         groups = (endpoint.ray_resource.worker_group_spec if endpoint.ray_resource else None) or []
-        low = _sum([g.min_replicas for g in groups])
-        high = _sum([g.max_replicas for g in groups])
+        low = _sum([low for low, _ in groups])
+        high = _sum([high for _, high in groups])
     else:
         reserved = endpoint.reserved_resource
         # An endpoint reserves APUs or, for data-processing work, DPUs; both are counted alike.
@@ -284,8 +296,9 @@ def classify_error(
     The ids only name things in the message; pass the ones the request was about.
     """
     try:
-        parsed = _ErrorBody.model_validate(json.loads(body))
-    except (ValueError, ValidationError):
+        # Straight from the bytes: members it does not declare are skipped, not built.
+        parsed = _ErrorBody.model_validate_json(body)
+    except ValidationError:
         return None
     code = parsed.error_code or ""
     readable = excerpt(parsed.readable(), 300)
@@ -330,7 +343,8 @@ def _validation_summary(err: ValidationError) -> str:
 
 
 class _Pages:
-    """Offset paging through one listing query, filtered to `endpoint_id` when given.
+    """Offset paging through one listing query, filtered to `endpoint_id` when given; a page
+    keeps the entries of the `wanted` endpoints only.
 
     Ends on `total`, on an empty page, or (as an error) after MAX_PAGES.
     """
@@ -340,9 +354,11 @@ class _Pages:
         client: httpx.AsyncClient,
         config: DataArtsFabricConfig,
         credential: str | None,
+        wanted: Collection[str],
         endpoint_id: str | None = None,
     ) -> None:
         self._client = client
+        self._wanted = wanted
         self._workspace_id = config.workspace_id
         self._endpoint_id = endpoint_id
         self._url = f"{config.url.rstrip('/')}/v1/workspaces/{config.workspace_id}/endpoints"
@@ -377,6 +393,7 @@ class _Pages:
         params: dict[str, str | int] = {"offset": self.offset, "limit": PAGE_LIMIT}
         if self._endpoint_id is not None:
             params["endpoint_id"] = self._endpoint_id
+        parsed = ParseContext(wanted=self._wanted)
         body = await get_json(
             self._client,
             self._url,
@@ -384,22 +401,24 @@ class _Pages:
             headers=self._headers,
             params=params,
             classify_error=self._classify,
+            max_bytes=MAX_PAGE_BYTES,
             extensions=self._extensions,
+            context=parsed,
         )
         self.pages += 1
-        page = body.endpoints
-        # Advance by what came back, not by the limit we asked for: a server that caps pages
-        # lower than 100 must not make us skip entries.
-        self.offset += len(page)
+        # Advance by what came back (kept or not), not by the limit we asked for: a server that
+        # caps pages lower than 100 must not make us skip entries.
+        listed = parsed.listed
+        self.offset += listed
         self.total = body.total
-        if not page:
+        if not listed:
             self.done = True
         elif body.total is not None:
             self.done = self.offset >= body.total
         else:
             # Without `total` a short page is the only end marker there is.
-            self.done = len(page) < PAGE_LIMIT
-        return page
+            self.done = listed < PAGE_LIMIT
+        return body.endpoints
 
 
 def _id_of(entry: _Endpoint | dict[str, Any]) -> object:
@@ -471,7 +490,9 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
         self, client: httpx.AsyncClient, target: Target[DataArtsFabricConfig]
     ) -> Observation:
         config = target.config
-        pages = _Pages(client, config, target.credential, endpoint_id=config.endpoint_id)
+        pages = _Pages(
+            client, config, target.credential, {config.endpoint_id}, endpoint_id=config.endpoint_id
+        )
         # The filter should make this one request; paging still copes with a server that treats
         # the id filter loosely (or ignores it).
         while not pages.done:
@@ -494,7 +515,7 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
         first = targets[0]
         wanted = {t.config.endpoint_id for t in targets}
         found: dict[str, _Endpoint | dict[str, Any]] = {}
-        pages = _Pages(client, first.config, first.credential)
+        pages = _Pages(client, first.config, first.credential, wanted)
         try:
             while not pages.done:
                 for entry in await pages.fetch():

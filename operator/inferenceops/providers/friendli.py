@@ -35,7 +35,8 @@ from .base import (
     provider_time,
     rate_limited,
 )
-from .http import SAFE_ID_PATTERN, ProviderURL, get_json
+from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
+from .wire import ParseContext, wanted_key
 
 __all__ = [
     "PROVIDER",
@@ -55,6 +56,8 @@ TEAM_ID_PATTERN = r"^[!-~]{1,256}$"
 LIST_PAGE_SIZE = 100
 #: Stops a provider that keeps handing out cursors from holding a poll forever (10,000 endpoints).
 MAX_LIST_PAGES = 100
+#: Longest `nextCursor` followed (100 pages of them are kept while a listing is read).
+MAX_CURSOR_CHARS = 1024
 #: Cached details of an endpoint no target has asked about for this long are dropped.
 CACHE_IDLE_SECONDS = 3600.0
 
@@ -102,9 +105,12 @@ class _Status(BaseModel):
 class _ListPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # An entry the model rejects is left out, so that one odd entry sends only its own endpoint
-    # to the per-endpoint fallback instead of discarding the whole page.
-    data: dict[str, OnErrorOmit[_Status]]
-    nextCursor: str | None = None
+    # to the per-endpoint fallback instead of discarding the whole page; so is every entry of an
+    # endpoint not asked about, as it is parsed (`wanted_key`).
+    data: dict[Annotated[str, wanted_key], OnErrorOmit[_Status]]
+    # Every cursor of a listing is kept (to stop on a repeated one) and sent back in a URL: a
+    # page whose cursor is longer than any opaque token needs to be is refused.
+    nextCursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
 
 
 class _Details(BaseModel):
@@ -283,12 +289,12 @@ class FriendliProvider(Provider[FriendliConfig]):
                     _ListPage,
                     headers=headers,
                     params=params,
+                    max_bytes=MAX_PAGE_BYTES,
+                    context=ParseContext(wanted=wanted),
                 )
             except ProviderError as err:
                 return found, err
-            for endpoint_id, status in page.data.items():
-                if endpoint_id in wanted:
-                    found[endpoint_id] = status
+            found.update(page.data)
             cursor = page.nextCursor
             # Stop as soon as every wanted endpoint is seen; a repeated cursor would loop forever.
             if wanted <= found.keys() or not cursor or cursor in used:

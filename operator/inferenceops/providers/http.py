@@ -18,9 +18,12 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from .base import ErrorReason, ProviderError
 from .sanitize import active_redactor, clean
+from .wire import ParseContext
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_LISTING_BYTES",
+    "MAX_PAGE_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
     "SAFE_ID_PATTERN",
     "URL_PATTERN",
@@ -68,8 +71,21 @@ ProviderURL = Annotated[
 #: An id that is safe to put in a URL path segment (no "/", "..", "%" or whitespace).
 SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 
-#: Status bodies are a few KiB; anything near this is not a status document.
-MAX_BODY_BYTES = 4 * 1024 * 1024
+#: One endpoint's status (and every error body): a few KiB in every official example, the largest
+#: RunPod's v1 endpoint with its workers at 3.5 KiB. Anything near this is not a status document.
+MAX_BODY_BYTES = 256 * 1024
+#: A page of a paged listing (FriendliAI, DataArts: 100 entries a page, 0.1-1 KiB each in the
+#: official examples): 10 KiB an entry.
+MAX_PAGE_BYTES = 1024 * 1024
+#: RunPod's listings, which have no pages: the account's every endpoint in one document (the
+#: benchmark's 2,000 v1 endpoints with a worker each are 2.5 MB). A larger account's listing is
+#: refused and its endpoints are asked for one by one.
+MAX_LISTING_BYTES = 4 * 1024 * 1024
+#: Bytes of the cap per JSON token (`,` `:` `{` `[`) a body may hold. pydantic-core holds every
+#: item of a declared list (and every member of the objects in it) while it validates them,
+#: ~50 bytes a token, so a cap in bytes alone lets `[{},{},…]` (1.5 bytes a token) cost 35 times
+#: its size. The official examples and the emulator's listings spend 9-10 bytes a token.
+_BYTES_PER_TOKEN = 12
 _EXCERPT_CHARS = 120
 _EXCERPT_WINDOW = 64 * 1024
 #: The longest wait a provider's `Retry-After` can impose (docs/operations.md). A provider asking
@@ -160,7 +176,8 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise ProviderError(
             ErrorReason.BAD_RESPONSE,
-            f"response body of {int(declared)} bytes is larger than the {limit}-byte limit",
+            f"response body of {int(declared)} bytes is larger than the {_size(limit)} limit "
+            "(not read)",
             http_status=response.status_code,
         )
     chunks: list[bytes] = []
@@ -170,11 +187,30 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
         if size > limit:
             raise ProviderError(
                 ErrorReason.BAD_RESPONSE,
-                f"response body is larger than the {limit}-byte limit",
+                f"response body is larger than the {_size(limit)} limit (not parsed)",
                 http_status=response.status_code,
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _check_tokens(body: bytes, max_bytes: int, status: int) -> None:
+    """Refuse, unparsed, a body denser in JSON structure than a status document or listing is."""
+    limit = max_bytes // _BYTES_PER_TOKEN
+    if len(body) <= limit:
+        return  # cannot hold more tokens than bytes: every small body, uncounted
+    tokens = body.count(b",") + body.count(b":") + body.count(b"{") + body.count(b"[")
+    if tokens > limit:
+        raise ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"response body holds {tokens} JSON separators and brackets, more than the "
+            f"{limit} allowed within its {_size(max_bytes)} limit (not parsed)",
+            http_status=status,
+        )
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit}-byte"
 
 
 def _validation_summary(err: ValidationError) -> str:
@@ -193,8 +229,13 @@ async def get_json(
     classify_error: ErrorClassifier | None = None,
     max_bytes: int = MAX_BODY_BYTES,
     extensions: Mapping[str, Any] | None = None,
+    context: ParseContext | None = None,
 ) -> M:
     """GET `url` and parse the JSON body into `model`, or raise `ProviderError`.
+
+    A body over `max_bytes`, or holding more JSON tokens than one per `_BYTES_PER_TOKEN` of it, is
+    refused unparsed. `context`: a listing's wanted ids (and what it counted), for the models'
+    `wanted_entry` filters.
 
     Never lets an httpx or pydantic exception escape, and never puts request headers (where
     credentials live) into a message.
@@ -216,10 +257,11 @@ async def get_json(
     if not 200 <= status < 300:
         special = classify_error(status, body) if classify_error else None
         raise special or error_for_status(status, body, response.headers)
+    _check_tokens(body, max_bytes, status)
     try:
         # Parsed straight into the model by pydantic-core: no intermediate dicts and lists, which
         # were the largest single cost of a steady poll at 10,000 (docs/performance.md).
-        return model.model_validate_json(body)
+        return model.model_validate_json(body, context=context)
     except ValidationError as err:
         if _is_not_json(err):
             raise ProviderError(

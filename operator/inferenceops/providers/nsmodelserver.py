@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
 from .http import ProviderURL, excerpt, get_json
+from .wire import Reduced
 
 __all__ = ["PROVIDER", "NSModelServerConfig", "NSModelServerProvider"]
 
@@ -35,13 +36,19 @@ class _Error(BaseModel):
     cause: str | None = None
 
 
+#: (errorType, cause): only the first error is read, so each is kept as no more than that.
+_ErrorCause = Annotated[
+    tuple[str | None, str | None], Reduced(_Error, lambda e: (e.errorType, e.cause))
+]
+
+
 class _Data(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # A plain str, not an enum: a new stage must map to Unknown, not fail the poll.
     stage: str
     progress: Annotated[int, Field(ge=0, le=100)] | None = None
     messages: list[str] | None = None
-    errors: list[_Error] | None = None
+    errors: list[_ErrorCause] | None = None
 
 
 class _StatusResponse(BaseModel):
@@ -64,9 +71,8 @@ def map_status(body: _StatusResponse) -> Observation:
     phase = _STAGE_PHASES.get(data.stage, Phase.UNKNOWN)
     error_code = error_message = None
     if phase is Phase.FAILED:
-        first = data.errors[0] if data.errors else None
-        error_code = (first.errorType if first else None) or "FAILED"
-        error_message = first.cause if first else None
+        error_type, error_message = data.errors[0] if data.errors else (None, None)
+        error_code = error_type or "FAILED"
     ready = 1 if phase is Phase.RUNNING else 0
     # While loading, the server's latest log line says what it is doing ("Reading model..."),
     # which the stage alone does not; it reaches the Ready message as the sub-phase. Not once

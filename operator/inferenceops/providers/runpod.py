@@ -47,7 +47,8 @@ from .base import (
     list_then_fetch,
     rate_limited,
 )
-from .http import SAFE_ID_PATTERN, ProviderURL, get_json
+from .http import MAX_LISTING_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
+from .wire import ParseContext, Reduced, wanted_entry
 
 __all__ = ["PROVIDER", "RunPodConfig", "RunPodProvider", "map_health", "map_v1", "map_v2"]
 
@@ -148,18 +149,23 @@ class _V1Worker(BaseModel):
     desiredStatus: str | None = None
 
 
+#: A v1 worker as the mapping uses it: its desiredStatus (None when it has none).
+_V1WorkerStatus = Annotated[str | None, Reduced(_V1Worker, lambda w: w.desiredStatus)]
+
+
 class _V1Endpoint(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
     # Absent when the endpoint has no workers as well as empty: both mean none are listed.
-    workers: list[_V1Worker] | None = None
+    workers: list[_V1WorkerStatus] | None = None
     workersMin: NonNegativeInt | None = None
     workersMax: NonNegativeInt | None = None
 
 
-class _V1List(RootModel[list[OnErrorOmit[_V1Endpoint]]]):
+class _V1List(RootModel[list[Annotated[OnErrorOmit[_V1Endpoint], wanted_entry(lambda e: e.id)]]]):
     """An entry the model rejects is left out, so only that endpoint goes to the per-endpoint
-    fallback (which says what is wrong with it) instead of the whole list being thrown away.
+    fallback (which says what is wrong with it) instead of the whole list being thrown away;
+    so is every entry of an endpoint not asked about, as it is parsed (`wanted_entry`).
     Typed here rather than entry by entry: pydantic-core parses the body straight into the
     models, several times faster than JSON to dicts to models for a list of thousands."""
 
@@ -171,7 +177,7 @@ _V1_GOING_AWAY = frozenset({"EXITED", "TERMINATED"})
 def map_v1(body: _V1Endpoint) -> Observation:
     workers = body.workers or []
     # desiredStatus is RunPod's intent for the worker, the closest v1 comes to observed health.
-    ready = sum(1 for w in workers if w.desiredStatus == "RUNNING")
+    ready = workers.count("RUNNING")
     total = len(workers)
     if body.workersMax == 0:
         return _max_workers_zero(
@@ -180,7 +186,7 @@ def map_v1(body: _V1Endpoint) -> Observation:
         )
     if ready >= 1:
         phase = Phase.RUNNING
-    elif all(w.desiredStatus in _V1_GOING_AWAY for w in workers):
+    elif all(w in _V1_GOING_AWAY for w in workers):
         # None wanted running (or none listed): scaled down to zero, and RunPod starts workers
         # again on demand. A worker on its way up is already desiredStatus RUNNING, so v1 has
         # no Provisioning to report.
@@ -230,8 +236,9 @@ class _V2Endpoint(BaseModel):
 
 class _V2List(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    # As in _V1List: a rejected entry is left out for the per-endpoint fallback.
-    endpoints: list[OnErrorOmit[_V2Endpoint]]
+    # As in _V1List: a rejected entry is left out for the per-endpoint fallback, and so is the
+    # entry of an endpoint not asked about.
+    endpoints: list[Annotated[OnErrorOmit[_V2Endpoint], wanted_entry(lambda e: e.id)]]
 
 
 class _V2Summary(BaseModel):
@@ -250,17 +257,28 @@ class _V2Worker(BaseModel):
     isStale: bool | None = None
     version: int | None = None
 
-    def stale(self, endpoint_version: int | None) -> bool:
-        # isStale is RunPod's own verdict; a version other than the endpoint's says the same,
-        # should isStale be missing or lag behind.
-        behind = None not in (self.version, endpoint_version) and self.version != endpoint_version
-        return bool(self.isStale) or behind
+
+#: A v2 worker as the mapping uses it: (status, isStale, version).
+_V2WorkerState = Annotated[
+    tuple[str | None, bool | None, int | None],
+    Reduced(_V2Worker, lambda w: (w.status, w.isStale, w.version)),
+]
+
+
+def _stale(
+    worker: tuple[str | None, bool | None, int | None], endpoint_version: int | None
+) -> bool:
+    # isStale is RunPod's own verdict; a version other than the endpoint's says the same,
+    # should isStale be missing or lag behind.
+    _, is_stale, version = worker
+    behind = None not in (version, endpoint_version) and version != endpoint_version
+    return bool(is_stale) or behind
 
 
 class _V2Workers(BaseModel):
     model_config = ConfigDict(extra="ignore")
     summary: _V2Summary | None = None
-    workers: list[_V2Worker] | None = None
+    workers: list[_V2WorkerState] | None = None
     endpointVersion: int | None = None
 
     @model_validator(mode="after")
@@ -273,7 +291,7 @@ class _V2Workers(BaseModel):
         if self.summary is not None:
             return self.summary
         # No summary (older or trimmed answer): count the listed workers ourselves.
-        listed = [(w.status or "").lower() for w in self.workers or []]
+        listed = [(status or "").lower() for status, _, _ in self.workers or []]
         return _V2Summary(
             running=listed.count("running"),
             idle=listed.count("idle"),
@@ -316,7 +334,7 @@ def map_v2(endpoint: _V2Endpoint, workers: _V2Workers) -> Observation:
         # `total` counts workers in a state the summary has no column for.
         phase = Phase.UNKNOWN
     listed = workers.workers or []
-    stale = sum(1 for w in listed if w.stale(workers.endpointVersion))
+    stale = sum(1 for w in listed if _stale(w, workers.endpointVersion))
     rollout = progress = None
     if stale and phase in _ROLLING_PHASES:
         # Workers on an older endpoint configuration: RunPod is rolling an update out.
@@ -413,10 +431,18 @@ class RunPodProvider(Provider[RunPodConfig]):
             url = f"{base}/endpoints"
             params = {"includeWorkers": "true"}
             try:
-                body = await get_json(client, url, _V1List, headers=headers, params=params)
+                body = await get_json(
+                    client,
+                    url,
+                    _V1List,
+                    headers=headers,
+                    params=params,
+                    max_bytes=MAX_LISTING_BYTES,
+                    context=ParseContext(wanted=wanted),
+                )
             except ProviderError as err:
                 return {}, err
-            return {e.id: map_v1(e) for e in body.root if e.id in wanted}, None
+            return {e.id: map_v1(e) for e in body.root}, None
 
         return await list_then_fetch(ids, listing, one, final=rate_limited)
 
@@ -448,10 +474,17 @@ class RunPodProvider(Provider[RunPodConfig]):
 
         async def listing() -> tuple[dict[str, PollResult], ProviderError | None]:
             try:
-                body = await get_json(client, f"{base}/serverless", _V2List, headers=headers)
+                body = await get_json(
+                    client,
+                    f"{base}/serverless",
+                    _V2List,
+                    headers=headers,
+                    max_bytes=MAX_LISTING_BYTES,
+                    context=ParseContext(wanted=wanted),
+                )
             except ProviderError as err:
                 return {}, err
-            listed = {e.id: e for e in body.endpoints if e.id in wanted}
+            listed = {e.id: e for e in body.endpoints}
             # The list has no workers: each listed endpoint still costs its /workers request.
             answers = await concurrently([caught(workers(e)) for e in listed.values()])
             return dict(zip(listed, answers, strict=True)), None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
 from .http import ProviderURL, excerpt, get_json
+from .wire import Reduced
 
 __all__ = ["CONSUMER_GROUP_PATTERN", "PROVIDER", "TakeoffConfig", "TakeoffProvider", "map_status"]
 
@@ -62,7 +63,10 @@ class _Reader(BaseModel):
     # Documented as required, but only the filter needs it: a reader without it is simply in no
     # group, rather than a reason to fail the whole poll.
     consumer_groups: list[str] = Field(default_factory=list)
-    model_name: str | None = None
+
+
+#: A reader as the mapping uses it: its consumer groups (the reader ids are the maps' keys).
+_Groups = Annotated[frozenset[str], Reduced(_Reader, lambda r: frozenset(r.consumer_groups))]
 
 
 class _Heartbeat(BaseModel):
@@ -71,25 +75,39 @@ class _Heartbeat(BaseModel):
     heartbeat_timestamp: float | None = None
     heartbeat_wait_interval: float | None = None
 
-    def silent(self, now: float) -> bool:
-        """Whether the reader has missed MISSED_HEARTBEATS beats (wait interval: how long a
-        reader waits between beats, TAKEOFF_HEARTBEAT_WAIT_INTERVAL, seconds)."""
-        if self.heartbeat_timestamp is None or self.heartbeat_wait_interval is None:
-            return False
-        beat = self.heartbeat_timestamp
-        if beat > _MILLISECONDS_ABOVE:
-            beat /= 1000
-        limit = max(MISSED_HEARTBEATS * self.heartbeat_wait_interval, MIN_SILENCE_SECONDS)
-        return now - beat > limit
+
+#: (timestamp, wait interval) of a reader's last heartbeat.
+_Beat = Annotated[
+    tuple[float | None, float | None],
+    Reduced(_Heartbeat, lambda h: (h.heartbeat_timestamp, h.heartbeat_wait_interval)),
+]
+
+
+def _silent(beat: tuple[float | None, float | None], now: float) -> bool:
+    """Whether the reader has missed MISSED_HEARTBEATS beats (wait interval: how long a reader
+    waits between beats, TAKEOFF_HEARTBEAT_WAIT_INTERVAL, seconds)."""
+    timestamp, interval = beat
+    if timestamp is None or interval is None:
+        return False
+    if timestamp > _MILLISECONDS_ABOVE:
+        timestamp /= 1000
+    limit = max(MISSED_HEARTBEATS * interval, MIN_SILENCE_SECONDS)
+    return now - timestamp > limit
 
 
 class _Status(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # Missing or null maps count as empty, so a version that omits an empty map still parses.
-    live_readers: dict[str, _Reader] | None = None
-    loading_readers: dict[str, _Reader] | None = None
-    dead_readers: dict[str, _Reader] | None = None
-    last_heartbeat: dict[str, _Heartbeat] | None = None
+    live_readers: dict[str, _Groups] | None = None
+    loading_readers: dict[str, _Groups] | None = None
+    dead_readers: dict[str, _Groups] | None = None
+    last_heartbeat: dict[str, _Beat] | None = None
+
+
+class _Config(BaseModel):
+    # Nothing of it is read: declaring no field lets pydantic-core skip its contents unbuilt,
+    # however large (docs/providers.md, "Hostile bodies").
+    model_config = ConfigDict(extra="ignore")
 
 
 class _StatusResponse(BaseModel):
@@ -97,14 +115,14 @@ class _StatusResponse(BaseModel):
     # The contract requires `config` and makes `status` optional and nullable. Requiring the
     # object, not its fields, keeps an unrelated server's `{}` out while older servers, whose
     # config has fewer fields, still pass.
-    config: dict[str, object]
+    config: _Config
     status: _Status | None = None
 
 
-def _in_group(readers: dict[str, _Reader] | None, group: str | None) -> list[str]:
+def _in_group(readers: dict[str, frozenset[str]] | None, group: str | None) -> list[str]:
     if not readers:
         return []
-    return sorted(rid for rid, r in readers.items() if group is None or group in r.consumer_groups)
+    return sorted(rid for rid, groups in readers.items() if group is None or group in groups)
 
 
 def _dead_message(dead: list[str], total: int) -> str:
@@ -132,7 +150,7 @@ def map_status(body: _StatusResponse, consumer_group: str | None, now: float) ->
     beats = status.last_heartbeat or {}
     # A live reader whose heartbeats stopped may have hung: Takeoff still routes to it, so the
     # endpoint serves, but not as well as it says. Only a reader we have a beat for can be silent.
-    silent = [r for r in live if r in beats and beats[r].silent(now)]
+    silent = [r for r in live if r in beats and _silent(beats[r], now)]
     workers = Workers(ready=len(live) - len(silent), total=total)
     if live:
         if dead or silent:

@@ -171,3 +171,32 @@ async def test_huge_body_is_bad_response(case: ConformanceCase) -> None:
     err = _error(_only(await _observe(case, _failing(200, huge))))
     assert err.reason is ErrorReason.BAD_RESPONSE
     assert "limit" in err.message
+
+
+def _cap(case: ConformanceCase) -> tuple[str, int]:
+    """The byte cap and the JSON token budget of the case's single-endpoint request: 256 KiB,
+    except DataArts, whose single endpoint is read as a (filtered) listing page of 1 MiB."""
+    if case.provider.name == "dataArtsFabric":
+        return "1024 KiB", 1024 * 1024 // 12
+    return "256 KiB", 256 * 1024 // 12
+
+
+async def test_body_over_the_byte_cap_is_refused_unparsed(case: ConformanceCase) -> None:
+    # A single endpoint's status is a few KiB; the 4 MiB that RunPod's listings may need is not
+    # for it.
+    big = b'{"pad": "' + b"x" * (1100 * 1024) + b'"}'
+    err = _error(_only(await _observe(case, _failing(200, big))))
+    assert err.reason is ErrorReason.BAD_RESPONSE
+    assert f"larger than the {_cap(case)[0]} limit" in err.message, err.message
+
+
+async def test_flood_of_tiny_values_is_refused_unparsed(case: ConformanceCase) -> None:
+    # 150 kB, within the byte cap, but 100,000 JSON values: what pydantic-core would hold for a
+    # declared list (~50 bytes a value) is 35 times the body.
+    flood = b'{"pad": [' + b"{}," * 49_999 + b"{}]}"
+    err = _error(_only(await _observe(case, _failing(200, flood))))
+    assert err.reason is ErrorReason.BAD_RESPONSE
+    budget = _cap(case)[1]
+    assert f"JSON separators and brackets, more than the {budget} allowed" in err.message, (
+        err.message
+    )
