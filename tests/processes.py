@@ -31,11 +31,17 @@ class OperatorProcess:
         wait: bool = True,
         allow_insecure_http: bool = True,
     ) -> None:
+        self._kubeconfig = kubeconfig
+        self._extra = tuple(extra)
+        self._allow_insecure_http = allow_insecure_http
+        self.log = log
+        self._start(wait)
+
+    def _start(self, wait: bool) -> None:
         self.health = free_port()
         self.metrics_port = free_port()
-        self.log = log
         self.started = time.time()
-        with log.open("a") as out:
+        with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -47,12 +53,12 @@ class OperatorProcess:
                     "--metrics-port",
                     str(self.metrics_port),
                     # The emulator is plain http on 127.0.0.1 and its endpoints carry tokens.
-                    *(["--allow-insecure-http"] if allow_insecure_http else []),
-                    *extra,
+                    *(["--allow-insecure-http"] if self._allow_insecure_http else []),
+                    *self._extra,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": kubeconfig},
+                env={**os.environ, "KUBECONFIG": self._kubeconfig},
                 # Its own session: the caller's Ctrl-C reaches it through stop() only.
                 start_new_session=True,
             )
@@ -64,6 +70,12 @@ class OperatorProcess:
                 # must not outlive the test or benchmark that started it.
                 self.stop()
                 raise
+
+    def restart(self) -> None:
+        """Stopped (if it runs) and started again with the same arguments and log: a session
+        fixture's operator restarted by a test must come back as the other tests expect it."""
+        self.stop()
+        self._start(wait=True)
 
     def _alive(self) -> bool:
         if self.proc.poll() is not None:

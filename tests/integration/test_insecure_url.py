@@ -50,7 +50,7 @@ def test_a_credential_over_plain_http_is_refused_without_the_flag(
         assert "Traceback" not in strict.log.read_text()
     finally:
         strict.stop()
-        operator.__init__(control_plane.kubeconfig, operator.log)  # type: ignore[misc]
+        operator.restart()
     # The same endpoint, with the flag (the session's operator): polled.
     wait_until(
         "fr polled with --allow-insecure-http",

@@ -524,7 +524,7 @@ def test_restart_carries_on(
     gone = control_plane.kubectl("get", "ie", "doomed", "-n", ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     emulator.put("nsModelServer", "ns-restart", stage="READY", progress=100)
-    operator.__init__(control_plane.kubeconfig, operator.log)  # type: ignore[misc]
+    operator.restart()
     after = wait_phase(control_plane, ns, "restart", "Running")
     assert after["status"]["lastTransitionTime"] >= before["status"]["lastTransitionTime"]
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
