@@ -27,7 +27,6 @@ import json
 import math
 import random
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -467,6 +466,8 @@ async def run_floor(
 
     proc = psutil.Process()
     gate = asyncio.Semaphore(concurrency)
+    # Paced on the loop's clock, which its sleeps keep to (on virtual time in the unit tests).
+    clock = asyncio.get_running_loop().time
     # Keep-alive as long as the operator's (accounts.py, 75 s): a paced floor with httpx's 5 s
     # default would reconnect between a list account's cycles, which the operator does not.
     limits = httpx.Limits(
@@ -495,16 +496,16 @@ async def run_floor(
         if start_at:
             # Paced: every request starts at its own moment of the cycle, as the operator's
             # scheduler spreads its polls, instead of all at once.
-            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            await asyncio.sleep(max(0.0, start_at - clock()))
         async with gate:
             await coro_fn(*args)
 
     per_cycle: list[dict[str, Any]] = []
     try:
         before = proc.cpu_times()
-        started = time.monotonic()
+        started = clock()
         for cycle in range(cycles):
-            t0 = time.monotonic()
+            t0 = clock()
             c = _Counters()
             work: list[tuple[Any, Any]] = [(_walk, x) for x in plan.lists]
             work += [(_get, g) for g in _cycle_gets(plan, cycle)]
@@ -529,13 +530,13 @@ async def run_floor(
                     "requests": c.requests,
                     "errors": c.errors,
                     "observed": len(c.seen),
-                    "seconds": round(time.monotonic() - t0, 3),
+                    "seconds": round(clock() - t0, 3),
                 }
             )
             if interval > 0 and cycle + 1 < cycles:
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
+                await asyncio.sleep(max(0.0, interval - (clock() - t0)))
         after = proc.cpu_times()
-        wall = time.monotonic() - started
+        wall = clock() - started
     finally:
         for client in clients.values():
             await client.aclose()

@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import math
 import ssl
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Literal
 import httpcore
 import httpx
 
+from .clock import SYSTEM_CLOCK, Clock
 from .egress import EgressPolicy, Network, Resolver, guard_transport, system_resolver
 from .metrics import Metrics
 from .providers import ErrorReason, ProviderError
@@ -81,20 +81,20 @@ class TokenBucket:
 
     rate: float
     capacity: float
-    clock: Callable[[], float] = field(default=time.monotonic)
+    clock: Clock = field(default=SYSTEM_CLOCK)
     paused_until: float = field(init=False, default=0.0)
     #: When the bucket would be full again had no one else asked (the "theoretical arrival time").
     _full_at: float = field(init=False, default=-math.inf)
 
     def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, self.clock() + seconds)
+        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
         # Resume at `rate`, not with a burst: the provider has just said it is overwhelmed.
         tolerance = (self.capacity - 1.0) / self.rate
         self._full_at = max(self._full_at, self.paused_until + tolerance)
 
     def reserve(self) -> float:
         """Take the next free slot; seconds until it."""
-        now = self.clock()
+        now = self.clock.monotonic()
         interval = 1.0 / self.rate
         tolerance = (self.capacity - 1.0) * interval
         slot = max(now, self.paused_until, self._full_at - tolerance)
@@ -106,7 +106,7 @@ class TokenBucket:
             wait = self.reserve()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if self.clock() >= self.paused_until:
+            if self.clock.monotonic() >= self.paused_until:
                 return
             # A 429 paused the account while we slept: queue again behind the pause.
 
@@ -354,9 +354,12 @@ class AccountPool:
         *,
         resolver: Resolver = system_resolver,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or AccountSettings()
         self.metrics = metrics or Metrics()
+        #: Every account's budget and Retry-After pause, and how long each has been idle.
+        self.clock = clock
         #: Tests inject one transport for every account; otherwise each account has its own.
         self._transport = transport
         self._egress = EgressPolicy.denying(self.settings.denied_networks)
@@ -388,7 +391,7 @@ class AccountPool:
         account = self._accounts.get(key)
         if account is None:
             account = self._accounts[key] = self._open(provider, requests_per_second, burst)
-        account.last_used = time.monotonic()
+        account.last_used = self.clock.monotonic()
         return account
 
     def paused_for(self, key: Hashable) -> float | None:
@@ -396,7 +399,7 @@ class AccountPool:
         account = self._accounts.get(key)
         if account is None:
             return None
-        left = account.bucket.paused_until - account.bucket.clock()
+        left = account.bucket.paused_until - self.clock.monotonic()
         return left if left > 0 else None
 
     def lane(self, key: Hashable, host: str) -> Lane:
@@ -458,7 +461,11 @@ class AccountPool:
         # A provider object's rate without a burst gets the operator's rule (two seconds' worth),
         # not the operator's burst, which belongs to another rate.
         budget = s if rate is None else AccountSettings.at_rate(rate)
-        bucket = TokenBucket(rate=budget.requests_per_second, capacity=float(burst or budget.burst))
+        bucket = TokenBucket(
+            rate=budget.requests_per_second,
+            capacity=float(burst or budget.burst),
+            clock=self.clock,
+        )
         transport = _BudgetedTransport(
             inner,
             bucket,
@@ -478,7 +485,7 @@ class AccountPool:
             provider=provider,
             client=client,
             bucket=bucket,
-            last_used=time.monotonic(),
+            last_used=self.clock.monotonic(),
             transport=transport,
         )
 
@@ -486,7 +493,7 @@ class AccountPool:
         since = asyncio.get_running_loop().time() - self.settings.slow_memory
         self._slow_hosts = {h: t for h, t in self._slow_hosts.items() if t > since}
         self._quick_hosts = {h: t for h, t in self._quick_hosts.items() if t > since}
-        cutoff = time.monotonic() - idle_seconds
+        cutoff = self.clock.monotonic() - idle_seconds
         for key, account in list(self._accounts.items()):
             if account.last_used < cutoff:
                 del self._accounts[key]

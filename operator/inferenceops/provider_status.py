@@ -15,12 +15,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from .api import AccountSource
 from .api.provider_kinds import NAMESPACED_KIND, ProviderObjectStatus
 from .api.v1alpha1 import ConditionStatus
+from .clock import SYSTEM_CLOCK, Clock
 from .provider_objects import ObjectKey, ProviderObjects
 from .providers import ErrorReason
 from .status import (
@@ -164,13 +165,13 @@ class ProviderStatus:
         sink: ProviderStatusSink,
         *,
         success_refresh: timedelta = timedelta(minutes=5),
-        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._objects = objects
         self._users = users
         self._sink = sink
         self._success_refresh = success_refresh
-        self._wallclock = wallclock
+        self._clock = clock
         self._outcomes: dict[ObjectKey, CallOutcome] = {}
         self._successes: dict[ObjectKey, datetime] = {}
         self._dirty: asyncio.Event | None = None
@@ -186,7 +187,7 @@ class ProviderStatus:
         key = (source.kind, source.namespace if source.kind == NAMESPACED_KIND else "", source.name)
         if source.overrides and reason not in _OWN_FIELDS and self._overridden(key, reason):
             return
-        now = self._wallclock()
+        now = self._clock.now()
         self._outcomes[key] = CallOutcome(reason, message, now, paused_until)
         if reason is None or reason not in _NOT_READY:
             self._successes[key] = now
@@ -219,7 +220,7 @@ class ProviderStatus:
     async def sync(self) -> int:
         """Write every provider status that differs from what its object shows; how many."""
         written = 0
-        now = self._wallclock()
+        now = self._clock.now()
         for key in self._objects.all_keys():
             identity = self._objects.identity(key)
             if identity is None:

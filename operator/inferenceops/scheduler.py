@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import status as st
 from .accounts import AccountPool, origin
 from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .clock import SYSTEM_CLOCK, Clock
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
@@ -143,8 +143,7 @@ class Scheduler:
         settings: SchedulerSettings | None = None,
         *,
         providers: ProviderObjects | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or SchedulerSettings()
         self._secrets = secrets
@@ -163,8 +162,9 @@ class Scheduler:
             allow_insecure_http=self.settings.allow_insecure_http,
         )
         self._metrics = accounts.metrics
-        self._clock = clock
-        self._wallclock = wallclock
+        # Give the account pool the same clock: its Retry-After pauses are added to this one's.
+        self._clock = clock.monotonic
+        self._wallclock = clock.now
         self._entries: dict[Key, _Entry] = {}
         self._groups: dict[Hashable, set[Key]] = {}
         #: When each endpoint is polled next; in-flight endpoints are not in it.
@@ -556,7 +556,7 @@ class Scheduler:
         changed_at = result.changed_at if isinstance(result, Observation) else None
         if changed_at is not None and old.get("phase") != new.get("phase") and old:
             self._metrics.change_to_write.labels(new.get("provider", "-")).observe(
-                max(0.0, (datetime.now(UTC) - changed_at).total_seconds())
+                max(0.0, (self._wallclock() - changed_at).total_seconds())
             )
         return True
 

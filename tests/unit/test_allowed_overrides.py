@@ -5,24 +5,39 @@ override is the endpoint's, not the provider object's."""
 from __future__ import annotations
 
 import asyncio
-import base64
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from inferenceops.accounts import AccountPool
 from inferenceops.api import AccountSource, parse_spec
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.provider_objects import ProviderObjects
 from inferenceops.provider_status import ProviderStatus
 from inferenceops.providers import all_providers
-from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.scheduler import SchedulerSettings
 from inferenceops.status import condition
 
-from .test_provider_objects import CREDS, FRIENDLI, obj, objects, ref_spec, unresolved
-from .test_provider_status import KEY, FakeSink, ready
-from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
+from .support import (
+    CREDS,
+    FRIENDLI,
+    FakeSink,
+    FakeWriter,
+    ManualClock,
+    Provider,
+    VirtualClock,
+    body,
+    friendli_running,
+    obj,
+    objects,
+    ready,
+    ref_spec,
+    scheduling,
+    token,
+    unresolved,
+)
+
+KEY = ("InferenceProvider", "ml", "acct")
 
 
 def allowing(**allowed: list[str]) -> ProviderObjects:
@@ -119,10 +134,10 @@ OVERRIDE = AccountSource("InferenceProvider", "ml", "acct", "ml", overrides=("te
 
 def status_after(*calls: tuple[AccountSource, str | None]) -> tuple[str, str]:
     store = allowing()
-    clock = [NOW]
-    status = ProviderStatus(store, lambda key: [], FakeSink(), wallclock=lambda: clock[0])
+    clock = ManualClock(0.0, epoch=NOW)
+    status = ProviderStatus(store, lambda key: [], FakeSink(), clock=clock)
     for source, reason in calls:
-        clock[0] += timedelta(seconds=1)
+        clock.advance(1)
         status.record(source, reason, f"HTTP 401 ({reason})" if reason else "")
     asyncio.run(status.sync())
     return ready(store.status(KEY))
@@ -159,17 +174,18 @@ def team_b_forbidden(request: httpx.Request) -> httpx.Response:
     return friendli_running(request)
 
 
-async def test_a_bad_override_is_the_endpoints_alone() -> None:
-    writer, secrets, sink = FakeWriter(), SecretCache(), FakeSink()
-    server = Provider(team_b_forbidden)
-    accounts = AccountPool(transport=httpx.MockTransport(server))
-    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
-    sched.providers = allowing(teamId=["team-b"])
-    status = sched.provider_status = ProviderStatus(sched.providers, sched.provider_users, sink)
-    sched.providers.bind(sched.provider_changed, status.changed)
-    task = asyncio.create_task(sched.run())
-    try:
-        secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
+async def test_a_bad_override_is_the_endpoints_alone(
+    writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> None:
+    sink, server = FakeSink(), Provider(team_b_forbidden)
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    store = allowing(teamId=["team-b"])
+    async with scheduling(server, writer, secrets, settings, clock=clock, providers=store) as sched:
+        status = sched.provider_status = ProviderStatus(
+            sched.providers, sched.provider_users, sink, clock=clock
+        )
+        sched.providers.bind(sched.provider_changed, status.changed)
+        secrets.put("ml", "creds", token())
         sched.upsert(body("mine", ref_spec()))
         await writer.wait_for(1)
         sched.upsert(body("theirs", ref_spec(teamId="team-b")))
@@ -181,21 +197,16 @@ async def test_a_bad_override_is_the_endpoints_alone() -> None:
         await status.sync()
         assert ready(sched.providers.status(KEY)) == ("True", "Authorized")
         assert [e.reason for _, _, e in sink.events] == ["Authorized"]
-    finally:
-        task.cancel()
-        await sched.drain()
-        await accounts.aclose()
 
 
-async def test_a_forbidden_override_sends_nothing_until_the_owner_allows_it() -> None:
-    writer, secrets = FakeWriter(), SecretCache()
+async def test_a_forbidden_override_sends_nothing_until_the_owner_allows_it(
+    writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> None:
     server = Provider(friendli_running)
-    accounts = AccountPool(transport=httpx.MockTransport(server))
-    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
-    sched.providers.bind(sched.provider_changed)
-    task = asyncio.create_task(sched.run())
-    try:
-        secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    async with scheduling(server, writer, secrets, settings, clock=clock) as sched:
+        sched.providers.bind(sched.provider_changed)
+        secrets.put("ml", "creds", token())
         account = {"friendli": {**FRIENDLI["friendli"], "teamId": "team-a"}}
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", account))
         sched.upsert(body("f", ref_spec(teamId="team-b")))
@@ -209,10 +220,6 @@ async def test_a_forbidden_override_sends_nothing_until_the_owner_allows_it() ->
         await writer.wait_for(2)
         assert writer.patches[1][1]["phase"] == "Running"
         assert server.requests[0].headers["x-friendli-team"] == "team-b"
-    finally:
-        task.cancel()
-        await sched.drain()
-        await accounts.aclose()
 
 
 @pytest.mark.parametrize("cluster", [False, True])

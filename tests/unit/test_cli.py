@@ -3,100 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-SECRET = "flp_cli_test_secret_0123456789"
-#: The local test server is plain http.
-INSECURE = "--allow-insecure-http"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path.startswith("/ns/trickle/status"):
-            self._trickle()
-            return
-        if self.path.startswith("/ns/failed/status"):
-            body = {
-                "data": {
-                    "stage": "FAILED",
-                    "progress": 100,
-                    "errors": [
-                        {"errorType": "INVALID_MODEL", "cause": "Unexpected error during loadModel"}
-                    ],
-                }
-            }
-        elif self.path.startswith("/ns/ok/status"):
-            body = {"data": {"stage": "LOADING_MODEL", "progress": 40}}
-        elif self.path.startswith("/friendli/dedicated/beta/endpoint/ep1"):
-            if self.headers.get("Authorization") != f"Bearer {SECRET}":
-                self._send(401, {"detail": f"invalid token {self.headers.get('Authorization')}"})
-                return
-            body = {"status": "RUNNING", "createdAt": "2026-01-01T00:00:00Z"}
-        else:
-            self._send(404, {"detail": "Not Found"})
-            return
-        self._send(200, body)
-
-    def _trickle(self) -> None:
-        """A byte every 50 ms for at most 2 s: each restarts a read timeout."""
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        try:
-            for _ in range(40):
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.05)
-            self.wfile.write(b'{"data": {"stage": "READY"}}')
-        except OSError:
-            pass  # the client gave up, as it should
-
-    def _send(self, code: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-def probe(
-    manifest: str, *args: str, token: str | None = None, tmp_path: Path
-) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "ie.yaml"
-    path.write_text(manifest)
-    env = {k: v for k, v in os.environ.items() if k != "INFERENCEOPS_TOKEN"}
-    if token is not None:
-        env["INFERENCEOPS_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "inferenceops", "probe", "-f", str(path), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+from .probe_api import INSECURE, SECRET, friendli_manifest, probe
 
 
 def ns_manifest(url: str) -> str:
@@ -109,8 +23,8 @@ spec:
 """
 
 
-def test_probe_prints_status(server: str, tmp_path: Path) -> None:
-    out = probe(ns_manifest(f"{server}/ns/ok"), "-o", "json", tmp_path=tmp_path)
+def test_probe_prints_status(probe_server: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest(f"{probe_server}/ns/ok"), "-o", "json", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {
         "phase": "Provisioning",
@@ -120,35 +34,24 @@ def test_probe_prints_status(server: str, tmp_path: Path) -> None:
     }
 
 
-def test_probe_failed_endpoint_is_still_exit_zero(server: str, tmp_path: Path) -> None:
-    out = probe(ns_manifest(f"{server}/ns/failed"), tmp_path=tmp_path)
+def test_probe_failed_endpoint_is_still_exit_zero(probe_server: str, tmp_path: Path) -> None:
+    out = probe(ns_manifest(f"{probe_server}/ns/failed"), tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "phase: Failed" in out.stdout and "errorCode: INVALID_MODEL" in out.stdout
 
 
-def friendli_manifest(url: str) -> str:
-    return f"""
-apiVersion: inferenceops.io/v1alpha1
-kind: InferenceEndpoint
-metadata: {{name: f}}
-spec:
-  friendli:
-    endpointId: ep1
-    url: "{url}/friendli"
-    credentialsSecretRef: {{name: creds, key: token}}
-"""
-
-
-def test_probe_uses_token_from_environment(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), "-o", "json", INSECURE, token=SECRET, tmp_path=tmp_path)
+def test_probe_uses_token_from_environment(probe_server: str, tmp_path: Path) -> None:
+    out = probe(
+        friendli_manifest(probe_server), "-o", "json", INSECURE, token=SECRET, tmp_path=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["phase"] == "Running"
     assert SECRET not in out.stdout + out.stderr
 
 
-def test_probe_provider_error_is_one_line_no_secret(server: str, tmp_path: Path) -> None:
+def test_probe_provider_error_is_one_line_no_secret(probe_server: str, tmp_path: Path) -> None:
     wrong = SECRET[::-1]
-    out = probe(friendli_manifest(server), INSECURE, token=wrong, tmp_path=tmp_path)
+    out = probe(friendli_manifest(probe_server), INSECURE, token=wrong, tmp_path=tmp_path)
     assert out.returncode == 3
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "Unauthorized" in out.stderr
@@ -174,8 +77,8 @@ def test_probe_usage_errors(manifest: str, needle: str, tmp_path: Path) -> None:
     assert needle in out.stderr and "Traceback" not in out.stderr
 
 
-def test_probe_needs_token_for_credentialed_provider(server: str, tmp_path: Path) -> None:
-    out = probe(friendli_manifest(server), INSECURE, tmp_path=tmp_path)
+def test_probe_needs_token_for_credentialed_provider(probe_server: str, tmp_path: Path) -> None:
+    out = probe(friendli_manifest(probe_server), INSECURE, tmp_path=tmp_path)
     assert out.returncode == 2 and "INFERENCEOPS_TOKEN" in out.stderr
 
 
@@ -184,19 +87,21 @@ def test_probe_unreachable(tmp_path: Path) -> None:
     assert out.returncode == 3 and "Unreachable" in out.stderr
 
 
-def test_probe_honours_the_request_deadline(server: str, tmp_path: Path) -> None:
+def test_probe_honours_the_request_deadline(probe_server: str, tmp_path: Path) -> None:
     # Without the deadline the body completes after 2 s, READY, and the probe exits 0.
     out = probe(
-        ns_manifest(f"{server}/ns/trickle"), "--request-deadline", "300ms", tmp_path=tmp_path
+        ns_manifest(f"{probe_server}/ns/trickle"), "--request-deadline", "300ms", tmp_path=tmp_path
     )
     assert out.returncode == 3, out.stderr
-    assert f"Timeout: no complete answer from {server} within the 0.3 s request" in out.stderr
+    assert f"Timeout: no complete answer from {probe_server} within the 0.3 s request" in out.stderr
 
 
-def test_probe_honours_deny_cidr(server: str, tmp_path: Path) -> None:
-    out = probe(ns_manifest(f"{server}/ns/ok"), "--deny-cidr", "127.0.0.0/8", tmp_path=tmp_path)
+def test_probe_honours_deny_cidr(probe_server: str, tmp_path: Path) -> None:
+    out = probe(
+        ns_manifest(f"{probe_server}/ns/ok"), "--deny-cidr", "127.0.0.0/8", tmp_path=tmp_path
+    )
     assert out.returncode == 3, out.stderr
-    host = server.removeprefix("http://").split(":")[0]
+    host = probe_server.removeprefix("http://").split(":")[0]
     assert f"DestinationDenied: refused to connect to {host}: the address is in 127.0.0.0/8" in (
         out.stderr
     )

@@ -30,7 +30,7 @@ from inferenceops.scheduler import Scheduler
 from inferenceops.status import condition
 
 from .local_http import serving
-from .test_scheduler import FakeWriter, body
+from .support import FakeWriter, body
 
 
 @pytest.fixture(autouse=True)

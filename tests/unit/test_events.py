@@ -1,7 +1,7 @@
 """Events are correlated in the writer (kube/writer.py), as client-go's EventCorrelator does: a
 flapping endpoint makes one Event per reason, its `count` raised at most once a minute.
 
-On virtual time (looptime) against an in-memory Events API that counts POSTs and PATCHes."""
+On virtual time (as every unit test) against an in-memory Events API counting POSTs and PATCHes."""
 
 from __future__ import annotations
 
@@ -104,7 +104,6 @@ async def flap(writer: ApiWriter, times: int, every: float) -> None:
         await asyncio.sleep(every)
 
 
-@pytest.mark.looptime
 async def test_a_flapping_endpoint_makes_one_event_per_reason_counted(
     api: FakeEventsApi,
 ) -> None:
@@ -119,12 +118,13 @@ async def test_a_flapping_endpoint_makes_one_event_per_reason_counted(
     running = api.of("PhaseRunning")[0]
     assert running["message"] == "flap 98 → Running", "the message is the latest one"
     assert running["lastTimestamp"] >= running["firstTimestamp"]
-    # Nothing left to tell: the flusher forgot them and stopped.
-    assert not writer._recent and writer._flusher is not None and writer._flusher.done()
+    # Nothing left to tell: the flusher forgot them and stopped; the next is a new Event.
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "inferenceops-events"]
+    await writer.emit(Ref(), EventSpec("Normal", "PhaseRunning", "again"))
+    assert api.writes("PhaseRunning")["POST"] == 2
     await writer.aclose()
 
 
-@pytest.mark.looptime
 async def test_rare_events_are_each_posted(api: FakeEventsApi) -> None:
     """Transitions minutes apart (the usual case) are separate Events, as before."""
     writer = writer_for(api)
@@ -133,7 +133,6 @@ async def test_rare_events_are_each_posted(api: FakeEventsApi) -> None:
     await writer.aclose()
 
 
-@pytest.mark.looptime
 async def test_repeats_are_written_once_a_window(api: FakeEventsApi) -> None:
     writer = writer_for(api)
     event = EventSpec("Warning", "Unreachable", "down")
@@ -152,7 +151,6 @@ async def test_repeats_are_written_once_a_window(api: FakeEventsApi) -> None:
     await writer.aclose()
 
 
-@pytest.mark.looptime
 async def test_an_expired_event_is_posted_again_with_its_count(api: FakeEventsApi) -> None:
     writer = writer_for(api)
     event = EventSpec("Warning", "Unreachable", "down")
@@ -168,7 +166,6 @@ async def test_an_expired_event_is_posted_again_with_its_count(api: FakeEventsAp
     assert posted["count"] == 3, "the new Event is the one counted on"
 
 
-@pytest.mark.looptime
 async def test_objects_types_and_reasons_are_counted_apart(api: FakeEventsApi) -> None:
     writer = writer_for(api)
     await writer.emit(Ref(name="a"), EventSpec("Warning", "Unreachable", "x"))
@@ -187,20 +184,31 @@ async def test_objects_types_and_reasons_are_counted_apart(api: FakeEventsApi) -
     assert unauthorized["involvedObject"]["kind"] == "InferenceProvider"
 
 
-@pytest.mark.looptime
 async def test_memory_is_bounded(api: FakeEventsApi) -> None:
     writer = writer_for(api, max_events=10)
+    event = EventSpec("Warning", "Unreachable", "x")
     for i in range(25):
-        await writer.emit(Ref(name=f"ep{i}"), EventSpec("Warning", "Unreachable", "x"))
-        await writer.emit(Ref(name=f"ep{i}"), EventSpec("Warning", "Unreachable", "x"))
-        assert len(writer._recent) <= 10
+        await writer.emit(Ref(name=f"ep{i}"), event)
+        await writer.emit(Ref(name=f"ep{i}"), event)
     # The evicted Events' repeats were written before they were forgotten.
     assert all(e["count"] == 2 for e in api.events.values() if e["involvedObject"]["name"] < "ep15")
     await writer.aclose()
     assert all(e["count"] == 2 for e in api.events.values())
+    # The last ten are remembered (a repeat is only counted), the others forgotten (a repeat is
+    # a new Event).
+    api = FakeEventsApi()
+    writer = writer_for(api, max_events=10)
+    for i in range(25):
+        await writer.emit(Ref(name=f"ep{i}"), event)
+    for i in reversed(range(15, 25)):
+        await writer.emit(Ref(name=f"ep{i}"), event)
+    assert len(api.calls) == 25
+    await writer.emit(Ref(name="ep14"), event)
+    # A new Event, after writing the count of the oldest remembered one (ep15), evicted for it.
+    assert api.calls[25:] == [("PATCH", "Unreachable"), ("POST", "Unreachable")]
+    await writer.aclose()
 
 
-@pytest.mark.looptime
 async def test_a_failed_post_is_retried_by_the_next_occurrence(
     api: FakeEventsApi, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,8 +4,8 @@ the poller and by http.excerpt)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from inferenceops import status as st
-from inferenceops.accounts import AccountPool
 from inferenceops.api.crd import all_crds
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.providers import CREDENTIAL_SEPARATOR, Observation, Phase, Workers
@@ -30,9 +29,8 @@ from inferenceops.providers.sanitize import (
     redacting,
     redactor_for,
 )
-from inferenceops.scheduler import Scheduler, SchedulerSettings
 
-from .test_scheduler import FakeWriter, body
+from .support import FakeWriter, VirtualClock, body, scheduling
 
 IAM_TOKEN = "MIIZkQYJKoZIhvcNAQcCoIIZgjCCGX4CAQExDTALBglghkgBZQMEAgEwghen"
 FRIENDLI_TOKEN = "flp_Zq8rT2vX9mK4pL7nW3sY6hJ1"
@@ -132,39 +130,30 @@ def test_the_body_is_masked_before_the_excerpt_is_cut() -> None:
 
 @pytest.fixture
 async def run(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, clock: VirtualClock
 ) -> AsyncIterator[Callable[..., Any]]:
     """Poll one endpoint of `spec` once against `handler`; its status patch, Events and logs."""
-    closers: list[Callable[[], Any]] = []
     caplog.set_level(logging.DEBUG)
+    async with contextlib.AsyncExitStack() as running:
 
-    async def poll(
-        handler: Callable[[httpx.Request], httpx.Response],
-        spec: dict[str, Any],
-        secret: dict[str, str] | None = None,
-    ) -> tuple[dict[str, Any], FakeWriter, str]:
-        writer, secrets = FakeWriter(), SecretCache()
-        if secret:
-            encoded = {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()}
-            secrets.put("ml", "creds", encoded)
-        accounts = AccountPool(transport=httpx.MockTransport(handler))
-        sched = Scheduler(writer, secrets, accounts, SchedulerSettings())
-        task = asyncio.create_task(sched.run())
+        async def poll(
+            handler: Callable[[httpx.Request], httpx.Response],
+            spec: dict[str, Any],
+            secret: dict[str, str] | None = None,
+        ) -> tuple[dict[str, Any], FakeWriter, str]:
+            writer, secrets = FakeWriter(), SecretCache()
+            if secret:
+                encoded = {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()}
+                secrets.put("ml", "creds", encoded)
+            sched = await running.enter_async_context(
+                scheduling(handler, writer, secrets, clock=clock)
+            )
+            sched.upsert(body("hostile", spec))
+            await writer.wait_for(1)
+            logs = "\n".join(r.getMessage() for r in caplog.records)
+            return writer.patches[0][1], writer, logs
 
-        async def close() -> None:
-            task.cancel()
-            await sched.drain()
-            await accounts.aclose()
-
-        closers.append(close)
-        sched.upsert(body("hostile", spec))
-        await writer.wait_for(1)
-        logs = "\n".join(r.getMessage() for r in caplog.records)
-        return writer.patches[0][1], writer, logs
-
-    yield poll
-    for close in closers:
-        await close()
+        yield poll
 
 
 def _friendli_spec() -> dict[str, Any]:

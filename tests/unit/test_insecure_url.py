@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from inferenceops.accounts import AccountPool
@@ -19,15 +18,25 @@ from inferenceops.kube.secrets import SecretCache
 from inferenceops.poller import Poller
 from inferenceops.provider_status import ProviderStatus
 from inferenceops.providers import SecretKeyRef
-from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.scheduler import SchedulerSettings
 from inferenceops.status import condition
 
-from .test_cli import SECRET, friendli_manifest, probe, server  # noqa: F401
-from .test_provider_objects import obj, ref_spec
-from .test_provider_status import FakeSink, ready
-from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running, ns_ready
-
-CREDS = {"name": "creds", "key": "token"}
+from .probe_api import SECRET, friendli_manifest, probe
+from .support import (
+    CREDS,
+    TOKEN,
+    FakeSink,
+    FakeWriter,
+    Provider,
+    VirtualClock,
+    body,
+    friendli_running,
+    ns_ready,
+    obj,
+    ready,
+    ref_spec,
+    scheduling,
+)
 
 
 @dataclass
@@ -164,21 +173,14 @@ async def run_scheduler(
 ) -> tuple[FakeWriter, Provider, ReadCountingSecrets]:
     writer, secrets = FakeWriter(), ReadCountingSecrets()
     provider = Provider(lambda r: friendli_running(r) if "friendli" in str(r.url) else ns_ready(r))
-    accounts = AccountPool(transport=httpx.MockTransport(provider))
-    sched = Scheduler(writer, secrets, accounts, settings)
-    secrets.bind(secrets.fetch, sched.secret_changed)
-    # The Secret exists (the watch saw it): wanting it would read it.
-    secrets.put("ml", "creds", {})
-    task = asyncio.create_task(sched.run())
-    try:
+    async with scheduling(provider, writer, secrets, settings, clock=VirtualClock()) as sched:
+        secrets.bind(secrets.fetch, sched.secret_changed)
+        # The Secret exists (the watch saw it): wanting it would read it.
+        secrets.put("ml", "creds", {})
         for name, spec in specs:
             sched.upsert(body(name, spec))
         await writer.wait_for(len(specs))
-        await asyncio.sleep(0.05)  # a Secret read, had one started, would be recorded
-    finally:
-        task.cancel()
-        await sched.drain()
-        await accounts.aclose()
+        await asyncio.sleep(1)  # a Secret read, had one started, would be recorded
     return writer, provider, secrets
 
 
@@ -202,15 +204,15 @@ async def test_the_scheduler_with_the_flag_polls_http() -> None:
     assert secrets.reads == [("ml", "creds")] and len(provider.requests) >= 1
 
 
-async def test_a_provider_objects_http_url_makes_it_not_ready() -> None:
+async def test_a_provider_objects_http_url_makes_it_not_ready(clock: VirtualClock) -> None:
     writer, secrets, sink = FakeWriter(), SecretCache(), FakeSink()
     provider = Provider(friendli_running)
-    accounts = AccountPool(transport=httpx.MockTransport(provider))
-    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
-    status = sched.provider_status = ProviderStatus(sched.providers, sched.provider_users, sink)
-    sched.providers.bind(sched.provider_changed, status.changed)
-    task = asyncio.create_task(sched.run())
-    try:
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    async with scheduling(provider, writer, secrets, settings, clock=clock) as sched:
+        status = sched.provider_status = ProviderStatus(
+            sched.providers, sched.provider_users, sink, clock=clock
+        )
+        sched.providers.bind(sched.provider_changed, status.changed)
         account = {"friendli": {"url": "http://friendli.test", "credentialsSecretRef": CREDS}}
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", account))
         sched.upsert(body("f", ref_spec()))
@@ -221,26 +223,24 @@ async def test_a_provider_objects_http_url_makes_it_not_ready() -> None:
         assert ready(shown) == ("False", "InsecureURL")
         assert (condition(shown, "Stalled") or {}).get("reason") == "InsecureURL"
         assert provider.requests == []
-    finally:
-        task.cancel()
-        await sched.drain()
-        await accounts.aclose()
 
 
 # --- probe ----------------------------------------------------------------------------------
 
 
 def test_probe_refuses_http_before_looking_for_the_token(
-    server: str,  # noqa: F811
+    probe_server: str,
     tmp_path: Path,
 ) -> None:
-    out = probe(friendli_manifest(server), tmp_path=tmp_path)
+    out = probe(friendli_manifest(probe_server), tmp_path=tmp_path)
     assert out.returncode == 2, out
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "InsecureURL" in out.stderr and "--allow-insecure-http" in out.stderr
 
 
-def test_probe_with_the_flag_polls_http(server: str, tmp_path: Path) -> None:  # noqa: F811
-    out = probe(friendli_manifest(server), "--allow-insecure-http", token=SECRET, tmp_path=tmp_path)
+def test_probe_with_the_flag_polls_http(probe_server: str, tmp_path: Path) -> None:
+    out = probe(
+        friendli_manifest(probe_server), "--allow-insecure-http", token=SECRET, tmp_path=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert "phase: Running" in out.stdout

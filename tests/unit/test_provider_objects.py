@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,47 +16,27 @@ from inferenceops.accounts import AccountPool
 from inferenceops.api import parse_spec
 from inferenceops.api.provider_kinds import LabelSelector
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.provider_objects import ProviderObjects, Unresolved, selects
+from inferenceops.provider_objects import ProviderObjects, selects
 from inferenceops.providers import all_providers
-from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.scheduler import RECONCILE_ANNOTATION, Scheduler, SchedulerSettings
 from inferenceops.status import condition
 
-from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
-
-CREDS = {"name": "creds", "key": "token"}
-FRIENDLI = {"friendli": {"url": "https://friendli.test", "credentialsSecretRef": CREDS}}
-
-
-def obj(kind: str, name: str, spec: dict[str, Any], namespace: str = "ml") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "uid": f"uid-{name}", "generation": 1}
-    if kind == "InferenceProvider":
-        meta["namespace"] = namespace
-    return {"metadata": meta, "spec": spec}
-
-
-def ref_spec(kind: str = "InferenceProvider", name: str = "acct", **block: Any) -> dict[str, Any]:
-    return {
-        "pollInterval": "30s",
-        "providerRef": {"kind": kind, "name": name},
-        "friendli": {"endpointId": "ep1", **block},
-    }
-
-
-def objects(*items: tuple[str, dict[str, Any]]) -> ProviderObjects:
-    store = ProviderObjects()
-    for kind, body_ in items:
-        if kind == "InferenceProvider":
-            store.observe_namespaced(None, body_)
-        else:
-            store.observe_cluster(None, body_)
-    return store
-
-
-def unresolved(store: ProviderObjects, namespace: str, spec: dict[str, Any]) -> Unresolved:
-    with pytest.raises(Unresolved) as caught:
-        store.resolve(namespace, spec)
-    return caught.value
-
+from .support import (
+    CREDS,
+    FRIENDLI,
+    TOKEN,
+    FakeWriter,
+    Provider,
+    VirtualClock,
+    body,
+    friendli_running,
+    obj,
+    objects,
+    ref_spec,
+    scheduling,
+    token,
+    unresolved,
+)
 
 # --- resolution -------------------------------------------------------------------------------
 
@@ -186,20 +167,13 @@ def provider() -> Provider:
 
 
 @pytest.fixture
-async def env(provider: Provider) -> AsyncIterator[tuple[Scheduler, FakeWriter, SecretCache]]:
-    writer, secrets = FakeWriter(), SecretCache()
-    accounts = AccountPool(transport=httpx.MockTransport(provider))
-    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
-    sched.providers.bind(sched.provider_changed)
-    task = asyncio.create_task(sched.run())
-    yield sched, writer, secrets
-    task.cancel()
-    await sched.drain()
-    await accounts.aclose()
-
-
-def token(value: str = TOKEN) -> dict[str, str]:
-    return {"token": base64.b64encode(value.encode()).decode()}
+async def env(
+    provider: Provider, writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> AsyncIterator[tuple[Scheduler, FakeWriter, SecretCache]]:
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    async with scheduling(provider, writer, secrets, settings, clock=clock) as sched:
+        sched.providers.bind(sched.provider_changed)
+        yield sched, writer, secrets
 
 
 def synced(patch: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -286,16 +260,24 @@ async def test_rotating_the_providers_secret_takes_effect_at_the_next_poll(
 
 
 async def test_the_provider_objects_budget_is_its_accounts(
-    env: tuple[Scheduler, FakeWriter, SecretCache],
+    provider: Provider, writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
 ) -> None:
-    sched, writer, secrets = env
     secrets.put("ml", "creds", token())
     budget = {"friendli": {**FRIENDLI["friendli"], "requestsPerSecond": 7, "burst": 3}}
-    sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", budget))
-    sched.upsert(body("f", ref_spec()))
-    await writer.wait_for(1)
-    buckets = [a.bucket for a in sched._accounts._accounts.values()]
-    assert [(b.rate, b.capacity) for b in buckets] == [(7, 3)]
+    # Polled as soon as asked, so that only the budget spaces the requests.
+    settings = SchedulerSettings(arrival_quiet=0.0, timer_slack=0.0)
+    async with scheduling(provider, writer, secrets, settings, clock=clock) as sched:
+        sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", budget))
+        sched.upsert(body("f", ref_spec()))
+        await writer.wait_for(1)
+        for n in range(2):  # two more polls at once, of two requests each (status, details)
+            sched.upsert(body("f", ref_spec(), annotations={RECONCILE_ANNOTATION: str(n)}))
+            await writer.wait_for(2 + n)
+    times = [t - provider.times[0] for t in provider.times]
+    assert len(times) == 6, times
+    assert times[:3] == [0, 0, 0], f"a burst of 3: {times}"
+    assert times[3] == pytest.approx(1 / 7, abs=1e-5), f"then 7 per second: {times}"
+    assert [b - a for a, b in itertools.pairwise(times[3:])] == pytest.approx([1 / 7] * 2, abs=1e-5)
 
 
 async def test_a_rate_without_a_burst_gets_two_seconds_of_it() -> None:
@@ -409,4 +391,10 @@ async def test_a_disallowed_secret_namespace_reads_nothing_and_sends_nothing(
     assert (condition(status, "Stalled") or {}).get("reason") == "SecretNamespaceNotAllowed"
     assert "vault" in (condition(status, "Synced") or {})["message"]
     assert provider.requests == []
-    assert sched._entries[("ml", "f")].secret is None  # the Secret is not even wanted
+
+    async def no_fetch(namespace: str, name: str) -> None:
+        return None
+
+    # The Secret is not even wanted: bound as at start-up, the cache keeps only wanted ones.
+    secrets.bind(no_fetch, sched.secret_changed)
+    assert len(secrets) == 0

@@ -3,24 +3,33 @@ change with Events on Ready transitions, and the scheduler feeding it real poll 
 
 from __future__ import annotations
 
-import asyncio
-import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from inferenceops.accounts import AccountPool
 from inferenceops.api import AccountSource
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.provider_objects import ObjectKey, ProviderObjects
+from inferenceops.provider_objects import ProviderObjects
 from inferenceops.provider_status import CallOutcome, ProviderStatus, provider_status
-from inferenceops.scheduler import Scheduler, SchedulerSettings
-from inferenceops.status import EventSpec, condition
+from inferenceops.scheduler import SchedulerSettings
+from inferenceops.status import condition
 
-from .test_provider_objects import FRIENDLI, obj, ref_spec
-from .test_scheduler import TOKEN, FakeWriter, Provider, body, friendli_running
+from .support import (
+    FRIENDLI,
+    TOKEN,
+    FakeSink,
+    FakeWriter,
+    ManualClock,
+    Provider,
+    VirtualClock,
+    body,
+    friendli_running,
+    obj,
+    ready,
+    ref_spec,
+    scheduling,
+    token,
+)
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 READY = {"conditions": [{"type": "Ready", "status": "True"}]}
@@ -39,11 +48,6 @@ def compute(prev: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
     }
     args.update(kw)
     return provider_status(prev, **args)
-
-
-def ready(status: Mapping[str, Any]) -> tuple[str, str]:
-    found = condition(status, "Ready") or {}
-    return found.get("status", ""), found.get("reason", "")
 
 
 def test_authorized_with_endpoint_counts() -> None:
@@ -89,19 +93,6 @@ def test_steady_success_does_not_rewrite_last_success_each_poll() -> None:
     assert much_later["lastSuccessTime"] == "2026-12-01T15:06:00Z"
 
 
-class FakeSink:
-    def __init__(self) -> None:
-        self.patches: list[tuple[ObjectKey, dict[str, Any]]] = []
-        self.events: list[tuple[ObjectKey, str, EventSpec]] = []
-
-    async def patch_provider_status(self, key: ObjectKey, patch: Mapping[str, Any]) -> bool:
-        self.patches.append((key, dict(patch)))
-        return True
-
-    async def emit_for_provider(self, key: ObjectKey, uid: str, event: EventSpec) -> None:
-        self.events.append((key, uid, event))
-
-
 KEY = ("InferenceProvider", "ml", "acct")
 SOURCE = AccountSource("InferenceProvider", "ml", "acct", "ml")
 
@@ -109,8 +100,8 @@ SOURCE = AccountSource("InferenceProvider", "ml", "acct", "ml")
 async def test_writes_only_on_change_and_posts_an_event_per_transition() -> None:
     store, sink = ProviderObjects(), FakeSink()
     store.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
-    clock = [NOW]
-    status = ProviderStatus(store, lambda key: [READY], sink, wallclock=lambda: clock[0])
+    clock = ManualClock(0.0, epoch=NOW)
+    status = ProviderStatus(store, lambda key: [READY], sink, clock=clock)
     assert await status.sync() == 1
     assert ready(sink.patches[0][1]) == ("Unknown", "NoCallsYet")
     assert await status.sync() == 0  # nothing changed, nothing written
@@ -119,7 +110,7 @@ async def test_writes_only_on_change_and_posts_an_event_per_transition() -> None
     assert await status.sync() == 1
     assert [e.reason for _, _, e in sink.events] == ["Authorized"]
     assert sink.events[0][1] == "uid-acct"
-    clock[0] += timedelta(seconds=30)
+    clock.advance(30)
     status.record(SOURCE, None, "")
     assert await status.sync() == 0  # a steady success is not a change
 
@@ -129,16 +120,17 @@ async def test_writes_only_on_change_and_posts_an_event_per_transition() -> None
     assert len(sink.events) == 2
 
 
-async def test_the_scheduler_reports_outcomes_and_ready_counts() -> None:
-    writer, secrets, sink = FakeWriter(), SecretCache(), FakeSink()
-    server = Provider(friendli_running)
-    accounts = AccountPool(transport=httpx.MockTransport(server))
-    sched = Scheduler(writer, secrets, accounts, SchedulerSettings(arrival_quiet=0.01))
-    status = sched.provider_status = ProviderStatus(sched.providers, sched.provider_users, sink)
-    sched.providers.bind(sched.provider_changed, status.changed)
-    task = asyncio.create_task(sched.run())
-    try:
-        secrets.put("ml", "creds", {"token": base64.b64encode(TOKEN.encode()).decode()})
+async def test_the_scheduler_reports_outcomes_and_ready_counts(
+    writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> None:
+    sink, server = FakeSink(), Provider(friendli_running)
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    async with scheduling(server, writer, secrets, settings, clock=clock) as sched:
+        status = sched.provider_status = ProviderStatus(
+            sched.providers, sched.provider_users, sink, clock=clock
+        )
+        sched.providers.bind(sched.provider_changed, status.changed)
+        secrets.put("ml", "creds", token())
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
         sched.upsert(body("f", ref_spec()))
         sched.upsert(body("g", ref_spec()))
@@ -148,16 +140,12 @@ async def test_the_scheduler_reports_outcomes_and_ready_counts() -> None:
         assert ready(shown) == ("True", "Authorized")
         assert shown["endpointSummary"] == "2/2"
 
-        secrets.put("ml", "creds", {"token": base64.b64encode(b"revoked").decode()})
+        secrets.put("ml", "creds", token("revoked"))
         sched.secret_changed("ml", "creds")
         await writer.wait_for(4)
         await status.sync()
         assert ready(sched.providers.status(KEY)) == ("False", "Unauthorized")
         assert TOKEN not in repr(sink.patches)
-    finally:
-        task.cancel()
-        await sched.drain()
-        await accounts.aclose()
 
 
 def test_a_restart_keeps_what_the_last_process_wrote_until_a_call_says_otherwise() -> None:
@@ -181,7 +169,7 @@ async def test_the_writer_shows_a_cluster_providers_disallowed_secret_namespace(
     store, sink = ProviderObjects(frozenset({"inferenceops"})), FakeSink()
     spec = {**FRIENDLI, "secretNamespace": "kube-system"}
     store.observe_cluster(None, obj("ClusterInferenceProvider", "shared", spec))
-    status = ProviderStatus(store, lambda key: [], sink, wallclock=lambda: NOW)
+    status = ProviderStatus(store, lambda key: [], sink, clock=ManualClock(0.0, epoch=NOW))
     assert await status.sync() == 1
     key, patch = sink.patches[0]
     assert key == ("ClusterInferenceProvider", "", "shared")

@@ -4,7 +4,6 @@ when it leaves the account's budget (issue 21, point 4a)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -38,22 +37,22 @@ async def test_a_body_trickling_a_byte_every_50_ms_times_out_at_the_deadline() -
     try:
         async with serving(trickle) as url:
             client = accounts.get("nsModelServer", url).client
-            started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             with pytest.raises(ProviderError) as caught:
                 await get_json(client, url + "/status", Anything)
-            took = time.monotonic() - started
+            took = loop.time() - started
             lane = accounts.lane("another account", url)  # url is scheme://host:port
     finally:
         await accounts.aclose()
     assert caught.value.reason is ErrorReason.TIMEOUT
     assert "0.3 s request deadline" in caught.value.message
     assert caught.value.message.startswith("no complete answer from http://127.0.0.1:")
-    assert 0.3 <= took < 1.0, took
+    assert took == pytest.approx(0.3, abs=0.01), took
     # A request that hit its deadline marks its host (and account) slow: the slow lane.
     assert lane == "slow"
 
 
-@pytest.mark.looptime
 async def test_headers_that_never_come_time_out_at_the_default_15_s() -> None:
     async def hang(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(3600)
@@ -73,7 +72,6 @@ async def test_headers_that_never_come_time_out_at_the_default_15_s() -> None:
     assert "http://hang.test:8080 within the 15 s request deadline" in caught.value.message
 
 
-@pytest.mark.looptime
 async def test_waiting_for_the_accounts_budget_does_not_count_against_the_deadline() -> None:
     async def answer(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.2)
@@ -97,7 +95,6 @@ async def test_waiting_for_the_accounts_budget_does_not_count_against_the_deadli
     assert loop.time() - started >= 2.0
 
 
-@pytest.mark.looptime
 async def test_lanes_follow_how_a_hosts_requests_went_for_five_minutes() -> None:
     async def answer(request: httpx.Request) -> httpx.Response:
         if request.url.host == "slow.test":

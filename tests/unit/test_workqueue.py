@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
+
+import pytest
 
 from inferenceops.workqueue import ScheduledQueue
 
@@ -40,25 +41,27 @@ def test_re_adding_moves_a_key_and_forget_removes_it() -> None:
 
 
 async def test_adding_wakes_a_waiter() -> None:
+    loop = asyncio.get_running_loop()
     queue: ScheduledQueue[str] = ScheduledQueue()
-    started = time.monotonic()
+    started = loop.time()
     waiter = asyncio.create_task(queue.wait(30.0))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(5)
     queue.add("a", 0.0)
-    await asyncio.wait_for(waiter, 2.0)
-    assert time.monotonic() - started < 2.0
+    await waiter
+    assert loop.time() - started == pytest.approx(5), "woken when the key was added, not after 30 s"
 
 
 async def test_a_key_due_after_the_sleep_ends_does_not_wake_the_waiter() -> None:
     """Every finished poll re-adds its key an interval later; waking the scheduler's loop for
     each (it would find nothing due) was a wake-up per poll at 10,000."""
+    loop = asyncio.get_running_loop()
     queue: ScheduledQueue[str] = ScheduledQueue()
-    started = time.monotonic()
-    waiter = asyncio.create_task(queue.wait(0.3, until=100.0))
-    await asyncio.sleep(0.05)
+    started = loop.time()
+    waiter = asyncio.create_task(queue.wait(30.0, until=100.0))
+    await asyncio.sleep(5)
     queue.add("later", 130.0)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(5)
     assert not waiter.done(), "a key due after the sleep must not end it"
     queue.add("sooner", 99.0)
-    await asyncio.wait_for(waiter, 2.0)
-    assert time.monotonic() - started < 0.25, "a key due before the sleep ends wakes it"
+    await waiter
+    assert loop.time() - started == pytest.approx(10), "a key due before the sleep ends wakes it"

@@ -20,13 +20,13 @@ import logging
 import os
 import ssl
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import kopf
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..providers.http import parse_retry_after
 from .errors import ApiError, check
 
@@ -148,11 +148,13 @@ class ApiSession:
         relogin: Login | None = None,
         refresh_every: float = 60.0,
         max_connections: int = 16,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._authorization = _authorization(info)
         self._relogin = relogin
         self._refresh_every = refresh_every
-        self._logged_in_at = time.monotonic()
+        self._clock = clock
+        self._logged_in_at = clock.monotonic()
         self._relogged_at = float("-inf")
         self._refreshing = asyncio.Lock()
         self.server = (info.server or "").rstrip("/")
@@ -191,7 +193,7 @@ class ApiSession:
     async def _authorize(
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
-        if self._relogin and time.monotonic() - self._logged_in_at >= self._refresh_every:
+        if self._relogin and self._clock.monotonic() - self._logged_in_at >= self._refresh_every:
             await self._refresh(self._authorization)
         sent_with = self._set_authorization(request)
         response = await handler(request)
@@ -212,17 +214,17 @@ class ApiSession:
         """Log in again, once for all the requests that found `stale` credentials."""
         assert self._relogin is not None
         async with self._refreshing:
-            if self._authorization != stale or time.monotonic() - self._relogged_at < 1.0:
+            if self._authorization != stale or self._clock.monotonic() - self._relogged_at < 1.0:
                 return  # another request refreshed them just now
-            self._relogged_at = time.monotonic()
+            self._relogged_at = self._clock.monotonic()
             try:
                 info = await asyncio.to_thread(self._relogin)
             except Exception as err:  # keep the old credentials; the request reports the 401
                 log.warning("logging in to the API server again failed: %s", type(err).__name__)
-                self._logged_in_at = time.monotonic()
+                self._logged_in_at = self._clock.monotonic()
                 return
             self._authorization = _authorization(info)
-            self._logged_in_at = time.monotonic()
+            self._logged_in_at = self._clock.monotonic()
 
 
 def _retry_after(value: str | None) -> float:

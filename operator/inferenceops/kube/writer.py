@@ -7,7 +7,7 @@ import json
 import logging
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ import aiohttp
 
 from ..api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from ..api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
+from ..clock import SYSTEM_CLOCK, Clock
 from ..metrics import Metrics
 from ..status import EventSpec
 from .client import ApiSession
@@ -60,8 +61,7 @@ class ApiWriter:
         component: str = "inferenceops",
         event_window: float = EVENT_WINDOW_SECONDS,
         max_events: int = MAX_RECENT_EVENTS,
-        clock: Callable[[], float] | None = None,
-        wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._api = api
         self._metrics = metrics
@@ -72,14 +72,9 @@ class ApiWriter:
         self._event_window = event_window
         self._max_events = max_events
         self._clock = clock
-        self._wallclock = wallclock
         #: Events written within the window, by what they count; the oldest write first.
         self._recent: OrderedDict[EventKey, _Recent] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
-
-    def _now(self) -> float:
-        # The loop's clock by default, so that virtual time (looptime) moves the window too.
-        return self._clock() if self._clock else asyncio.get_running_loop().time()
 
     async def patch_status(self, ref: ObjectRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `.status`; False when the object is gone (deleted meanwhile)."""
@@ -140,7 +135,7 @@ class ApiWriter:
     async def _emit(self, kind: str, namespace: str, name: str, uid: str, event: EventSpec) -> None:
         self._metrics.events.labels(event.type).inc()
         key: EventKey = (kind, namespace, name, uid, event.type, event.reason)
-        now, stamp = self._now(), _timestamp(self._wallclock())
+        now, stamp = self._clock.monotonic(), _timestamp(self._clock.now())
         message = event.message[:1024]
         seen = self._recent.get(key)
         if seen is not None and seen.count == seen.written and self._expired(seen, now):
@@ -162,7 +157,7 @@ class ApiWriter:
     async def _write_event(self, key: EventKey, seen: _Recent) -> None:
         """Tell the API server what `seen` counts: PATCH its Event, or POST one (the first
         occurrence, or its Event expired meanwhile: Events live an hour by default)."""
-        seen.written_at = self._now()
+        seen.written_at = self._clock.monotonic()
         self._recent.move_to_end(key)
         count = seen.count
         if seen.name is not None:
@@ -263,7 +258,7 @@ class ApiWriter:
     async def flush_events(self, *, everything: bool = False) -> None:
         """Write the counts not yet on their Events whose window has passed (every count, at
         shut-down, with `everything`); forget the Events that have nothing left to tell."""
-        now = self._now()
+        now = self._clock.monotonic()
         due = []
         for key, seen in self._recent.items():  # oldest write first
             if not everything and not self._expired(seen, now):
