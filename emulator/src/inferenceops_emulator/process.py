@@ -85,7 +85,8 @@ def emulator_process(
                 raise Exited(f"the emulator exited with {proc.returncode}: see {log}")
             return bool(client.info())
 
-        wait_until("the emulator", answers, timeout)
+        # Asked often: it answers within a second, and the unit tests sleep no longer than 50 ms.
+        wait_until("the emulator", answers, timeout, every=0.05)
         yield client
     finally:
         client.close()
