@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -672,7 +673,8 @@ async def test_details_fetched_together_come_due_spread_out() -> None:
     # Start-up fetches every endpoint's details at once; their refreshes must not all land in the
     # same later cycle.
     clock = Clock()
-    draws = iter(i / 10 for i in range(10))
+    # Ten start-up draws spread the ten ages; every later one is the middle.
+    draws = itertools.chain((i / 10 for i in range(10)), itertools.repeat(0.5))
     provider = FriendliProvider(details_max_age=100, clock=clock, rng=lambda: next(draws))
     fake = FakeFriendli(many(10))
     targets = [target(f"ep{i}") for i in range(10)]
@@ -683,7 +685,6 @@ async def test_details_fetched_together_come_due_spread_out() -> None:
     for _ in range(10):
         clock.now += 10
         before = fake.count("details")
-        provider._rng = lambda: 0.5
         await observe(fake, targets, provider)
         refreshed.append(fake.count("details") - before)
     # Ages 50, 60, ... 140 s: one endpoint per 10 s step from 50 s on, never all ten at once.
