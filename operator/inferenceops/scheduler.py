@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import status as st
 from .accounts import AccountPool, origin
@@ -177,15 +177,18 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
         self._provider_gates: dict[str, asyncio.Semaphore] = {}
-        #: A host's gate exists only while someone holds or waits for it (as `_locks`).
-        self._host_gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        #: Per host (scheme://host:port) not known to answer quickly.
+        self._host_gates: _WhileUsed[str, asyncio.Semaphore] = _WhileUsed(
+            lambda: asyncio.Semaphore(self.settings.max_concurrent_polls_per_host)
+        )
         self._slow_lane = asyncio.Semaphore(self.settings.slow_lane_polls)
         self._phase_counts: dict[str, int] = {}
         #: Endpoints by the Secret they use, so a changed Secret re-polls all of them.
         self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
-        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
+        #: One per endpoint being written: 10,000 idle locks would be memory for nothing.
+        self._locks: _WhileUsed[Key, asyncio.Lock] = _WhileUsed(asyncio.Lock)
         #: Labelled children looked up once, not per poll.
         self._poll_counters: dict[tuple[str, str], Any] = {}
 
@@ -578,36 +581,15 @@ class Scheduler:
             async with provider, self._gate:
                 yield
             return
-        held = self._host_gates.get(host)
-        gate, users = held or (asyncio.Semaphore(self.settings.max_concurrent_polls_per_host), 0)
-        self._host_gates[host] = (gate, users + 1)
-        try:
-            async with slow_lane, gate, provider, self._gate:
-                yield
-        finally:
-            gate, users = self._host_gates[host]
-            if users == 1:
-                del self._host_gates[host]
-            else:
-                self._host_gates[host] = (gate, users - 1)
+        async with slow_lane, self._host_gates.held(host), provider, self._gate:
+            yield
 
     @contextlib.asynccontextmanager
     async def _writing(self, key: Key) -> AsyncIterator[None]:
         """Held while an endpoint's status is computed and written: a staleness deadline and a
-        poll's result must not both patch from the same old status. A lock exists only while
-        someone holds or waits for it: one per endpoint would be 10,000 idle locks."""
-        held = self._locks.get(key)
-        lock, users = held if held is not None else (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        poll's result must not both patch from the same old status."""
+        async with self._locks.held(key):
+            yield
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -757,6 +739,32 @@ def _phase(value: object) -> Phase | None:
         return Phase(str(value)) if value else None
     except ValueError:
         return None
+
+
+_K = TypeVar("_K", bound=Hashable)
+_G = TypeVar("_G", asyncio.Lock, asyncio.Semaphore)
+
+
+class _WhileUsed(Generic[_K, _G]):
+    """A lock or semaphore per key that exists only while someone holds or waits for it."""
+
+    def __init__(self, make: Callable[[], _G]) -> None:
+        self._make: Callable[[], _G] = make
+        self._held: dict[_K, tuple[_G, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: _K) -> AsyncIterator[None]:
+        gate, users = self._held.get(key) or (self._make(), 0)
+        self._held[key] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._held[key]
+            if users == 1:
+                del self._held[key]
+            else:
+                self._held[key] = (gate, users - 1)
 
 
 def _host_of(batch: Batch[Any]) -> str:
