@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import floor
+from bench import endpoints, floorplan
 from bench.kube import TOKEN, Kube, start_control_plane
 from bench.observe import (
     AuditTail,
@@ -106,11 +106,11 @@ class Case:
             "interval_s": self.interval,
             "repeat": repeat,
         }
-        self.layout = floor.make_layout(
+        self.layout = endpoints.make_layout(
             n, opts.mix, workspaces=opts.workspaces, teams=opts.teams, namespaces=opts.namespaces
         )
         self.result["by_kind"] = {
-            k: sum(1 for e in self.layout if e.kind == k) for k in floor.KINDS
+            k: sum(1 for e in self.layout if e.kind == k) for k in endpoints.KINDS
         }
         self.namespaces = sorted(
             {e.namespace for e in self.layout} | {f"bench-{i}" for i in range(opts.namespaces)}
@@ -154,7 +154,7 @@ class Case:
         emu, kube, opts = self.emu, _started(self.kube, "the control plane"), self.opts
         emu.reset()
         t0 = time.monotonic()
-        for body in floor.bulk_bodies(self.layout):
+        for body in endpoints.bulk_bodies(self.layout):
             body = dict(body)
             emu.bulk(body.pop("provider"), body.pop("count"), **body)
         self.result["seed_s"] = round(time.monotonic() - t0, 2)
@@ -252,8 +252,8 @@ class Case:
         polls = delta("inferenceops_polls_total")
         polls_ok = delta("inferenceops_polls_total", outcome="ok")
         by_kind = requests_by_kind(s0, s1)
-        list_n = sum(case["by_kind"][k] for k in floor.LIST_KINDS)
-        list_req = sum(by_kind.get(k, 0) for k in floor.LIST_KINDS)
+        list_n = sum(case["by_kind"][k] for k in endpoints.LIST_KINDS)
+        list_req = sum(by_kind.get(k, 0) for k in endpoints.LIST_KINDS)
         steady_writes = _started(self.audit, "the audit log reader").between(w0, w1)
         writes_metric = delta("inferenceops_status_writes_total")
         rss = op.rss()
@@ -297,9 +297,10 @@ class Case:
         change_start = time.time()
         for ep in chosen:
             key_parts, body = change_of(ep)
-            emu.patch(floor.PROVIDER_OF_KIND[ep.kind], *key_parts, **body)
+            emu.patch(endpoints.PROVIDER_OF_KIND[ep.kind], *key_parts, **body)
         changed_at = {
-            key: emu.changed_at(floor.PROVIDER_OF_KIND[ep.kind], ep.key) for key, ep in keys.items()
+            key: emu.changed_at(endpoints.PROVIDER_OF_KIND[ep.kind], ep.key)
+            for key, ep in keys.items()
         }
 
         def seen() -> dict[str, tuple[float, str | None]]:
@@ -346,8 +347,8 @@ class Case:
         """bench/floor.py over the requests the operator made in its steady window."""
         s0, s1, cycles = _started(self.steady, "the steady window")
         base, case, interval = self.emu.base_url, self.result, self.interval
-        plan = floor.plan_from_layout(self.layout, base, TOKEN)
-        plan = floor.with_observed_requests(
+        plan = floorplan.plan_from_layout(self.layout, base, TOKEN)
+        plan = floorplan.with_observed_requests(
             plan, self.layout, base, TOKEN, path_delta(s0, s1), cycles
         )
         plan_file = self.opts.workdir / f"plan-{self.tag}.json"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Container, Mapping
 from typing import Any
 
-from bench import floor
+from bench import endpoints
 from bench.kube import BENCH_UA, IE_PATH, Kube
 from bench.report import percentile
 from inferenceops.api import PLURAL
@@ -186,7 +186,7 @@ def metric_sum(metrics: Mapping[str, float], name: str, **labels: str) -> float:
 def kind_of_path(provider: str, path: str) -> str:
     if provider == "runpod":
         return "runpod-v1" if path.startswith("/runpod/v1") else "runpod-v2"
-    return floor.KIND_OF_PROVIDER[provider]
+    return endpoints.KIND_OF_PROVIDER[provider]
 
 
 def requests_by_kind(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import floor
+from bench import endpoints
 from bench.kube import SECRET_NAME
 from inferenceops.api import API_VERSION
 
 #: --provider-objects: one ClusterInferenceProvider per kind, shared by every endpoint of it.
-PROVIDER_OBJECTS = {kind: f"bench-{kind}" for kind in floor.KINDS}
+PROVIDER_OBJECTS = {kind: f"bench-{kind}" for kind in endpoints.KINDS}
 
 
 def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
@@ -42,11 +42,11 @@ def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
             "metadata": {"name": PROVIDER_OBJECTS[kind]},
             "spec": {"secretNamespace": secret_namespace, **blocks[kind]},
         }
-        for kind in floor.KINDS
+        for kind in endpoints.KINDS
     ]
 
 
-def spec_via_provider(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
+def spec_via_provider(ep: endpoints.Endpoint, base: str, interval: str) -> dict[str, Any]:
     """The endpoint's spec with --provider-objects: a providerRef and what is its own."""
     inline = spec_of(ep, base, interval)
     block_name = next(k for k in inline if k != "pollInterval")
@@ -62,7 +62,7 @@ def spec_via_provider(ep: floor.Endpoint, base: str, interval: str) -> dict[str,
     }
 
 
-def spec_of(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
+def spec_of(ep: endpoints.Endpoint, base: str, interval: str) -> dict[str, Any]:
     ref = {"name": SECRET_NAME, "key": "token"}
     if ep.kind == "dataarts":
         block: dict[str, Any] = {
@@ -100,7 +100,7 @@ def spec_of(ep: floor.Endpoint, base: str, interval: str) -> dict[str, Any]:
 
 
 def manifest(
-    ep: floor.Endpoint, base: str, interval: str, *, via_provider: bool = False
+    ep: endpoints.Endpoint, base: str, interval: str, *, via_provider: bool = False
 ) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
@@ -111,7 +111,7 @@ def manifest(
 
 
 #: How K changed endpoints are changed (RUNNING -> something else), per kind.
-def change_of(ep: floor.Endpoint) -> tuple[tuple[str, ...], dict[str, Any]]:
+def change_of(ep: endpoints.Endpoint) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The endpoint's key in the emulator and the fields to patch."""
     if ep.kind == "dataarts":
         return (ep.account, ep.key), {"status": "UPDATING"}
@@ -124,14 +124,14 @@ def change_of(ep: floor.Endpoint) -> tuple[tuple[str, ...], dict[str, Any]]:
     return (ep.key,), {"stage": "LOADING_MODEL", "progress": 40}  # -> Provisioning
 
 
-def pick_changes(layout: Sequence[floor.Endpoint], k: int) -> list[floor.Endpoint]:
+def pick_changes(layout: Sequence[endpoints.Endpoint], k: int) -> list[endpoints.Endpoint]:
     """K endpoints spread over the kinds in proportion, evenly spaced within each kind."""
-    by_kind: dict[str, list[floor.Endpoint]] = {}
+    by_kind: dict[str, list[endpoints.Endpoint]] = {}
     for ep in layout:
         by_kind.setdefault(ep.kind, []).append(ep)
     k = min(k, len(layout))
-    counts = floor.split(k, {kind: float(len(eps)) for kind, eps in by_kind.items()})
-    chosen: list[floor.Endpoint] = []
+    counts = endpoints.split(k, {kind: float(len(eps)) for kind, eps in by_kind.items()})
+    chosen: list[endpoints.Endpoint] = []
     for kind, eps in by_kind.items():
         m = counts.get(kind, 0)
         chosen += [eps[(i * len(eps)) // m] for i in range(m)] if m else []

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import floor  # noqa: E402
+from bench import endpoints  # noqa: E402
 from bench.case import Options, run_case  # noqa: E402
 from bench.kube import TOKEN  # noqa: E402
 from bench.report import RESULTS, log, print_report, results_document, save  # noqa: E402
@@ -50,7 +50,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="repeats per (N, interval); default 3 for N <= 1000 and 1 above",
     )
     p.add_argument(
-        "--mix", default=floor.DEFAULT_MIX, help=f"kind=weight,... (default {floor.DEFAULT_MIX})"
+        "--mix",
+        default=endpoints.DEFAULT_MIX,
+        help=f"kind=weight,... (default {endpoints.DEFAULT_MIX})",
     )
     p.add_argument("--workspaces", type=int, default=3, help="DataArts workspaces")
     p.add_argument("--teams", type=int, default=2, help="Friendli teams (one account each)")
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"inferenceops-bench-{stamp}-"))
     opts = Options(
-        mix=floor.parse_mix(args.mix),
+        mix=endpoints.parse_mix(args.mix),
         workspaces=args.workspaces,
         teams=args.teams,
         namespaces=args.namespaces,
