@@ -29,6 +29,7 @@ from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
 from .providers.base import concurrently
+from .timestamps import format_timestamp, parse_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
 
@@ -239,7 +240,7 @@ class Scheduler:
             spec_error=None,
             status=status,
             reconcile_token=status.get("lastHandledReconcileAt"),
-            last_success=st.parse_timestamp(status.get("lastPollTime")),
+            last_success=parse_timestamp(status.get("lastPollTime")),
             tracked_since=self._wallclock(),
         )
         self._apply_spec(entry, spec, generation)
@@ -434,7 +435,7 @@ class Scheduler:
             failure = st.Failure(
                 ErrorReason.RATE_LIMITED.value,
                 "the provider asked this account to wait (Retry-After); polling resumes at "
-                + st.timestamp(until),
+                + format_timestamp(until),
             )
             self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:

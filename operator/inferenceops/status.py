@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +24,7 @@ from .api.v1alpha1 import (
 )
 from .providers import ErrorReason, Observation, Phase
 from .providers.sanitize import MESSAGE_CHARS, clean
+from .timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
     "READY_PHASES",
@@ -112,22 +113,9 @@ class EventSpec:
     message: str
 
 
-def timestamp(when: datetime) -> str:
-    return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Resource) -> Status:
     prev = prev or {}
-    now = timestamp(res.now)
+    now = format_timestamp(res.now)
     workers, queue = obs.workers, obs.queue
     observed = InferenceEndpointStatus.model_construct(
         phase=obs.phase.value,
@@ -173,7 +161,7 @@ def _written(model: BaseModel) -> Status:
 def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resource) -> Status:
     """Keep what was last known; say why the poll failed; go stale only after 3 intervals."""
     prev = prev or {}
-    now = timestamp(res.now)
+    now = format_timestamp(res.now)
     status: Status = {k: v for k, v in prev.items() if k != "conditions"}
     status.update(_identity(res))
     phase = _phase_of(prev)
@@ -238,7 +226,7 @@ def _stale(prev: Mapping[str, Any], failure: Failure | None, res: Resource) -> s
     phase = _phase_of(prev).value
     # lastPollTime is written only with a change; the caller knows of later successes.
     known = [t for t in (parse_timestamp(prev["lastPollTime"]), res.last_success) if t]
-    since = timestamp(max(known)) if known else prev["lastPollTime"]
+    since = format_timestamp(max(known)) if known else prev["lastPollTime"]
     if failure is None:
         return f"no successful poll since {since} (polls are delayed); last known phase {phase}"
     return f"no successful poll since {since}{why}; last known phase {phase}"
@@ -348,7 +336,7 @@ def _set(
         status=state,
         reason=reason,
         message=clean(message, MESSAGE_CHARS),
-        last_transition_time=str(since or timestamp(res.now)),
+        last_transition_time=str(since or format_timestamp(res.now)),
         observed_generation=res.generation,
     ).model_dump(by_alias=True)
     if old is not None:
