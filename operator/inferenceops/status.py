@@ -38,6 +38,7 @@ __all__ = [
     "after_observation",
     "events_between",
     "merge_patch",
+    "stale_after",
     "status_patch",
 ]
 
@@ -80,6 +81,12 @@ STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
 )
 #: Ready turns Unknown when no poll succeeded for this many intervals.
 STALE_AFTER_INTERVALS = 3
+
+
+def stale_after(interval: float) -> float:
+    """Seconds without a successful poll after which Ready turns Unknown (ObservationStale): the
+    one rule for both a failed poll here and the scheduler's staleness deadline (timing.py)."""
+    return STALE_AFTER_INTERVALS * interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +210,7 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
 
 def after_deadline(prev: Mapping[str, Any] | None, res: Resource) -> Status:
     """The staleness deadline passed with no successful poll (the caller keeps that deadline,
-    `timing.stale_after`): Ready turns Unknown whatever held the polls up (a paused account, a
+    `stale_after`): Ready turns Unknown whatever held the polls up (a paused account, a
     stuck request, an overloaded operator), not only when a poll fails."""
     prev = prev or {}
     ready = condition(prev, "Ready")
@@ -259,8 +266,7 @@ def _phase_transition_time(prev: Mapping[str, Any], phase: str, now: str) -> str
 def _is_stale(res: Resource) -> bool:
     if res.last_success is None:
         return True
-    limit = timedelta(seconds=STALE_AFTER_INTERVALS * res.poll_interval)
-    return res.now - res.last_success > limit
+    return res.now - res.last_success > timedelta(seconds=stale_after(res.poll_interval))
 
 
 def _ready_from_phase(obs: Observation) -> tuple[ConditionStatus, str, str]:
