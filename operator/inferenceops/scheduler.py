@@ -22,6 +22,7 @@ from typing import Any
 from . import status as st
 from .accounts import AccountPool, origin
 from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
@@ -132,7 +133,7 @@ class _Entry:
 
     @property
     def interval(self) -> float:
-        return self.parsed.poll_interval if self.parsed else 30.0
+        return self.parsed.poll_interval if self.parsed else DEFAULT_POLL_INTERVAL_SECONDS
 
 
 class Scheduler:
