@@ -1,7 +1,8 @@
 """Pure status computation: previous status + what a poll learned → the next status.
 
 No I/O and no clock of its own (the caller passes `now`), so every rule here is unit-tested
-without HTTP or a cluster. The scheduler calls these; kube/writer.py writes what they return.
+without HTTP or a cluster. poller.py calls these after each poll (the scheduler only
+`after_deadline`, when a staleness deadline passes); kube/writer.py writes what they return.
 
 Status dicts are the camelCase JSON written to `.status`; None values are never stored.
 """
