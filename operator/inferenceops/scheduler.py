@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from . import status as st
 from .accounts import AccountPool, origin
 from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
@@ -29,6 +30,7 @@ from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
 from .providers.base import concurrently
+from .timestamps import format_timestamp, parse_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
 
@@ -131,7 +133,7 @@ class _Entry:
 
     @property
     def interval(self) -> float:
-        return self.parsed.poll_interval if self.parsed else 30.0
+        return self.parsed.poll_interval if self.parsed else DEFAULT_POLL_INTERVAL_SECONDS
 
 
 class Scheduler:
@@ -242,7 +244,7 @@ class Scheduler:
             spec_error=None,
             status=status,
             reconcile_token=status.get("lastHandledReconcileAt"),
-            last_success=st.parse_timestamp(status.get("lastPollTime")),
+            last_success=parse_timestamp(status.get("lastPollTime")),
             tracked_since=self._wallclock(),
         )
         self._apply_spec(entry, spec, generation)
@@ -437,7 +439,7 @@ class Scheduler:
             failure = st.Failure(
                 ErrorReason.RATE_LIMITED.value,
                 "the provider asked this account to wait (Retry-After); polling resumes at "
-                + st.timestamp(until),
+                + format_timestamp(until),
             )
             self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:

@@ -11,7 +11,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 
@@ -36,7 +36,6 @@ __all__ = [
     "caught",
     "concurrently",
     "list_then_fetch",
-    "provider_time",
     "rate_limited",
 ]
 
@@ -103,17 +102,6 @@ class Observation:
     queue: Queue | None = None
     #: When the provider says the endpoint last changed, where it says (for the freshness metric).
     changed_at: datetime | None = None
-
-
-def provider_time(text: str | None) -> datetime | None:
-    """A provider's ISO-8601 timestamp, or None when absent or unreadable (it is only a hint)."""
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class ErrorReason(StrEnum):

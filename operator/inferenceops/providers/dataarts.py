@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..timestamps import parse_timestamp
 from .base import (
     CREDENTIAL_SEPARATOR,
     SECRET_NAME_PATTERN,
@@ -32,7 +33,6 @@ from .base import (
     Target,
     Workers,
     list_then_fetch,
-    provider_time,
 )
 from .http import MAX_PAGE_BYTES, ProviderURL, error_for_status, excerpt, get_json
 from .hwsign import SIGN_EXTENSION, signer
@@ -278,7 +278,7 @@ def map_endpoint(endpoint: _Endpoint) -> Observation:
         error_code=error_code,
         error_message=error_message,
         workers=_workers(endpoint),
-        changed_at=provider_time(endpoint.update_time),
+        changed_at=parse_timestamp(endpoint.update_time),
     )
 
 

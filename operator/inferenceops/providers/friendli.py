@@ -22,6 +22,7 @@ from typing import Annotated, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
+from ..timestamps import parse_timestamp
 from .base import (
     CredentialedConfig,
     Observation,
@@ -32,7 +33,6 @@ from .base import (
     Target,
     Workers,
     list_then_fetch,
-    provider_time,
     rate_limited,
 )
 from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
@@ -164,7 +164,7 @@ def map_status(body: _Status, replicas: Replicas | None = None) -> Observation:
         error_code=error_code,
         progress=progress,
         workers=replicas.workers if replicas else None,
-        changed_at=provider_time(body.updatedAt),
+        changed_at=parse_timestamp(body.updatedAt),
     )
 
 
