@@ -106,7 +106,7 @@ async def test_over_the_cap_says_so_and_parses_nothing(declared: bool) -> None:
 
 async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -> None:
     from inferenceops.providers import Target
-    from inferenceops.providers.friendli import PROVIDER, FriendliConfig
+    from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
 
     asked: list[httpx.URL] = []
 
@@ -128,8 +128,10 @@ async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -
         )
         for i in range(2)
     ]
+    # Its own adapter: the shared one caches details other tests fetched for the same ids.
+    provider = FriendliProvider()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        results = await PROVIDER.observe(client, targets)
+        results = await provider.observe(client, targets)
     # The page is refused (BadResponse), so each endpoint is asked for on its own; the 100 kB
     # cursor is neither kept nor sent back.
     assert all(r.phase.value == "Running" for r in results.values())  # type: ignore[union-attr]
