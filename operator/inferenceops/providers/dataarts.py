@@ -20,20 +20,18 @@ from pydantic.alias_generators import to_camel
 
 from .base import (
     CREDENTIAL_SEPARATOR,
-    SECRET_NAME_PATTERN,
     ErrorReason,
     Observation,
     Phase,
     PollResult,
     Provider,
-    ProviderConfig,
     ProviderError,
-    SecretKeyRef,
     Target,
     Workers,
-    list_then_fetch,
     provider_time,
 )
+from .batching import list_then_fetch
+from .config import SECRET_NAME_PATTERN, ProviderConfig, SecretKeyRef
 from .http import MAX_PAGE_BYTES, ProviderURL, error_for_status, excerpt, get_json
 from .hwsign import SIGN_EXTENSION, signer
 from .wire import ParseContext, Reduced, wanted_entry

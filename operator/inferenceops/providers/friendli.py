@@ -23,7 +23,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
 from .base import (
-    CredentialedConfig,
     Observation,
     Phase,
     PollResult,
@@ -31,10 +30,10 @@ from .base import (
     ProviderError,
     Target,
     Workers,
-    list_then_fetch,
     provider_time,
-    rate_limited,
 )
+from .batching import list_then_fetch, rate_limited
+from .config import CredentialedConfig
 from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
 from .wire import ParseContext, wanted_key
 

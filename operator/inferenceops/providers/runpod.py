@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from ..aiotasks import concurrently
 from .base import (
-    CredentialedConfig,
     Observation,
     Phase,
     PollResult,
@@ -42,11 +42,9 @@ from .base import (
     Queue,
     Target,
     Workers,
-    caught,
-    concurrently,
-    list_then_fetch,
-    rate_limited,
 )
+from .batching import caught, list_then_fetch, rate_limited
+from .config import CredentialedConfig
 from .http import MAX_LISTING_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
 from .wire import ParseContext, Reduced, wanted_entry
 
