@@ -164,8 +164,8 @@ CREDENTIAL_SEPARATOR = "\n"
 class Provider(ABC, Generic[ConfigT]):
     """A provider adapter.
 
-    Subclasses set the class variables and implement `observe_one`, or override `observe` when
-    the provider can answer many targets with one request.
+    Subclasses set the class variables and implement `observe_one`, or override `observe` and
+    declare `batches` when the provider can answer many targets with one request.
     """
 
     #: The key of the provider block in `spec`, e.g. "friendli".
@@ -175,11 +175,11 @@ class Provider(ABC, Generic[ConfigT]):
     #: The pydantic model of the provider block; the CRD schema is generated from it.
     config_model: ClassVar[type[ProviderConfig]]
 
-    @property
-    def batches(self) -> bool:
-        """Whether one request can answer many targets (the adapter overrides `observe`); the
-        scheduler coalesces due targets only for such providers."""
-        return type(self).observe is not Provider.observe
+    #: Whether one request can answer many targets: such an adapter overrides `observe`, and the
+    #: scheduler coalesces due targets of one account only for it. Declared rather than inferred
+    #: from the code, as External Secrets' `Capabilities()`; the conformance suite checks the
+    #: declaration against `observe` (tests/unit/providers/test_conformance.py).
+    batches: ClassVar[bool] = False
 
     def account_key(self, config: ConfigT) -> Hashable:
         """Targets with equal keys (and equal credentials) share an HTTP client, a request budget,

@@ -448,6 +448,7 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
     name = "dataArtsFabric"
     display_name = "DataArts Fabric"
     config_model = DataArtsFabricConfig
+    batches = True
 
     def account_key(self, config: DataArtsFabricConfig) -> Hashable:
         # One listing answers a whole workspace, so the workspace is part of what can be batched.

@@ -193,6 +193,7 @@ class FriendliProvider(Provider[FriendliConfig]):
     name = "friendli"
     display_name = "FriendliAI"
     config_model = FriendliConfig
+    batches = True
 
     def __init__(
         self,

@@ -383,6 +383,7 @@ class RunPodProvider(Provider[RunPodConfig]):
     name = "runpod"
     display_name = "RunPod"
     config_model = RunPodConfig
+    batches = True
 
     def account_key(self, config: RunPodConfig) -> Hashable:
         return (self.name, config.api, config.base_url())
