@@ -32,7 +32,14 @@ from .base import (
 )
 from .batching import list_then_fetch
 from .config import SECRET_NAME_PATTERN, ProviderConfig, SecretKeyRef
-from .http import MAX_PAGE_BYTES, ProviderURL, error_for_status, excerpt, get_json
+from .http import (
+    MAX_PAGE_BYTES,
+    ProviderURL,
+    error_for_status,
+    excerpt,
+    get_json,
+    validation_summary,
+)
 from .hwsign import SIGN_EXTENSION, signer
 from .wire import ParseContext, Reduced, wanted_entry
 
@@ -335,11 +342,6 @@ def _workspace_wide(err: ProviderError) -> bool:
     )
 
 
-def _validation_summary(err: ValidationError) -> str:
-    first = err.errors()[0]
-    return ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
-
-
 class _Pages:
     """Offset paging through one listing query, filtered to `endpoint_id` when given; a page
     keeps the entries of the `wanted` endpoints only.
@@ -432,7 +434,7 @@ def _observe_entry(entry: _Endpoint | dict[str, Any]) -> PollResult:
     except ValidationError as err:
         return ProviderError(
             ErrorReason.BAD_RESPONSE,
-            f"endpoint entry is not the documented shape ({_validation_summary(err)}): "
+            f"endpoint entry is not the documented shape ({validation_summary(err)}): "
             f"{excerpt(json.dumps(raw), 80)}",
         )
 
