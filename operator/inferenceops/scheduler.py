@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from . import status as st
 from .accounts import AccountPool, origin
+from .aiotasks import concurrently
 from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from .kube.secrets import SecretCache
@@ -29,7 +30,6 @@ from .poller import WAITING, Batch, Poller, Written
 from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
-from .providers.base import concurrently
 from .timestamps import format_timestamp, parse_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue

@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
 from ..timestamps import parse_timestamp
 from .base import (
-    CredentialedConfig,
     Observation,
     Phase,
     PollResult,
@@ -32,9 +31,9 @@ from .base import (
     ProviderError,
     Target,
     Workers,
-    list_then_fetch,
-    rate_limited,
 )
+from .batching import list_then_fetch, rate_limited
+from .config import CredentialedConfig
 from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
 from .wire import ParseContext, wanted_key
 
@@ -194,6 +193,7 @@ class FriendliProvider(Provider[FriendliConfig]):
     name = "friendli"
     display_name = "FriendliAI"
     config_model = FriendliConfig
+    batches = True
 
     def __init__(
         self,
