@@ -6,7 +6,9 @@
 --   status.observedGeneration ~= generation -> Progressing (the operator has not seen the spec)
 --   no status / no phase yet               -> Progressing
 --   phase Terminated                       -> Missing     (the remote endpoint is gone)
---   Stalled=True (InvalidSpec, SecretMissing, Unauthorized, NotFound, phase Failed)
+--   Stalled=True (phase Failed; InvalidSpec, SecretMissing, Unauthorized, NotFound,
+--     DestinationDenied, InsecureURL, the providerRef reasons: ProviderMissing,
+--     ProviderNotAllowed, ProviderMismatch, OverrideNotAllowed, SecretNamespaceNotAllowed)
 --                                          -> Degraded
 --   Ready=Unknown/ObservationStale         -> Unknown     (no successful poll for 3 intervals)
 --   phase Sleeping / Suspended             -> Suspended

@@ -5,7 +5,8 @@
 --   being deleted                           -> Progressing
 --   status.observedGeneration ~= generation -> Progressing (the operator has not seen the spec)
 --   no Ready condition yet                  -> Progressing
---   Stalled=True (Unauthorized, SecretMissing) -> Degraded
+--   Stalled=True (Unauthorized, SecretMissing, InsecureURL, DestinationDenied,
+--     SecretNamespaceNotAllowed)            -> Degraded
 --   Ready=False/RateLimited                 -> Progressing (the provider's pause ends by itself)
 --   Ready=False (Unreachable, ...)          -> Degraded
 --   Ready=True, or Unknown/NoCallsYet       -> Healthy (an unused account is not a fault)

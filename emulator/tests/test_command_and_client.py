@@ -72,12 +72,12 @@ def test_harness_and_client(tmp_path: Path) -> None:
 
         http = httpx.Client(base_url=emu.base_url, timeout=10)
         fault = emu.fail("nsModelServer", 503, endpoint="n1", times=1)
-        assert [f["id"] for f in emu.faults()] == [fault]
+        assert [f["id"] for f in emu.list_faults()] == [fault]
         assert http.get("/ns/n1/status").status_code == 503
         assert http.get("/ns/n1/status").json()["data"]["progress"] == 70
         assert emu.requests("nsModelServer", "n1") == 2
         assert emu.requests(path="/ns/n1/status") == 2
-        assert emu.summary()["providers"] == {"nsModelServer": 2}
+        assert emu.request_summary()["providers"] == {"nsModelServer": 2}
         emu.reset_requests()
         assert emu.requests() == 0
 
@@ -90,14 +90,14 @@ def test_harness_and_client(tmp_path: Path) -> None:
         emu.lifecycle("dataArtsFabric", "ep-a", [(0, {"status": "RUNNING"})], workspace="ws-1")
         emu.lifecycle("friendli", "f-000000", [(0, None)])
         for _ in range(50):
-            if not emu.lifecycles():
+            if not emu.active_lifecycles():
                 break
             time.sleep(0.05)
         assert emu.get("dataArtsFabric", "ws-1", "ep-a")["status"] == "RUNNING"
         assert emu.changed_at("friendli", "f-000000") >= before
         assert "f-000000" not in emu.ids("friendli")
         emu.reset()
-        assert emu.ids("friendli") == [] and emu.faults() == []
+        assert emu.ids("friendli") == [] and emu.list_faults() == []
         http.close()
         pid = emu.pid
     with pytest.raises(httpx.ConnectError):

@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from . import status as st
 from .accounts import AccountPool, credential_fingerprint
 from .api import ParsedSpec
-from .api.v1alpha1 import RECONCILE_TOKEN_CHARS
+from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS, RECONCILE_TOKEN_CHARS
 from .kube.secrets import SecretMissing, SecretPending
 from .kube.writer import StatusSink, WriteError
 from .providers import (
@@ -223,7 +223,7 @@ class Poller:
             generation=item.generation,
             provider=parsed.provider.name if parsed else None,
             endpoint=parsed.provider.endpoint_label(parsed.config) if parsed else None,
-            poll_interval=parsed.poll_interval if parsed else 30.0,
+            poll_interval=parsed.poll_interval if parsed else DEFAULT_POLL_INTERVAL_SECONDS,
             now=now,
             last_success=max(
                 (t for t in (item.last_success, item.tracked_since) if t is not None),

@@ -37,6 +37,7 @@ from .api.provider_kinds import (
     allowed_overrides_model,
 )
 from .providers import Provider, all_providers
+from .providers.http import validation_summary
 
 __all__ = [
     "OVERRIDE_NOT_ALLOWED",
@@ -223,11 +224,8 @@ class ProviderObjects:
         try:
             defaults = account_model(provider).model_validate(source[provider.name])
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise Unresolved(
-                PROVIDER_MISMATCH, f"{_describe(key)}: {provider.name}.{where}: {first['msg']}"
-            ) from None
+            summary = validation_summary(err, within=provider.name)
+            raise Unresolved(PROVIDER_MISMATCH, f"{_describe(key)}: {summary}") from None
         shared = defaults.model_dump(by_alias=True, exclude_none=True)
         budget = {k: shared.pop(k, None) for k in ("requestsPerSecond", "burst")}
         config = provider.config_model

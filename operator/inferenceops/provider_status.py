@@ -30,10 +30,9 @@ from .status import (
     EventSpec,
     condition,
     merge_patch,
-    parse_timestamp,
     set_condition,
-    timestamp,
 )
+from .timestamps import format_timestamp, parse_timestamp
 
 __all__ = ["CallOutcome", "ProviderStatus", "ProviderStatusSink", "provider_status"]
 
@@ -125,14 +124,14 @@ def provider_status(
         or (condition(prev, "Ready") or {}).get("status") != ready[0]
         or last_success - shown_success > success_refresh
     ):
-        success = timestamp(last_success)
+        success = format_timestamp(last_success)
     status = ProviderObjectStatus.model_construct(
         provider=provider,
         endpoints=len(users),
         ready_endpoints=ready_users,
         endpoint_summary=f"{ready_users}/{len(users)}",
         last_success_time=success,
-        paused_until=timestamp(paused) if paused else kept_pause,
+        paused_until=format_timestamp(paused) if paused else kept_pause,
         observed_generation=generation,
     ).model_dump(by_alias=True, exclude_none=True)
     status["conditions"] = conditions

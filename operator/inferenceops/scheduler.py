@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import status as st
 from .accounts import AccountPool, origin
+from .aiotasks import concurrently
 from .api import InvalidSpecError, ParsedSpec, parse_spec
+from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from .clock import SYSTEM_CLOCK, Clock
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
@@ -28,7 +30,7 @@ from .poller import WAITING, Batch, Poller, Written
 from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
-from .providers.base import concurrently
+from .timestamps import format_timestamp, parse_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
 
@@ -131,7 +133,7 @@ class _Entry:
 
     @property
     def interval(self) -> float:
-        return self.parsed.poll_interval if self.parsed else 30.0
+        return self.parsed.poll_interval if self.parsed else DEFAULT_POLL_INTERVAL_SECONDS
 
 
 class Scheduler:
@@ -177,15 +179,18 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
         self._provider_gates: dict[str, asyncio.Semaphore] = {}
-        #: A host's gate exists only while someone holds or waits for it (as `_locks`).
-        self._host_gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        #: Per host (scheme://host:port) not known to answer quickly.
+        self._host_gates: _WhileUsed[str, asyncio.Semaphore] = _WhileUsed(
+            lambda: asyncio.Semaphore(self.settings.max_concurrent_polls_per_host)
+        )
         self._slow_lane = asyncio.Semaphore(self.settings.slow_lane_polls)
         self._phase_counts: dict[str, int] = {}
         #: Endpoints by the Secret they use, so a changed Secret re-polls all of them.
         self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
-        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
+        #: One per endpoint being written: 10,000 idle locks would be memory for nothing.
+        self._locks: _WhileUsed[Key, asyncio.Lock] = _WhileUsed(asyncio.Lock)
         #: Labelled children looked up once, not per poll.
         self._poll_counters: dict[tuple[str, str], Any] = {}
 
@@ -239,7 +244,7 @@ class Scheduler:
             spec_error=None,
             status=status,
             reconcile_token=status.get("lastHandledReconcileAt"),
-            last_success=st.parse_timestamp(status.get("lastPollTime")),
+            last_success=parse_timestamp(status.get("lastPollTime")),
             tracked_since=self._wallclock(),
         )
         self._apply_spec(entry, spec, generation)
@@ -434,7 +439,7 @@ class Scheduler:
             failure = st.Failure(
                 ErrorReason.RATE_LIMITED.value,
                 "the provider asked this account to wait (Retry-After); polling resumes at "
-                + st.timestamp(until),
+                + format_timestamp(until),
             )
             self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:
@@ -578,36 +583,15 @@ class Scheduler:
             async with provider, self._gate:
                 yield
             return
-        held = self._host_gates.get(host)
-        gate, users = held or (asyncio.Semaphore(self.settings.max_concurrent_polls_per_host), 0)
-        self._host_gates[host] = (gate, users + 1)
-        try:
-            async with slow_lane, gate, provider, self._gate:
-                yield
-        finally:
-            gate, users = self._host_gates[host]
-            if users == 1:
-                del self._host_gates[host]
-            else:
-                self._host_gates[host] = (gate, users - 1)
+        async with slow_lane, self._host_gates.held(host), provider, self._gate:
+            yield
 
     @contextlib.asynccontextmanager
     async def _writing(self, key: Key) -> AsyncIterator[None]:
         """Held while an endpoint's status is computed and written: a staleness deadline and a
-        poll's result must not both patch from the same old status. A lock exists only while
-        someone holds or waits for it: one per endpoint would be 10,000 idle locks."""
-        held = self._locks.get(key)
-        lock, users = held if held is not None else (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        poll's result must not both patch from the same old status."""
+        async with self._locks.held(key):
+            yield
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -757,6 +741,32 @@ def _phase(value: object) -> Phase | None:
         return Phase(str(value)) if value else None
     except ValueError:
         return None
+
+
+_K = TypeVar("_K", bound=Hashable)
+_G = TypeVar("_G", asyncio.Lock, asyncio.Semaphore)
+
+
+class _WhileUsed(Generic[_K, _G]):
+    """A lock or semaphore per key that exists only while someone holds or waits for it."""
+
+    def __init__(self, make: Callable[[], _G]) -> None:
+        self._make: Callable[[], _G] = make
+        self._held: dict[_K, tuple[_G, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: _K) -> AsyncIterator[None]:
+        gate, users = self._held.get(key) or (self._make(), 0)
+        self._held[key] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._held[key]
+            if users == 1:
+                del self._held[key]
+            else:
+                self._held[key] = (gate, users - 1)
 
 
 def _host_of(batch: Batch[Any]) -> str:

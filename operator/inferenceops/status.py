@@ -1,7 +1,8 @@
 """Pure status computation: previous status + what a poll learned → the next status.
 
 No I/O and no clock of its own (the caller passes `now`), so every rule here is unit-tested
-without HTTP or a cluster. The scheduler calls these; kube/writer.py writes what they return.
+without HTTP or a cluster. poller.py calls these after each poll (the scheduler only
+`after_deadline`, when a staleness deadline passes); kube/writer.py writes what they return.
 
 Status dicts are the camelCase JSON written to `.status`; None values are never stored.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from .api.v1alpha1 import (
 )
 from .providers import ErrorReason, Observation, Phase
 from .providers.sanitize import MESSAGE_CHARS, clean
+from .timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
     "READY_PHASES",
@@ -37,6 +39,7 @@ __all__ = [
     "after_observation",
     "events_between",
     "merge_patch",
+    "stale_after",
     "status_patch",
 ]
 
@@ -81,6 +84,12 @@ STALLED_REASONS = UNPOLLABLE_REASONS | frozenset(
 STALE_AFTER_INTERVALS = 3
 
 
+def stale_after(interval: float) -> float:
+    """Seconds without a successful poll after which Ready turns Unknown (ObservationStale): the
+    one rule for both a failed poll here and the scheduler's staleness deadline (timing.py)."""
+    return STALE_AFTER_INTERVALS * interval
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A poll that yielded no observation; `reason` becomes the Synced condition's reason."""
@@ -112,22 +121,9 @@ class EventSpec:
     message: str
 
 
-def timestamp(when: datetime) -> str:
-    return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Resource) -> Status:
     prev = prev or {}
-    now = timestamp(res.now)
+    now = format_timestamp(res.now)
     workers, queue = obs.workers, obs.queue
     observed = InferenceEndpointStatus.model_construct(
         phase=obs.phase.value,
@@ -173,7 +169,7 @@ def _written(model: BaseModel) -> Status:
 def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resource) -> Status:
     """Keep what was last known; say why the poll failed; go stale only after 3 intervals."""
     prev = prev or {}
-    now = timestamp(res.now)
+    now = format_timestamp(res.now)
     status: Status = {k: v for k, v in prev.items() if k != "conditions"}
     status.update(_identity(res))
     phase = _phase_of(prev)
@@ -215,7 +211,7 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
 
 def after_deadline(prev: Mapping[str, Any] | None, res: Resource) -> Status:
     """The staleness deadline passed with no successful poll (the caller keeps that deadline,
-    `timing.stale_after`): Ready turns Unknown whatever held the polls up (a paused account, a
+    `stale_after`): Ready turns Unknown whatever held the polls up (a paused account, a
     stuck request, an overloaded operator), not only when a poll fails."""
     prev = prev or {}
     ready = condition(prev, "Ready")
@@ -238,7 +234,7 @@ def _stale(prev: Mapping[str, Any], failure: Failure | None, res: Resource) -> s
     phase = _phase_of(prev).value
     # lastPollTime is written only with a change; the caller knows of later successes.
     known = [t for t in (parse_timestamp(prev["lastPollTime"]), res.last_success) if t]
-    since = timestamp(max(known)) if known else prev["lastPollTime"]
+    since = format_timestamp(max(known)) if known else prev["lastPollTime"]
     if failure is None:
         return f"no successful poll since {since} (polls are delayed); last known phase {phase}"
     return f"no successful poll since {since}{why}; last known phase {phase}"
@@ -271,8 +267,7 @@ def _phase_transition_time(prev: Mapping[str, Any], phase: str, now: str) -> str
 def _is_stale(res: Resource) -> bool:
     if res.last_success is None:
         return True
-    limit = timedelta(seconds=STALE_AFTER_INTERVALS * res.poll_interval)
-    return res.now - res.last_success > limit
+    return res.now - res.last_success > timedelta(seconds=stale_after(res.poll_interval))
 
 
 def _ready_from_phase(obs: Observation) -> tuple[ConditionStatus, str, str]:
@@ -348,7 +343,7 @@ def _set(
         status=state,
         reason=reason,
         message=clean(message, MESSAGE_CHARS),
-        last_transition_time=str(since or timestamp(res.now)),
+        last_transition_time=str(since or format_timestamp(res.now)),
         observed_generation=res.generation,
     ).model_dump(by_alias=True)
     if old is not None:

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 
 from .providers import ErrorReason, Phase
-from .status import STALE_AFTER_INTERVALS, STALLED_REASONS, TRANSITIONAL_PHASES
+from .status import STALLED_REASONS, TRANSITIONAL_PHASES, stale_after
 
 __all__ = ["PollPolicy", "shard_of", "stale_after"]
 
@@ -59,11 +59,6 @@ class PollPolicy:
     def jitter_factor(self) -> float:
         # Only ever earlier: a change must show within one interval, never 1.1 intervals.
         return random.uniform(1 - self.jitter, 1.0)
-
-
-def stale_after(interval: float) -> float:
-    """Seconds without a successful poll after which Ready turns Unknown (ObservationStale)."""
-    return STALE_AFTER_INTERVALS * interval
 
 
 def shard_of(namespace: str, name: str, count: int) -> int:

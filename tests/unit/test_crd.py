@@ -11,6 +11,7 @@ import yaml
 
 from inferenceops.api import InvalidSpecError, parse_spec
 from inferenceops.api.crd import all_crds, crd, crd_yaml, provider_crd
+from inferenceops.api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from inferenceops.providers import all_providers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,13 @@ def test_every_provider_block_and_the_one_of_rule() -> None:
     assert any(all(f"has(self.{n})" in r for n in names) and "size() == 1" in r for r in rules)
     assert "duration(self.pollInterval) >= duration('5s')" in rules
     assert spec["properties"]["pollInterval"]["default"] == "30s"
+
+
+def test_the_default_interval_is_the_crd_default_in_seconds() -> None:
+    # The operator's fallback (an endpoint whose spec it cannot parse) is this same constant.
+    assert DEFAULT_POLL_INTERVAL_SECONDS == 30.0
+    ns = {"nsModelServer": {"url": "http://ns.test:8080"}}
+    assert parse_spec(ns).poll_interval == DEFAULT_POLL_INTERVAL_SECONDS
 
 
 def test_schema_fields_match_models() -> None:

@@ -86,6 +86,14 @@ def test_missing_and_mismatched_providers() -> None:
     assert "is a runpod account; this endpoint's block is friendli" in err.message
 
 
+def test_a_provider_block_the_model_refuses_is_named_with_its_field() -> None:
+    bad = {"friendli": {"url": "ftp://friendli.test", "credentialsSecretRef": CREDS}}
+    store = objects(("InferenceProvider", obj("InferenceProvider", "acct", bad)))
+    err = unresolved(store, "ml", ref_spec())
+    assert err.reason == "ProviderMismatch"
+    assert err.message.startswith("InferenceProvider ml/acct: friendli.url: String should match")
+
+
 def cluster(**extra: Any) -> dict[str, Any]:
     return obj(
         "ClusterInferenceProvider", "shared", {**FRIENDLI, "secretNamespace": "vault", **extra}

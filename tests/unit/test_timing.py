@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from inferenceops.providers import ErrorReason, Phase
+from datetime import UTC, datetime, timedelta
+
+from inferenceops import status as st
+from inferenceops.providers import ErrorReason, Observation, Phase
 from inferenceops.providers.http import MAX_RETRY_AFTER_SECONDS, parse_retry_after
 from inferenceops.timing import PollPolicy, shard_of, stale_after
 
@@ -40,6 +43,22 @@ def test_a_restart_spreads_each_resource_over_its_own_phase_interval() -> None:
 
 def test_stale_after_three_intervals() -> None:
     assert stale_after(30) == 90
+
+
+def test_a_failed_poll_goes_stale_exactly_when_the_scheduler_deadline_falls() -> None:
+    interval, since = 7.0, datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+    good = st.after_observation(None, Observation(Phase.RUNNING, "RUNNING"), resource(since))
+    deadline = since + timedelta(seconds=stale_after(interval))
+    for now, ready in ((deadline, "True"), (deadline + timedelta(seconds=1), "Unknown")):
+        res = resource(now, interval, last_success=since)
+        status = st.after_failure(good, st.Failure("Timeout", "no answer"), res)
+        assert (st.condition(status, "Ready") or {}).get("status") == ready
+
+
+def resource(
+    now: datetime, interval: float = 30.0, last_success: datetime | None = None
+) -> st.Resource:
+    return st.Resource(1, "nsModelServer", "ep", interval, now, last_success=last_success)
 
 
 def test_retry_after_is_capped() -> None:

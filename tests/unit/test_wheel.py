@@ -36,5 +36,10 @@ def test_the_operator_wheel_has_no_emulator(tmp_path: Path) -> None:
         names = archive.namelist()
         sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
     assert any(n.startswith("inferenceops/providers/") for n in names)  # the wheel is the operator
+    # Subpackages too: the providers that are packages of modules.
+    assert {
+        "inferenceops/providers/runpod/adapter.py",
+        "inferenceops/providers/dataarts/adapter.py",
+    } <= set(names)
     assert [n for n in names if "emulator" in n.lower()] == []
     assert [n for n, text in sources.items() if "inferenceops_emulator" in text] == []

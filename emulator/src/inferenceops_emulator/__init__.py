@@ -70,34 +70,12 @@ types); `huge` pads the reply past `size` bytes, keeping it valid JSON.
 Request accounting counts every provider request, faulted or rejected, by provider, by
 endpoint id / instance / workspace, and by exact path; control calls are not counted.
 
-Control API (JSON bodies; errors are `{"error": ...}` with 400/404/405), under {base}/_emulator;
-`client.EmulatorClient` wraps it, `process.emulator_process` runs the emulator as a subprocess.
-Where a provider's key has leading parts (DataArts: `workspace`), bodies name them.
-
-    GET    /                                    urls and providers
-    POST   /reset                               emu.reset()
-    POST   /seed                                body: a seed document (below)
-    POST   /bulk                                {provider, count, prefix?, workspace?, fields?}
-    PUT    /tokens                              {"token": t}, every provider
-    PUT    /tokens/{provider}                   {"token": t, "expires_in": s?}
-    PUT    /access-keys/{provider}              {"access_key": ak, "secret_key": sk}
-    GET    /faults                              {"faults": [...]}
-    POST   /faults                              {provider, kind, endpoint?, times?, status?,
-                                                 retry_after?, seconds?, mode?, size?, body?}
-                                                -> {"id"}
-    DELETE /faults?provider=&endpoint=          clear matching faults -> {"removed"}
-    DELETE /faults/{id}
-    GET    /lifecycles                          {"active": [ids]}
-    POST   /lifecycles                          {provider, key, workspace?, steps: [[after,
-                                                 {...} | null], ...] or [{"after", "set"}]}
-    DELETE /lifecycles[/{id}]
-    GET    /requests?provider=&endpoint=&path=  {"count": n}
-    GET    /requests/summary                    totals by provider, endpoint, path
-    DELETE /requests                            reset counts
-    GET    /changed_at/{provider}/{key}         {"changed_at": epoch seconds}
-    GET|PUT|PATCH|DELETE /{provider}/{key}      body = put() kwargs; DataArts: /{ws}/{id}
-    GET    /{provider}                          {"ids": [...]} (DataArts: the workspaces)
-    GET|PUT|DELETE /dataArtsFabric/{ws}         {"ids"} of a workspace / create / delete it
+Control API (JSON bodies; errors are `{"error": ...}` with 400/404/405), under {base}/_emulator:
+the table in `control.py` (each operation's method, paths, parameters and answer) is the one
+list of it; the server's routes, `client.EmulatorClient`'s methods and the `Emulator` methods
+above take their names from it (GET /requests/summary is `request_summary()` everywhere).
+`process.emulator_process` runs the emulator as a subprocess. Where a provider's key has
+leading parts (DataArts: `workspace`), bodies name them.
 
 Seed document (YAML or JSON file for serve_forever / load_seed, or POST /seed); every value
 is the keyword arguments of the matching put(), null meaning all defaults:

@@ -17,6 +17,7 @@ from typing import Any, cast
 import yaml
 from aiohttp import web
 
+from . import control
 from ._core import HUGE_DEFAULT, Emulation, Fault, FaultKind, GarbageMode, Hub, StateStore
 from .registry import EMULATIONS, emulation
 
@@ -95,7 +96,7 @@ class Emulator:
 
     @property
     def control_url(self) -> str:
-        return f"{self.base_url}/_emulator"
+        return f"{self.base_url}{control.PREFIX}"
 
     def url(self, name: str, **params: str) -> str:
         """A provider API's base URL by its name in the index, e.g. url("runpod_v2") or
@@ -104,6 +105,17 @@ class Emulator:
             if name in e.urls:
                 return self.base_url + e.urls[name].format(**params)
         raise ValueError(f"no URL named {name!r}")
+
+    def info(self) -> dict[str, Any]:
+        """The providers and their URLs."""
+        return {
+            "providers": list(EMULATIONS),
+            "urls": {
+                label: self.base_url + path
+                for e in EMULATIONS.values()
+                for label, path in e.urls.items()
+            },
+        }
 
     def store(self, provider: str) -> Any:
         """A provider's state (e.g. FriendliStore) by its spec name; see its put() for fields."""
@@ -398,41 +410,11 @@ class Emulator:
     # -- control API --------------------------------------------------------------------
 
     def _add_control_routes(self, app: web.Application) -> None:
-        r = app.router
-        c = "/_emulator"
-        providers = "{provider:" + "|".join(EMULATIONS) + "}"
-        r.add_get(c, _control(self._c_info))
-        r.add_get(c + "/", _control(self._c_info))
-        r.add_post(c + "/reset", _control(self._c_reset))
-        r.add_post(c + "/seed", _control(self._c_seed))
-        r.add_post(c + "/bulk", _control(self._c_bulk))
-        r.add_put(c + "/tokens", _control(self._c_token))
-        r.add_put(c + "/tokens/{provider}", _control(self._c_token))
-        r.add_put(c + "/access-keys/{provider}", _control(self._c_access_key))
-        r.add_get(c + "/faults", _control(self._c_faults))
-        r.add_post(c + "/faults", _control(self._c_add_fault))
-        r.add_delete(c + "/faults", _control(self._c_clear_faults))
-        r.add_delete(c + "/faults/{id}", _control(self._c_remove_fault))
-        r.add_get(c + "/lifecycles", _control(self._c_lifecycles))
-        r.add_post(c + "/lifecycles", _control(self._c_add_lifecycle))
-        r.add_delete(c + "/lifecycles", _control(self._c_cancel_lifecycles))
-        r.add_delete(c + "/lifecycles/{id}", _control(self._c_cancel_lifecycle))
-        r.add_get(c + "/requests", _control(self._c_requests))
-        r.add_get(c + "/requests/summary", _control(self._c_request_summary))
-        r.add_delete(c + "/requests", _control(self._c_reset_requests))
-        r.add_get(c + "/changed_at/{provider}/{key}", _control(self._c_changed_at))
-        r.add_get(c + "/" + providers, _control(self._c_state))
-        r.add_route("*", c + "/" + providers + "/{key:.+}", _control(self._c_state))
+        for method, path, handler in control.routes():
+            app.router.add_route(method, control.PREFIX + path, _control(getattr(self, handler)))
 
     async def _c_info(self, _request: web.Request) -> Any:
-        return {
-            "providers": list(EMULATIONS),
-            "urls": {
-                label: self.base_url + path
-                for e in EMULATIONS.values()
-                for label, path in e.urls.items()
-            },
-        }
+        return self.info()
 
     async def _c_reset(self, _request: web.Request) -> Any:
         self.reset()
@@ -456,7 +438,7 @@ class Emulator:
             raise ValueError(f"unknown keys: {sorted(body)}")
         return {"count": len(ids), "first": ids[0] if ids else None}
 
-    async def _c_token(self, request: web.Request) -> Any:
+    async def _c_set_token(self, request: web.Request) -> Any:
         body = await _body(request)
         token = body.get("token")
         if not isinstance(token, str):
@@ -467,7 +449,7 @@ class Emulator:
         self.set_token(request.match_info.get("provider"), token, expires_in)
         return {"ok": True}
 
-    async def _c_access_key(self, request: web.Request) -> Any:
+    async def _c_set_access_key(self, request: web.Request) -> Any:
         body = await _body(request)
         access_key, secret_key = body.get("access_key"), body.get("secret_key")
         if not isinstance(access_key, str) or not isinstance(secret_key, str):
@@ -475,7 +457,7 @@ class Emulator:
         self.set_access_key(request.match_info["provider"], access_key, secret_key)
         return {"ok": True}
 
-    async def _c_faults(self, _request: web.Request) -> Any:
+    async def _c_list_faults(self, _request: web.Request) -> Any:
         return {"faults": [f.to_json() for f in self.list_faults()]}
 
     async def _c_add_fault(self, request: web.Request) -> Any:
@@ -494,10 +476,10 @@ class Emulator:
             raise KeyError(request.match_info["id"])
         return {"ok": True}
 
-    async def _c_lifecycles(self, _request: web.Request) -> Any:
+    async def _c_active_lifecycles(self, _request: web.Request) -> Any:
         return {"active": self.active_lifecycles()}
 
-    async def _c_add_lifecycle(self, request: web.Request) -> Any:
+    async def _c_lifecycle(self, request: web.Request) -> Any:
         body = await _body(request)
         steps: list[Step] = []
         for step in body.get("steps") or []:

@@ -45,6 +45,11 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+#: The default in seconds; also the interval of an endpoint whose spec cannot be parsed (its
+#: staleness deadline and its next look still need one).
+DEFAULT_POLL_INTERVAL_SECONDS = parse_duration(DEFAULT_POLL_INTERVAL)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSource:
     """The provider object an endpoint's account comes from (its `spec.providerRef`, resolved):

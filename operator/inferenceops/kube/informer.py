@@ -1,10 +1,11 @@
-"""List, then watch, the InferenceEndpoints, and hand each object to the scheduler.
+"""List, then watch, one kind of object and hand each to its handler: one class for every watch
+of the operator (InferenceEndpoints, Secrets, the provider objects, Namespaces; handlers.py).
 
 Why not kopf's `on.event` handler: kopf runs every watch event through a per-object worker,
 cause detection, loggers and a handler invocation. At start-up with 10,000 resources that is
 20,000 events (the listing, then the echo of each first status write) and it was 36 % of the
-operator's start-up CPU (docs/performance.md); the handler itself was 1.3 %. kopf still serves
-the Secrets watch, the probes, login, start-up and cleanup.
+operator's start-up CPU (docs/performance.md); the handler itself was 1.3 %. kopf keeps only
+login, the probes, start-up and cleanup.
 
 The protocol is the API server's: a paged LIST (`limit`/`continue`), then a WATCH from the
 list's `resourceVersion` with bookmarks, re-opened from the last seen version when the server

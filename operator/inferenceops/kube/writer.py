@@ -9,7 +9,6 @@ import socket
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -19,6 +18,7 @@ from ..api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
 from ..clock import SYSTEM_CLOCK, Clock
 from ..metrics import Metrics
 from ..status import EventSpec
+from ..timestamps import format_timestamp
 from .client import ApiSession
 from .errors import ApiError, ApiNotFound, check
 
@@ -135,7 +135,7 @@ class ApiWriter:
     async def _emit(self, kind: str, namespace: str, name: str, uid: str, event: EventSpec) -> None:
         self._metrics.events.labels(event.type).inc()
         key: EventKey = (kind, namespace, name, uid, event.type, event.reason)
-        now, stamp = self._clock.monotonic(), _timestamp(self._clock.now())
+        now, stamp = self._clock.monotonic(), format_timestamp(self._clock.now())
         message = event.message[:1024]
         seen = self._recent.get(key)
         if seen is not None and seen.count == seen.written and self._expired(seen, now):
@@ -312,10 +312,6 @@ class _Recent:
 def _events_namespace(namespace: str) -> str:
     # Events about a cluster-scoped object live in "default", as kubectl describe expects.
     return namespace or "default"
-
-
-def _timestamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class WriteError(RuntimeError):

@@ -1,20 +1,18 @@
-"""Provider adapters: one module per provider behind `base.Provider`. See docs/providers.md."""
+"""Provider adapters, one module or package each, behind `base.Provider` (docs/providers.md)."""
 
 from .base import (
     CREDENTIAL_SEPARATOR,
-    CredentialedConfig,
     ErrorReason,
     Observation,
     Phase,
     PollResult,
     Provider,
-    ProviderConfig,
     ProviderError,
     Queue,
-    SecretKeyRef,
     Target,
     Workers,
 )
+from .config import CredentialedConfig, ProviderConfig, SecretKeyRef
 from .registry import all_providers, get
 
 __all__ = [

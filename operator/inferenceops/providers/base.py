@@ -2,53 +2,36 @@
 
 An adapter turns targets (validated provider blocks plus their credential) into HTTP requests and
 the answers into `Observation`s. It never touches Kubernetes and knows nothing of status
-conditions: `inferenceops.status` turns observations into status.
+conditions: `inferenceops.status` turns observations into status. The provider blocks' base
+models are in `config.py`, the batching helpers of listing adapters in `batching.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+
+from ..aiotasks import concurrently
+from .config import ProviderConfig
 
 __all__ = [
     "CREDENTIAL_SEPARATOR",
-    "CredentialedConfig",
     "ErrorReason",
     "Observation",
     "Phase",
     "PollResult",
     "Provider",
-    "ProviderConfig",
     "ProviderError",
     "Queue",
-    "SecretKeyRef",
     "Target",
     "Workers",
-    "caught",
-    "concurrently",
-    "list_then_fetch",
-    "provider_time",
-    "rate_limited",
 ]
-
-_T = TypeVar("_T")
-
-
-async def concurrently(awaitables: Sequence[Awaitable[_T]]) -> list[_T]:
-    """`asyncio.gather` without its Task when there is only one: most polls are of one endpoint,
-    and a Task per poll (twice) showed in the steady-state profile at 10,000 endpoints."""
-    if len(awaitables) == 1:
-        return [await awaitables[0]]
-    return list(await asyncio.gather(*awaitables))
 
 
 class Phase(StrEnum):
@@ -105,17 +88,6 @@ class Observation:
     changed_at: datetime | None = None
 
 
-def provider_time(text: str | None) -> datetime | None:
-    """A provider's ISO-8601 timestamp, or None when absent or unreadable (it is only a hint)."""
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 class ErrorReason(StrEnum):
     """Why a poll failed; these become the `Synced` condition's reason."""
 
@@ -155,75 +127,6 @@ class ProviderError(Exception):
 
 PollResult = Observation | ProviderError
 
-
-#: A Kubernetes object name (DNS-1123 subdomain): what the API server accepts for a Secret, so
-#: nothing else (`../x`) reaches the Secret lookup.
-SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-class SecretKeyRef(BaseModel):
-    """A key of a Secret in the resource's own namespace."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=SECRET_NAME_PATTERN,
-        description="Name of the Secret (a DNS-1123 subdomain, as Kubernetes requires).",
-    )
-    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
-
-
-class ProviderConfig(BaseModel):
-    """Base of every provider block in `spec`; fields are camelCase in YAML."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
-    )
-
-    #: Fields that name one remote endpoint: only an InferenceEndpoint sets them, never an
-    #: InferenceProvider (api/provider_kinds.py builds the provider's block without them).
-    endpoint_fields: ClassVar[frozenset[str]] = frozenset({"endpoint_id"})
-    #: Fields naming Secrets: set on the endpoint or on the provider object, never both.
-    credential_fields: ClassVar[tuple[str, ...]] = ()
-    #: Fields that decide where requests (and so credentials) go: an endpoint using a provider
-    #: object's credentials may not change them, or it could send them to a server of its own.
-    destination_fields: ClassVar[frozenset[str]] = frozenset({"url"})
-    #: Fields choosing which part of an account a request acts on (a team, a workspace): one
-    #: key may read several. Through a provider object an endpoint may set them only to what
-    #: the object's `spec.allowedOverrides` lists (provider_objects.py).
-    account_fields: ClassVar[frozenset[str]] = frozenset()
-
-    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
-        """The Secret keys a poll reads, in the order the adapter expects their values (all in
-        one Secret); empty for providers without credentials."""
-        return ()
-
-    def destinations(self) -> dict[str, str]:
-        """Where requests go, by field alias: each destination field's value, or the default
-        the adapter applies when it is unset (a provider whose default is computed says so)."""
-        out = {}
-        for name in sorted(self.destination_fields):
-            value = getattr(self, name, None)
-            if value is not None:
-                out[type(self).model_fields[name].alias or name] = str(value)
-        return out
-
-
-class CredentialedConfig(ProviderConfig):
-    """A provider block whose requests carry a credential read from a Secret."""
-
-    credential_fields: ClassVar[tuple[str, ...]] = ("credentials_secret_ref",)
-
-    credentials_secret_ref: SecretKeyRef = Field(
-        description="Secret key holding the API credential, in the resource's namespace."
-    )
-
-    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
-        return (self.credentials_secret_ref,)
-
-
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
 
 
@@ -249,8 +152,8 @@ CREDENTIAL_SEPARATOR = "\n"
 class Provider(ABC, Generic[ConfigT]):
     """A provider adapter.
 
-    Subclasses set the class variables and implement `observe_one`, or override `observe` when
-    the provider can answer many targets with one request.
+    Subclasses set the class variables and implement `observe_one`, or override `observe` and
+    declare `batches` when the provider can answer many targets with one request.
     """
 
     #: The key of the provider block in `spec`, e.g. "friendli".
@@ -260,11 +163,11 @@ class Provider(ABC, Generic[ConfigT]):
     #: The pydantic model of the provider block; the CRD schema is generated from it.
     config_model: ClassVar[type[ProviderConfig]]
 
-    @property
-    def batches(self) -> bool:
-        """Whether one request can answer many targets (the adapter overrides `observe`); the
-        scheduler coalesces due targets only for such providers."""
-        return type(self).observe is not Provider.observe
+    #: Whether one request can answer many targets: such an adapter overrides `observe`, and the
+    #: scheduler coalesces due targets of one account only for it. Declared rather than inferred
+    #: from the code, as External Secrets' `Capabilities()`; the conformance suite checks the
+    #: declaration against `observe` (tests/unit/providers/test_conformance.py).
+    batches: ClassVar[bool] = False
 
     def account_key(self, config: ConfigT) -> Hashable:
         """Targets with equal keys (and equal credentials) share an HTTP client, a request budget,
@@ -327,52 +230,3 @@ class Provider(ABC, Generic[ConfigT]):
         raise NotImplementedError(
             f"{type(self).__name__} implements neither observe nor observe_one"
         )
-
-
-_R = TypeVar("_R")
-
-
-async def list_then_fetch(
-    ids: Sequence[str],
-    listing: Callable[[], Awaitable[tuple[Mapping[str, _R], ProviderError | None]]],
-    fetch_one: Callable[[str], Awaitable[_R]],
-    *,
-    final: Callable[[ProviderError], bool],
-) -> dict[str, _R | ProviderError]:
-    """The batching every listing adapter uses: one listing answers several endpoints, and each
-    endpoint it did not answer gets its own request.
-
-    `listing` returns what it found and the error that cut it short, if any (a paged listing can
-    fail half-way). Only with two or more ids is it worth a listing. Whether a listing error
-    stops the fan-out is the provider's rule, `final(error)`: True when each endpoint's own
-    request would fail the same way (retrying them would only multiply requests, and 429s,
-    against the same account); those endpoints then report the listing's error.
-    """
-    found: Mapping[str, _R] = {}
-    error: ProviderError | None = None
-    if len(ids) >= 2:
-        found, error = await listing()
-    missing = [i for i in ids if i not in found]
-    results: dict[str, _R | ProviderError] = dict(found)
-    if error is not None and final(error):
-        results.update(dict.fromkeys(missing, error))
-        return results
-    answers = await concurrently([caught(fetch_one(i)) for i in missing]) if missing else []
-    results.update(zip(missing, answers, strict=True))
-    return results
-
-
-def rate_limited(error: ProviderError) -> bool:
-    """The default stop rule of `list_then_fetch`: a 429 on the listing means the account is out
-    of budget, so per-endpoint requests would only dig the hole deeper. Other errors (a listing
-    route the credential may not use, a 5xx on the heavier call) leave the per-endpoint
-    requests worth trying."""
-    return error.reason is ErrorReason.RATE_LIMITED
-
-
-async def caught(answer: Awaitable[_R]) -> _R | ProviderError:
-    """The answer, or the `ProviderError` it raised, as a value (one result per endpoint)."""
-    try:
-        return await answer
-    except ProviderError as err:
-        return err

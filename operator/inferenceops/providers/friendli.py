@@ -22,8 +22,8 @@ from typing import Annotated, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
+from ..timestamps import parse_timestamp
 from .base import (
-    CredentialedConfig,
     Observation,
     Phase,
     PollResult,
@@ -31,10 +31,9 @@ from .base import (
     ProviderError,
     Target,
     Workers,
-    list_then_fetch,
-    provider_time,
-    rate_limited,
 )
+from .batching import list_then_fetch, rate_limited
+from .config import CredentialedConfig
 from .http import MAX_PAGE_BYTES, SAFE_ID_PATTERN, ProviderURL, get_json
 from .wire import ParseContext, wanted_key
 
@@ -164,7 +163,7 @@ def map_status(body: _Status, replicas: Replicas | None = None) -> Observation:
         error_code=error_code,
         progress=progress,
         workers=replicas.workers if replicas else None,
-        changed_at=provider_time(body.updatedAt),
+        changed_at=parse_timestamp(body.updatedAt),
     )
 
 
@@ -194,6 +193,7 @@ class FriendliProvider(Provider[FriendliConfig]):
     name = "friendli"
     display_name = "FriendliAI"
     config_model = FriendliConfig
+    batches = True
 
     def __init__(
         self,

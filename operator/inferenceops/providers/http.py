@@ -33,6 +33,7 @@ __all__ = [
     "excerpt",
     "get_json",
     "parse_retry_after",
+    "validation_summary",
 ]
 
 #: An http(s) base URL with a host and an optional path: no query, fragment or whitespace.
@@ -213,9 +214,12 @@ def _size(limit: int) -> str:
     return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit}-byte"
 
 
-def _validation_summary(err: ValidationError) -> str:
+def validation_summary(err: ValidationError, within: str = "") -> str:
+    """The first thing pydantic refused, on one line: `where: what`. `where` is the dotted path to
+    it, under `within` when given (a spec block's name), or `body` when it is the whole."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
+    path = [str(p) for p in first["loc"]]
+    where = ".".join([within, *path] if within else path) or "body"
     return f"{where}: {first['msg']}"
 
 
@@ -271,7 +275,7 @@ async def get_json(
             ) from None
         raise ProviderError(
             ErrorReason.BAD_RESPONSE,
-            f"response is not the documented shape ({_validation_summary(err)}): "
+            f"response is not the documented shape ({validation_summary(err)}): "
             f"{excerpt(body, 80)}",
             http_status=status,
         ) from None

@@ -11,7 +11,8 @@ from typing import Annotated, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Observation, Phase, Provider, ProviderConfig, Target, Workers
+from .base import Observation, Phase, Provider, Target, Workers
+from .config import ProviderConfig
 from .http import ProviderURL, excerpt, get_json
 from .wire import Reduced
 

@@ -14,6 +14,7 @@ from inferenceops.providers import (
     ErrorReason,
     Observation,
     PollResult,
+    Provider,
     ProviderError,
     Target,
     all_providers,
@@ -41,6 +42,14 @@ def test_every_registered_provider_has_a_case() -> None:
 @pytest.fixture(params=CASES, ids=lambda c: c.provider.name)
 def case(request: pytest.FixtureRequest) -> ConformanceCase:
     return request.param  # type: ignore[no-any-return]
+
+
+def test_batching_is_declared_exactly_where_observe_is_overridden(case: ConformanceCase) -> None:
+    # The scheduler coalesces an account's due endpoints only for adapters declaring `batches`:
+    # a declaration drifting from the code would cost a request per endpoint where one listing
+    # answers them all, or hold polls back to coalesce them for an adapter that asks one by one.
+    overrides_observe = type(case.provider).observe is not Provider.observe
+    assert case.provider.batches is overrides_observe
 
 
 async def _observe(

@@ -15,7 +15,7 @@ import pytest
 from inferenceops.providers import ErrorReason, ProviderError
 from inferenceops.providers.http import get_json
 from inferenceops.providers.nsmodelserver import _StatusResponse as NSStatus
-from inferenceops.providers.runpod import _V1List, _V2List
+from inferenceops.providers.runpod.responses import V1List, V2List
 from inferenceops.providers.wire import ParseContext
 
 SCRIPT = Path(__file__).with_name("hostile_bodies.py")
@@ -68,7 +68,7 @@ def test_list_items_are_kept_reduced_not_as_models() -> None:
     parsed = NSStatus.model_validate_json(body)
     # (errorType, cause): a 64-byte tuple, where a model of the item was ~400 bytes.
     assert parsed.data.errors is not None and parsed.data.errors[:2] == [("OOM", "c"), (None, None)]
-    workers = _V1List.model_validate_json(
+    workers = V1List.model_validate_json(
         b'[{"id": "a", "workers": [{}, {"desiredStatus": "RUNNING"}]}]'
     )
     assert workers.root[0].workers == [None, "RUNNING"]
@@ -78,10 +78,10 @@ def test_listing_keeps_wanted_entries_once_and_counts_all() -> None:
     entries = [{"id": f"ep{i}", "workers": [{"desiredStatus": "RUNNING"}]} for i in range(500)]
     entries += [{"id": "ep7", "workers": []}] * 100  # a flood repeating a wanted id
     context = ParseContext(wanted={"ep7", "ep9"})
-    parsed = _V1List.model_validate_json(json.dumps(entries), context=context)
+    parsed = V1List.model_validate_json(json.dumps(entries), context=context)
     assert [(e.id, e.workers) for e in parsed.root] == [("ep7", ["RUNNING"]), ("ep9", ["RUNNING"])]
     assert context.listed == 600
-    v2 = _V2List.model_validate_json(
+    v2 = V2List.model_validate_json(
         json.dumps({"endpoints": [{"id": f"ep{i}"} for i in range(500)]}),
         context=ParseContext(wanted={"ep1"}),
     )
@@ -106,7 +106,7 @@ async def test_over_the_cap_says_so_and_parses_nothing(declared: bool) -> None:
 
 async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -> None:
     from inferenceops.providers import Target
-    from inferenceops.providers.friendli import PROVIDER, FriendliConfig
+    from inferenceops.providers.friendli import FriendliConfig, FriendliProvider
 
     asked: list[httpx.URL] = []
 
@@ -128,8 +128,10 @@ async def test_friendli_does_not_follow_a_cursor_longer_than_1024_characters() -
         )
         for i in range(2)
     ]
+    # Its own adapter: the shared one caches details other tests fetched for the same ids.
+    provider = FriendliProvider()
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        results = await PROVIDER.observe(client, targets)
+        results = await provider.observe(client, targets)
     # The page is refused (BadResponse), so each endpoint is asked for on its own; the 100 kB
     # cursor is neither kept nor sent back.
     assert all(r.phase.value == "Running" for r in results.values())  # type: ignore[union-attr]
