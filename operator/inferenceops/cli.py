@@ -23,9 +23,11 @@ from .egress import parse_cidr
 from .providers import SecretKeyRef
 from .timing import PollPolicy
 
-__all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_STOPPED", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0
+#: `run`: a part of the running operator (the scheduler, a watch) ended unexpectedly.
+EXIT_STOPPED = 1
 #: Bad command line, unreadable file, invalid manifest, missing INFERENCEOPS_TOKEN.
 EXIT_USAGE = 2
 #: The provider did not answer, or answered something we could not understand.
@@ -364,9 +366,10 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from .handlers import Runtime, registry
+    from .app import OperatorSettings
+    from .handlers import Launch, registry
     from .kube.client import own_namespace
-    from .provider_objects import ProviderObjects
+    from .metrics import Metrics
     from .scheduler import SchedulerSettings
 
     try:
@@ -388,8 +391,8 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
     quiet_noisy_loggers()
-    runtime = Runtime(
-        settings=SchedulerSettings(
+    settings = OperatorSettings(
+        scheduler=SchedulerSettings(
             shard_index=args.shard_index,
             shard_count=args.shard_count,
             poll_time_refresh=refresh,
@@ -400,12 +403,21 @@ def _run(args: argparse.Namespace) -> int:
                 not_found_factor=args.not_found_factor,
             ),
         ),
+        accounts=account_settings,
         namespaces=tuple(args.namespace),
-        account_settings=account_settings,
-        providers=ProviderObjects(frozenset(args.cluster_secret_namespace or [own_namespace()])),
+        cluster_secret_namespaces=frozenset(args.cluster_secret_namespace or [own_namespace()]),
     )
+    metrics = Metrics()
+    # kopf stops (clean-up included) when this is set: by a root task that ended unexpectedly.
+    stop_flag = asyncio.Event()
+    stopped: list[str] = []
+
+    def stop(reason: str) -> None:
+        stopped.append(reason)
+        stop_flag.set()
+
     if args.metrics_port:
-        start_http_server(args.metrics_port, addr="0.0.0.0", registry=runtime.metrics.registry)
+        start_http_server(args.metrics_port, addr="0.0.0.0", registry=metrics.registry)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -415,7 +427,12 @@ def _run(args: argparse.Namespace) -> int:
                 namespaces=args.namespace,
                 standalone=True,
                 liveness_endpoint=liveness,
-                memo=kopf.Memo(runtime=runtime),
+                stop_flag=stop_flag,
+                memo=kopf.Memo(launch=Launch(settings, metrics, stop)),
             )
         )
+    if stopped:
+        # Not 0: the kubelet (restartPolicy Always) and any supervisor restart it either way,
+        # but a failed run must not look like a clean shutdown.
+        return _fail(EXIT_STOPPED, stopped[0])
     return EXIT_OK

@@ -107,26 +107,23 @@ class ProviderObjects:
     `cluster_secret_namespaces`: where ClusterInferenceProviders may read Secrets; None (tests,
     tools without a cluster) means anywhere."""
 
-    def __init__(self, cluster_secret_namespaces: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster_secret_namespaces: frozenset[str] | None = None,
+        *,
+        changed: Callable[[ObjectKey | None], None] = lambda key: None,
+        status_changed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`changed` re-resolves endpoints; `status_changed` asks for provider statuses to be
+        recomputed (a new object, a new generation)."""
         self.cluster_secret_namespaces = cluster_secret_namespaces
         self._specs: dict[ObjectKey, Mapping[str, Any]] = {}
         self._generations: dict[ObjectKey, int] = {}
         self._uids: dict[ObjectKey, str] = {}
         self._labels: dict[str, Mapping[str, str]] = {}
         self._statuses: dict[ObjectKey, Mapping[str, Any]] = {}
-        self._changed: Callable[[ObjectKey | None], None] = lambda key: None
-        self._changed_status: Callable[[], None] = lambda: None
-
-    def bind(
-        self,
-        changed: Callable[[ObjectKey | None], None],
-        status_changed: Callable[[], None] | None = None,
-    ) -> None:
-        """`changed` re-resolves endpoints; `status_changed` asks for provider statuses to be
-        recomputed (a new object, a new generation)."""
         self._changed = changed
-        if status_changed is not None:
-            self._changed_status = status_changed
+        self._changed_status = status_changed
 
     def __len__(self) -> int:
         return len(self._specs)

@@ -150,6 +150,37 @@ def transition(old: Mapping[str, Any], new: Mapping[str, Any]) -> EventSpec | No
     return EventSpec(kind, str(after.get("reason")), str(after.get("message", "")))
 
 
+class AccountOutcomes(Protocol):
+    """What the scheduler tells provider objects' status: each call's outcome on an account,
+    and that an endpoint's status or provider object changed."""
+
+    def record(
+        self,
+        source: AccountSource,
+        reason: str | None,
+        message: str,
+        paused_until: datetime | None = None,
+    ) -> None: ...
+
+    def changed(self) -> None: ...
+
+
+class NoProviderStatus:
+    """Where no provider object's status is kept (a scheduler in tests, `probe`)."""
+
+    def record(
+        self,
+        source: AccountSource,
+        reason: str | None,
+        message: str,
+        paused_until: datetime | None = None,
+    ) -> None:
+        pass
+
+    def changed(self) -> None:
+        pass
+
+
 class ProviderStatusSink(Protocol):
     async def patch_provider_status(self, key: ObjectKey, patch: Mapping[str, Any]) -> bool: ...
 

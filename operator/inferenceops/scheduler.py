@@ -28,7 +28,7 @@ from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
 from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
-from .provider_status import ProviderStatus
+from .provider_status import AccountOutcomes, NoProviderStatus
 from .providers import ErrorReason, Observation, Phase
 from .timestamps import format_timestamp, parse_timestamp
 from .timing import PollPolicy, shard_of, stale_after
@@ -145,17 +145,21 @@ class Scheduler:
         settings: SchedulerSettings | None = None,
         *,
         providers: ProviderObjects | None = None,
+        provider_status: AccountOutcomes | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or SchedulerSettings()
         self._secrets = secrets
         self._accounts = accounts
-        self.providers = providers if providers is not None else ProviderObjects()
+        #: A scheduler given none keeps its own, which tells it of changes (app.Core wires one
+        #: shared with the provider objects' status).
+        self.providers = (
+            providers if providers is not None else ProviderObjects(changed=self.provider_changed)
+        )
         #: Endpoints by the provider object their providerRef names.
         self._provider_users: dict[ObjectKey, set[Key]] = {}
-        #: Told each provider object's call outcomes and when its endpoints change (set by
-        #: handlers once it exists; it reads `provider_users`).
-        self.provider_status: ProviderStatus | None = None
+        #: Told each provider object's call outcomes and when its endpoints change.
+        self.provider_status: AccountOutcomes = provider_status or NoProviderStatus()
         self._poller = Poller(
             accounts,
             secrets,
@@ -555,7 +559,7 @@ class Scheduler:
             if written is Written.UNCHANGED:
                 return True
             entry.status = new
-            if entry.provider_object is not None and self.provider_status is not None:
+            if entry.provider_object is not None:
                 self.provider_status.changed()  # its Ready count may have moved
         self._count_phase(old.get("phase"), new.get("phase"))
         changed_at = result.changed_at if isinstance(result, Observation) else None
@@ -643,14 +647,13 @@ class Scheduler:
         message: str,
         paused_until: datetime | None = None,
     ) -> None:
-        if self.provider_status is not None and parsed is not None and parsed.account:
+        if parsed is not None and parsed.account:
             self.provider_status.record(parsed.account, reason, message, paused_until)
 
     def _use_provider(self, entry: _Entry, key: ObjectKey | None) -> None:
         if key == entry.provider_object:
             return
-        if self.provider_status is not None:
-            self.provider_status.changed()  # its endpoint count
+        self.provider_status.changed()  # its endpoint count
         if entry.provider_object is not None:
             users = self._provider_users.get(entry.provider_object)
             if users is not None:

@@ -19,6 +19,7 @@ from inferenceops.clock import Clock
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.kube.writer import StatusSink
 from inferenceops.provider_objects import ObjectKey, ProviderObjects, Unresolved
+from inferenceops.provider_status import ProviderStatus, ProviderStatusSink
 from inferenceops.scheduler import Scheduler, SchedulerSettings
 from inferenceops.status import EventSpec, condition
 
@@ -145,11 +146,33 @@ async def scheduling(
     clock: Clock,
     providers: ProviderObjects | None = None,
     account_settings: AccountSettings | None = None,
+    provider_sink: ProviderStatusSink | None = None,
+    wiring: Wiring | None = None,
 ) -> AsyncIterator[Scheduler]:
     """A running scheduler whose accounts reach `provider` (an httpx.MockTransport handler);
-    stopped, with its accounts closed, on the way out."""
+    stopped, with its accounts closed, on the way out. With `provider_sink`, its provider
+    objects' status (`sched.provider_status`) writes there, wired as app.Core wires it; parts
+    built by the caller with `wiring`'s callbacks reach this scheduler."""
+    wiring = wiring or Wiring()
+    if providers is None and provider_sink is not None:
+        providers = ProviderObjects(
+            changed=wiring.provider_changed, status_changed=wiring.status_changed
+        )
+    status = None
+    if provider_sink is not None:
+        assert providers is not None
+        status = ProviderStatus(providers, wiring.provider_users, provider_sink, clock=clock)
     accounts = AccountPool(account_settings, transport=httpx.MockTransport(provider), clock=clock)
-    sched = Scheduler(writer, secrets, accounts, settings, providers=providers, clock=clock)
+    sched = Scheduler(
+        writer,
+        secrets,
+        accounts,
+        settings,
+        providers=providers,
+        provider_status=status,
+        clock=clock,
+    )
+    wiring.scheduler, wiring.provider_status = sched, status
     task = asyncio.create_task(sched.run())
     try:
         yield sched
@@ -158,6 +181,13 @@ async def scheduling(
         await asyncio.gather(task, return_exceptions=True)
         await sched.stop()
         await accounts.aclose()
+
+
+def provider_status_of(sched: Scheduler) -> ProviderStatus:
+    """The provider objects' status a `scheduling(..., provider_sink=...)` scheduler reports to."""
+    status = sched.provider_status
+    assert isinstance(status, ProviderStatus)
+    return status
 
 
 # --- providers' answers ---------------------------------------------------------------------
@@ -297,3 +327,27 @@ def ready(status: Mapping[str, Any] | None) -> tuple[str, str]:
     """A status's Ready condition as (status, reason)."""
     found = condition(status, "Ready") or {}
     return found.get("status", ""), found.get("reason", "")
+
+
+class Wiring:
+    """Late-bound callbacks for parts built one by one, as app.Core wires the operator's: hand
+    its methods to the constructors, then set `scheduler` and `provider_status`."""
+
+    def __init__(self) -> None:
+        self.scheduler: Scheduler | None = None
+        self.provider_status: ProviderStatus | None = None
+
+    def provider_changed(self, key: ObjectKey | None) -> None:
+        if self.scheduler is not None:
+            self.scheduler.provider_changed(key)
+
+    def status_changed(self) -> None:
+        if self.provider_status is not None:
+            self.provider_status.changed()
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        if self.scheduler is not None:
+            self.scheduler.secret_changed(namespace, name)
+
+    def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        return self.scheduler.provider_users(key) if self.scheduler is not None else []

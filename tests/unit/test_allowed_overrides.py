@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ from .support import (
     friendli_running,
     obj,
     objects,
+    provider_status_of,
     ready,
     ref_spec,
     scheduling,
@@ -40,11 +42,16 @@ from .support import (
 KEY = ("InferenceProvider", "ml", "acct")
 
 
-def allowing(**allowed: list[str]) -> ProviderObjects:
+def allowing_object(**allowed: list[str]) -> dict[str, Any]:
+    """An InferenceProvider of team-a allowing the overrides `allowed`."""
     spec = {"friendli": {**FRIENDLI["friendli"], "teamId": "team-a"}}
     if allowed:
         spec["allowedOverrides"] = allowed
-    return objects(("InferenceProvider", obj("InferenceProvider", "acct", spec)))
+    return obj("InferenceProvider", "acct", spec)
+
+
+def allowing(**allowed: list[str]) -> ProviderObjects:
+    return objects(("InferenceProvider", allowing_object(**allowed)))
 
 
 # --- resolution -------------------------------------------------------------------------------
@@ -179,12 +186,11 @@ async def test_a_bad_override_is_the_endpoints_alone(
 ) -> None:
     sink, server = FakeSink(), Provider(team_b_forbidden)
     settings = SchedulerSettings(arrival_quiet=0.01)
-    store = allowing(teamId=["team-b"])
-    async with scheduling(server, writer, secrets, settings, clock=clock, providers=store) as sched:
-        status = sched.provider_status = ProviderStatus(
-            sched.providers, sched.provider_users, sink, clock=clock
-        )
-        sched.providers.bind(sched.provider_changed, status.changed)
+    async with scheduling(
+        server, writer, secrets, settings, clock=clock, provider_sink=sink
+    ) as sched:
+        status = provider_status_of(sched)
+        sched.providers.observe_namespaced(None, allowing_object(teamId=["team-b"]))
         secrets.put("ml", "creds", token())
         sched.upsert(body("mine", ref_spec()))
         await writer.wait_for(1)
@@ -205,7 +211,6 @@ async def test_a_forbidden_override_sends_nothing_until_the_owner_allows_it(
     server = Provider(friendli_running)
     settings = SchedulerSettings(arrival_quiet=0.01)
     async with scheduling(server, writer, secrets, settings, clock=clock) as sched:
-        sched.providers.bind(sched.provider_changed)
         secrets.put("ml", "creds", token())
         account = {"friendli": {**FRIENDLI["friendli"], "teamId": "team-a"}}
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", account))

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+
+from inferenceops.handlers import Launch
 
 from .probe_api import INSECURE, SECRET, friendli_manifest, probe
 
@@ -165,28 +168,46 @@ def test_probes_and_per_request_lines_are_quiet_at_info() -> None:
 # --- run --cluster-secret-namespace --------------------------------------------------------
 
 
-def _runtime_of(monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
-    """The Runtime `inferenceops run ARGS` hands to kopf (kopf itself not started)."""
+def _launch_of(monkeypatch: pytest.MonkeyPatch, *args: str) -> Launch:
+    """What `inferenceops run ARGS` hands to kopf (kopf itself not started)."""
     import kopf
 
     from inferenceops import cli
 
-    seen: dict[str, object] = {}
+    seen: dict[str, Launch] = {}
 
-    async def operator(**kwargs: object) -> None:
-        seen["runtime"] = kwargs["memo"].runtime  # type: ignore[attr-defined]
+    async def operator(**kwargs: Any) -> None:
+        seen["launch"] = kwargs["memo"].launch
 
     monkeypatch.setattr(kopf, "operator", operator)
     monkeypatch.setattr(kopf, "configure", lambda **_: None)
     assert cli.main(["run", "--metrics-port=0", "--health-port=0", *args]) == 0
-    return seen["runtime"]
+    return seen["launch"]
+
+
+def test_run_exits_non_zero_with_the_reason_when_a_part_stops_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kopf
+
+    from inferenceops import cli
+
+    async def operator(**kwargs: Any) -> None:
+        # What app.Operator does when a root task ends: kopf then stops on its stop flag.
+        kwargs["memo"].launch.stop("inferenceops-informer stopped unexpectedly (boom)")
+        assert kwargs["stop_flag"].is_set()
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    monkeypatch.setattr(kopf, "configure", lambda **_: None)
+    assert cli.main(["run", "--metrics-port=0", "--health-port=0"]) == cli.EXIT_STOPPED != 0
+    assert "inferenceops-informer stopped unexpectedly (boom)" in capsys.readouterr().err
 
 
 def test_run_passes_the_cluster_secret_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = _runtime_of(
+    launch = _launch_of(
         monkeypatch, "--cluster-secret-namespace=platform", "--cluster-secret-namespace=vault"
     )
-    assert runtime.providers.cluster_secret_namespaces == {"platform", "vault"}  # type: ignore[attr-defined]
+    assert launch.settings.cluster_secret_namespaces == {"platform", "vault"}
 
 
 def test_the_cluster_secret_namespace_defaults_to_the_operators_own(
@@ -218,8 +239,8 @@ def test_the_cluster_secret_namespace_defaults_to_the_operators_own(
     pod.write_text("inferenceops\n")
     assert client.own_namespace(str(pod)) == "inferenceops"  # the pod's, first
     monkeypatch.setattr(client.own_namespace, "__defaults__", (str(pod),))
-    runtime = _runtime_of(monkeypatch)
-    assert runtime.providers.cluster_secret_namespaces == {"inferenceops"}  # type: ignore[attr-defined]
+    launch = _launch_of(monkeypatch)
+    assert launch.settings.cluster_secret_namespaces == {"inferenceops"}
 
 
 def test_run_help_says_where_the_default_comes_from() -> None:

@@ -1,60 +1,92 @@
-"""The kopf wiring's own logic (the rest is exercised against a real API server)."""
+"""The composition root's own logic (app.Operator: liveness, root tasks) and the kopf hooks' (the
+rest is exercised against a real API server)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 
 import kopf
 import pytest
 
-from inferenceops.accounts import AccountPool
-from inferenceops.handlers import (
-    Runtime,
+from inferenceops.app import (
+    Operator,
+    OperatorSettings,
     endpoint_paths,
     provider_paths,
-    scheduler_alive,
     secret_paths,
+    watching,
 )
-from inferenceops.kube.secrets import SecretCache
-from inferenceops.scheduler import Scheduler, SchedulerSettings
+from inferenceops.handlers import scheduler_alive
+from inferenceops.metrics import Metrics
 
 
-class _NoWriter:
-    async def patch_status(self, ref: object, patch: object) -> bool:
-        return True
+class _NoApi:
+    """Nothing here talks to an API server."""
 
-    async def emit(self, ref: object, event: object) -> None:
+    async def aclose(self) -> None:
         return None
 
 
-async def test_liveness_fails_when_the_scheduler_is_gone() -> None:
-    runtime = Runtime(settings=SchedulerSettings())
-    memo = SimpleNamespace(runtime=runtime)
-    with pytest.raises(kopf.PermanentError):
+def _operator(stopped: list[str]) -> Operator:
+    return Operator(OperatorSettings(), _NoApi(), Metrics(), stop=stopped.append)  # type: ignore[arg-type]
+
+
+async def test_liveness_names_the_root_task_that_is_gone() -> None:
+    operator = _operator([])
+    memo = SimpleNamespace(operator=operator)
+    with pytest.raises(kopf.PermanentError, match="not started"):
         scheduler_alive(memo=memo)
-    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
-    runtime.task = asyncio.create_task(runtime.scheduler.run())
+    scheduler = operator.spawn(operator.scheduler.run(), "inferenceops-scheduler")
+    watch = operator.spawn(asyncio.Event().wait(), "inferenceops-namespaces-informer")
     await asyncio.sleep(0)
-    assert scheduler_alive(memo=memo) == 0
-    runtime.task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await runtime.task
-    with pytest.raises(kopf.PermanentError):
+    assert scheduler_alive(memo=memo) == 0  # endpoints tracked
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
+    with pytest.raises(kopf.PermanentError, match="namespaces-informer"):
         scheduler_alive(memo=memo)
+    await operator.aclose()
+    assert scheduler.cancelled()
 
 
-async def test_liveness_fails_when_the_endpoint_watch_is_gone() -> None:
-    runtime = Runtime(settings=SchedulerSettings())
-    memo = SimpleNamespace(runtime=runtime)
-    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
-    runtime.task = asyncio.create_task(runtime.scheduler.run())
-    runtime.informer = asyncio.create_task(asyncio.sleep(0))
+async def test_a_root_task_that_fails_stops_the_operator_with_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stopped: list[str] = []
+    operator = _operator(stopped)
+
+    async def broken() -> None:
+        raise RuntimeError("watch exploded")
+
+    operator.spawn(asyncio.Event().wait(), "inferenceops-scheduler")
+    with caplog.at_level(logging.CRITICAL, logger="inferenceops.app"):
+        operator.spawn(broken(), "inferenceops-informer")
+        await asyncio.sleep(0.01)
+    (reason,) = stopped
+    assert "inferenceops-informer stopped unexpectedly" in reason
+    assert "watch exploded" in reason and "stopping the operator" in reason
+    assert [r.getMessage() for r in caplog.records] == [reason]
+    await operator.aclose()
+    assert len(stopped) == 1, "stopping cancels the others: that is no second failure"
+
+
+async def test_a_root_task_that_returns_stops_the_operator_too() -> None:
+    stopped: list[str] = []
+    operator = _operator(stopped)
+
+    async def done() -> None:
+        return None
+
+    operator.spawn(done(), "inferenceops-gc")
     await asyncio.sleep(0.01)
-    with pytest.raises(kopf.PermanentError, match="watch"):
-        scheduler_alive(memo=memo)
-    runtime.task.cancel()
-    await asyncio.gather(runtime.task, return_exceptions=True)
+    assert stopped and "it returned" in stopped[0]
+    await operator.aclose()
+
+
+async def test_the_handlers_hand_liveness_to_the_operator() -> None:
+    with pytest.raises(kopf.PermanentError, match="not started"):
+        scheduler_alive(memo=SimpleNamespace())
 
 
 def test_endpoint_paths_cover_the_watched_namespaces() -> None:
@@ -81,22 +113,7 @@ def test_secret_paths_add_the_cluster_secret_namespaces_when_watching_some() -> 
     ]
 
 
-async def test_liveness_fails_when_a_provider_watch_is_gone() -> None:
-    runtime = Runtime(settings=SchedulerSettings())
-    runtime.scheduler = Scheduler(_NoWriter(), SecretCache(), AccountPool())
-    runtime.task = asyncio.create_task(runtime.scheduler.run())
-    gone = asyncio.create_task(asyncio.sleep(0), name="inferenceops-namespaces-informer")
-    runtime.provider_informers.append(gone)
-    await asyncio.sleep(0.01)
-    with pytest.raises(kopf.PermanentError, match="namespaces-informer"):
-        scheduler_alive(memo=SimpleNamespace(runtime=runtime))
-    runtime.task.cancel()
-    await asyncio.gather(runtime.task, return_exceptions=True)
-
-
 def test_start_up_says_which_namespaces_are_watched() -> None:
-    from inferenceops.handlers import watching
-
     assert watching(()) == "watching InferenceEndpoints in all namespaces"
     line = watching(("ml", "team-b"))
     assert "ml, team-b only" in line and "other namespaces are not polled" in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from inferenceops.accounts import AccountPool
 from inferenceops.api import parse_spec
 from inferenceops.kube.secrets import SecretCache
 from inferenceops.poller import Poller
-from inferenceops.provider_status import ProviderStatus
 from inferenceops.providers import SecretKeyRef
 from inferenceops.scheduler import SchedulerSettings
 from inferenceops.status import condition
@@ -29,10 +28,12 @@ from .support import (
     FakeWriter,
     Provider,
     VirtualClock,
+    Wiring,
     body,
     friendli_running,
     ns_ready,
     obj,
+    provider_status_of,
     ready,
     ref_spec,
     scheduling,
@@ -159,8 +160,8 @@ def test_the_message_names_the_provider_object_the_url_comes_from() -> None:
 class ReadCountingSecrets(SecretCache):
     """A SecretCache that reads wanted Secrets with a fetch (as the operator's does), counted."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, changed: Callable[[str, str], None]) -> None:
+        super().__init__(self.fetch, changed)
         self.reads: list[tuple[str, str]] = []
 
     async def fetch(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -171,10 +172,12 @@ class ReadCountingSecrets(SecretCache):
 async def run_scheduler(
     settings: SchedulerSettings, *specs: tuple[str, dict[str, Any]]
 ) -> tuple[FakeWriter, Provider, ReadCountingSecrets]:
-    writer, secrets = FakeWriter(), ReadCountingSecrets()
+    wiring = Wiring()
+    writer, secrets = FakeWriter(), ReadCountingSecrets(wiring.secret_changed)
     provider = Provider(lambda r: friendli_running(r) if "friendli" in str(r.url) else ns_ready(r))
-    async with scheduling(provider, writer, secrets, settings, clock=VirtualClock()) as sched:
-        secrets.bind(secrets.fetch, sched.secret_changed)
+    async with scheduling(
+        provider, writer, secrets, settings, clock=VirtualClock(), wiring=wiring
+    ) as sched:
         # The Secret exists (the watch saw it): wanting it would read it.
         secrets.put("ml", "creds", {})
         for name, spec in specs:
@@ -208,11 +211,10 @@ async def test_a_provider_objects_http_url_makes_it_not_ready(clock: VirtualCloc
     writer, secrets, sink = FakeWriter(), SecretCache(), FakeSink()
     provider = Provider(friendli_running)
     settings = SchedulerSettings(arrival_quiet=0.01)
-    async with scheduling(provider, writer, secrets, settings, clock=clock) as sched:
-        status = sched.provider_status = ProviderStatus(
-            sched.providers, sched.provider_users, sink, clock=clock
-        )
-        sched.providers.bind(sched.provider_changed, status.changed)
+    async with scheduling(
+        provider, writer, secrets, settings, clock=clock, provider_sink=sink
+    ) as sched:
+        status = provider_status_of(sched)
         account = {"friendli": {"url": "http://friendli.test", "credentialsSecretRef": CREDS}}
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", account))
         sched.upsert(body("f", ref_spec()))

@@ -28,6 +28,7 @@ from .support import (
     FakeWriter,
     Provider,
     VirtualClock,
+    Wiring,
     body,
     friendli_running,
     obj,
@@ -155,8 +156,7 @@ def test_label_selector_expressions(
 
 def test_only_a_spec_change_reports_a_change() -> None:
     seen: list[Any] = []
-    store = ProviderObjects()
-    store.bind(seen.append)
+    store = ProviderObjects(changed=seen.append)
     store.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
     store.observe_namespaced(
         "MODIFIED", {**obj("InferenceProvider", "acct", FRIENDLI), "status": {}}
@@ -180,7 +180,6 @@ async def env(
 ) -> AsyncIterator[tuple[Scheduler, FakeWriter, SecretCache]]:
     settings = SchedulerSettings(arrival_quiet=0.01)
     async with scheduling(provider, writer, secrets, settings, clock=clock) as sched:
-        sched.providers.bind(sched.provider_changed)
         yield sched, writer, secrets
 
 
@@ -386,23 +385,24 @@ def test_only_cluster_providers_with_credentials_are_held_to_the_secret_namespac
 
 
 async def test_a_disallowed_secret_namespace_reads_nothing_and_sends_nothing(
-    env: tuple[Scheduler, FakeWriter, SecretCache], provider: Provider
+    provider: Provider, writer: FakeWriter, clock: VirtualClock
 ) -> None:
-    sched, writer, secrets = env
-    sched.providers.cluster_secret_namespaces = frozenset({"inferenceops"})
-    secrets.put("vault", "creds", token())
-    sched.providers.observe_cluster(None, cluster())
-    sched.upsert(body("f", ref_spec("ClusterInferenceProvider", "shared")))
-    await writer.wait_for(1)
+    async def no_fetch(namespace: str, name: str) -> None:
+        return None
+
+    # As the operator's: the cache keeps only the Secrets the scheduler wants.
+    wiring = Wiring()
+    secrets = SecretCache(no_fetch, wiring.secret_changed)
+    settings = SchedulerSettings(arrival_quiet=0.01)
+    async with scheduling(provider, writer, secrets, settings, clock=clock, wiring=wiring) as sched:
+        sched.providers.cluster_secret_namespaces = frozenset({"inferenceops"})
+        secrets.put("vault", "creds", token())
+        sched.providers.observe_cluster(None, cluster())
+        sched.upsert(body("f", ref_spec("ClusterInferenceProvider", "shared")))
+        await writer.wait_for(1)
     status = writer.patches[0][1]
     assert synced(status) == ("False", "SecretNamespaceNotAllowed")
     assert (condition(status, "Stalled") or {}).get("reason") == "SecretNamespaceNotAllowed"
     assert "vault" in (condition(status, "Synced") or {})["message"]
     assert provider.requests == []
-
-    async def no_fetch(namespace: str, name: str) -> None:
-        return None
-
-    # The Secret is not even wanted: bound as at start-up, the cache keeps only wanted ones.
-    secrets.bind(no_fetch, sched.secret_changed)
-    assert len(secrets) == 0
+    assert len(secrets) == 0, "the Secret is not even wanted"

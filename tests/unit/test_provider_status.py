@@ -25,6 +25,7 @@ from .support import (
     body,
     friendli_running,
     obj,
+    provider_status_of,
     ready,
     ref_spec,
     scheduling,
@@ -125,11 +126,10 @@ async def test_the_scheduler_reports_outcomes_and_ready_counts(
 ) -> None:
     sink, server = FakeSink(), Provider(friendli_running)
     settings = SchedulerSettings(arrival_quiet=0.01)
-    async with scheduling(server, writer, secrets, settings, clock=clock) as sched:
-        status = sched.provider_status = ProviderStatus(
-            sched.providers, sched.provider_users, sink, clock=clock
-        )
-        sched.providers.bind(sched.provider_changed, status.changed)
+    async with scheduling(
+        server, writer, secrets, settings, clock=clock, provider_sink=sink
+    ) as sched:
+        status = provider_status_of(sched)
         secrets.put("ml", "creds", token())
         sched.providers.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
         sched.upsert(body("f", ref_spec()))

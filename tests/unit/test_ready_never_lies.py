@@ -19,7 +19,16 @@ from inferenceops.kube.secrets import SecretCache
 from inferenceops.scheduler import RECONCILE_ANNOTATION, Scheduler, SchedulerSettings
 from inferenceops.status import condition
 
-from .support import NS_SPEC, FakeWriter, Provider, VirtualClock, body, ns_ready, scheduling
+from .support import (
+    NS_SPEC,
+    FakeWriter,
+    Provider,
+    VirtualClock,
+    Wiring,
+    body,
+    ns_ready,
+    scheduling,
+)
 
 RUNPOD_SPEC = {
     "pollInterval": "30s",
@@ -118,9 +127,8 @@ async def test_an_unbounded_retry_after_neither_freezes_ready_nor_holds_poll_slo
 
 
 async def test_a_fixed_secret_re_polls_every_endpoint_that_uses_it(
-    harness: Scheduler, writer: FakeWriter, provider: Provider, secrets: SecretCache
+    writer: FakeWriter, provider: Provider, clock: VirtualClock
 ) -> None:
-    scheduler = harness
     good = "rp_good_token_0123456789"
 
     def runpod(request: httpx.Request) -> httpx.Response:
@@ -136,17 +144,30 @@ async def test_a_fixed_secret_re_polls_every_endpoint_that_uses_it(
         return None
 
     provider.handler = runpod
-    secrets.put("ml", "creds", {"token": base64.b64encode(b"rp_old_token_00000000").decode()})
-    scheduler.upsert(body("a", RUNPOD_SPEC))
-    secrets.bind(no_fetch, scheduler.secret_changed)  # as the operator's start-up does
-    await asyncio.sleep(1)  # RunPod lists: arrivals wait a moment for each other
-    await writer.wait_for(1)
-    synced = condition(scheduler.status_of("ml", "a"), "Synced")
-    assert synced is not None and synced["reason"] == "Unauthorized"
-    secrets.put("ml", "creds", {"token": base64.b64encode(good.encode()).decode()})
-    await asyncio.sleep(1)
-    synced = condition(scheduler.status_of("ml", "a"), "Synced")
-    assert synced is not None and synced["status"] == "True", "polled at once, not 30 s later"
+    # As the operator's: the cache tells the scheduler when a wanted Secret changes.
+    wiring = Wiring()
+    secrets = SecretCache(no_fetch, wiring.secret_changed)
+    settings = SchedulerSettings(max_concurrent_polls=1)
+    async with scheduling(
+        provider,
+        writer,
+        secrets,
+        settings,
+        clock=clock,
+        account_settings=NO_DEADLINE,
+        wiring=wiring,
+    ) as scheduler:
+        scheduler.upsert(body("a", RUNPOD_SPEC))
+        old = base64.b64encode(b"rp_old_token_00000000").decode()
+        secrets.put("ml", "creds", {"token": old})
+        await asyncio.sleep(1)  # RunPod lists: arrivals wait a moment for each other
+        await writer.wait_for(1)
+        synced = condition(scheduler.status_of("ml", "a"), "Synced")
+        assert synced is not None and synced["reason"] == "Unauthorized"
+        secrets.put("ml", "creds", {"token": base64.b64encode(good.encode()).decode()})
+        await asyncio.sleep(1)
+        synced = condition(scheduler.status_of("ml", "a"), "Synced")
+        assert synced is not None and synced["status"] == "True", "polled at once, not 30 s later"
 
 
 async def test_a_missing_secret_is_the_ready_message_not_operator_start(

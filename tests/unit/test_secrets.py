@@ -39,8 +39,8 @@ class Api:
 
 
 def _bound() -> tuple[SecretCache, Api, list[tuple[str, str]]]:
-    cache, api, changed = SecretCache(), Api(), []
-    cache.bind(api.fetch, lambda namespace, name: changed.append((namespace, name)))
+    api, changed = Api(), []
+    cache = SecretCache(api.fetch, lambda namespace, name: changed.append((namespace, name)))
     return cache, api, changed
 
 

@@ -55,28 +55,27 @@ def _decode(data: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 class SecretCache:
-    """Until `bind` gives it a way to read a Secret later, it holds every Secret it is given
-    (`inferenceops probe` and tests have no watch); once bound, only the wanted ones."""
+    """The Secrets endpoints reference, decoded. With `fetch` (the operator), it holds only the
+    wanted ones, reads a wanted one with `fetch` when the watch has passed it by, and calls
+    `changed(namespace, name)` when a wanted one changes; without (`inferenceops probe`, tests:
+    no watch), it holds every Secret it is given."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        fetch: Fetch | None = None,
+        changed: Callable[[str, str], None] = lambda namespace, name: None,
+    ) -> None:
         self._data: dict[_Key, dict[str, str]] = {}
         self._exists: set[_Key] = set()
         self._wanted: Counter[_Key] = Counter()
         self._pending: set[_Key] = set()
-        self._fetch: Fetch | None = None
-        self._changed: Callable[[str, str], None] = lambda namespace, name: None
+        self._fetch = fetch
+        self._changed = changed
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         """Secrets held (decoded)."""
         return len(self._data)
-
-    def bind(self, fetch: Fetch, changed: Callable[[str, str], None]) -> None:
-        """From now on hold only wanted Secrets, read a wanted one with `fetch` when the watch
-        has passed it by, and call `changed(namespace, name)` when a wanted one changes."""
-        self._fetch, self._changed = fetch, changed
-        for key in [k for k in self._data if not self._wanted[k]]:
-            del self._data[key]
 
     # --- what references a Secret (the scheduler) -------------------------------------------
 

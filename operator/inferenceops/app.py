@@ -1,0 +1,319 @@
+"""The composition root: builds every part of a running operator once, with its dependencies,
+starts its root tasks and stops the whole operator when one of them ends unexpectedly.
+
+    kube informers ──▶ endpoints/scheduler ──▶ poller ──▶ providers ──▶ status.py ──▶ kube writer
+
+`handlers.py` only hands kopf's hooks to this (start-up, liveness, clean-up); `cli.py` turns the
+command line into `OperatorSettings`. Parts that call each other back (a changed Secret re-polls
+its endpoints; a provider object's status counts its endpoints) are given callbacks that reach
+the part built after them through this object, so no part needs a `bind()` after construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .accounts import AccountPool, AccountSettings
+from .api import GROUP, PLURAL, VERSION
+from .api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
+from .clock import SYSTEM_CLOCK, Clock
+from .kube import client as kube_client
+from .kube import secrets as kube_secrets
+from .kube.errors import ApiError
+from .kube.informer import Informer
+from .kube.secrets import Fetch, SecretCache
+from .kube.writer import ApiWriter, StatusSink
+from .memory import keep_frozen
+from .metrics import Metrics
+from .provider_objects import ObjectKey, ProviderObjects
+from .provider_status import ProviderStatus, ProviderStatusSink
+from .scheduler import Scheduler, SchedulerSettings
+
+__all__ = [
+    "SECRET_FIELD_SELECTOR",
+    "Core",
+    "Operator",
+    "OperatorSettings",
+    "StartupError",
+    "endpoint_paths",
+    "provider_paths",
+    "secret_paths",
+    "watching",
+]
+
+log = logging.getLogger(__name__)
+
+#: Secrets that can never hold a provider credential, filtered out by the API server so that
+#: large Helm release blobs and rotating service-account tokens are never sent to us.
+SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything `inferenceops run`'s flags decide."""
+
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    #: Namespaces to watch; empty means all.
+    namespaces: tuple[str, ...] = ()
+    #: Where ClusterInferenceProviders may read Secrets; None means anywhere.
+    cluster_secret_namespaces: frozenset[str] | None = None
+
+
+class StartupError(RuntimeError):
+    """A watch stopped before it had listed everything once: the operator cannot start."""
+
+
+class _Sink(StatusSink, ProviderStatusSink, Protocol):
+    """Where endpoint and provider-object status and Events go (kube/writer.ApiWriter)."""
+
+
+class Core:
+    """The polling core, wired: provider objects, the Secrets they and the endpoints use, the
+    provider objects' status and the scheduler. Each part tells the others of changes through
+    this object's methods, which reach parts built after it; nothing calls them before the
+    watches are started. Tests build one with fakes, exactly as the operator does."""
+
+    def __init__(
+        self,
+        writer: _Sink,
+        accounts: AccountPool,
+        settings: SchedulerSettings,
+        *,
+        fetch: Fetch | None = None,
+        cluster_secret_namespaces: frozenset[str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.providers = ProviderObjects(
+            cluster_secret_namespaces,
+            changed=self._provider_changed,
+            status_changed=self._provider_status_changed,
+        )
+        self.secrets = SecretCache(fetch, changed=self._secret_changed)
+        self.provider_status = ProviderStatus(
+            self.providers, self._provider_users, writer, clock=clock
+        )
+        self.scheduler = Scheduler(
+            writer,
+            self.secrets,
+            accounts,
+            settings,
+            providers=self.providers,
+            provider_status=self.provider_status,
+            clock=clock,
+        )
+
+    def _secret_changed(self, namespace: str, name: str) -> None:
+        self.scheduler.secret_changed(namespace, name)
+
+    def _provider_changed(self, key: ObjectKey | None) -> None:
+        self.scheduler.provider_changed(key)
+
+    def _provider_status_changed(self) -> None:
+        self.provider_status.changed()
+
+    def _provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        return self.scheduler.provider_users(key)
+
+
+class Operator:
+    """One running operator. `start()` lists everything and starts polling; `alive()` is the
+    liveness check; `aclose()` stops it all. `stop` is called (once) when a root task ends
+    unexpectedly: the process should then exit so that the kubelet restarts it."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        api: kube_client.ApiSession,
+        metrics: Metrics,
+        *,
+        stop: Callable[[str], None],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.settings = settings
+        self._api = api
+        self._stop = stop
+        self._stopping = False
+        self.writer = ApiWriter(api, metrics, clock=clock)
+        self.accounts = AccountPool(settings.accounts, metrics, clock=clock)
+        self.core = Core(
+            self.writer,
+            self.accounts,
+            settings.scheduler,
+            fetch=functools.partial(kube_secrets.get_secret, api),
+            cluster_secret_namespaces=settings.cluster_secret_namespaces,
+            clock=clock,
+        )
+        self.scheduler = self.core.scheduler
+        #: The tasks that must all run for the operator to be alive.
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """List and watch everything, then start polling. Raises `StartupError` when a watch
+        stops before its first listing."""
+        settings, api = self.settings, self._api
+        # Provider objects (and namespace labels, for ClusterInferenceProvider conditions)
+        # first: an endpoint naming one then resolves when it is listed, not ProviderMissing.
+        if await _served(api, NAMESPACED_PLURAL, CLUSTER_PLURAL):
+            await self._watch_provider_objects()
+        else:
+            # Helm installs CRDs only on first install: after an upgrade they may be missing,
+            # and an operator that waited for them would never start for the endpoints it can
+            # serve.
+            log.warning(
+                "the InferenceProvider/ClusterInferenceProvider CRDs are not installed (apply "
+                "crds/ and restart): endpoints with spec.providerRef will say ProviderMissing"
+            )
+        # Endpoints first, so that the Secret listing knows which Secrets to keep; polling
+        # starts when both are listed, so no endpoint reports a Secret missing that is merely
+        # unread.
+        await self._watch(
+            "inferenceops-informer",
+            Informer(api, endpoint_paths(settings.namespaces), self.scheduler.observe),
+        )
+        await self._watch(
+            "inferenceops-secret-informer",
+            Informer(
+                api,
+                secret_paths(settings.namespaces, settings.cluster_secret_namespaces),
+                self.core.secrets.observe,
+                params={"fieldSelector": SECRET_FIELD_SELECTOR},
+                # Secrets can be large (TLS bundles); unreferenced ones are dropped per page.
+                page_size=50,
+            ),
+        )
+        log.info(
+            "%s; ClusterInferenceProviders may read Secrets in %s (--cluster-secret-namespace); "
+            "holding %d referenced Secrets; polling %d endpoints",
+            watching(settings.namespaces),
+            ", ".join(sorted(settings.cluster_secret_namespaces or ["any namespace"])),
+            len(self.core.secrets),
+            len(self.scheduler),
+        )
+        self.spawn(self.scheduler.run(), "inferenceops-scheduler")
+        self.spawn(keep_frozen(), "inferenceops-gc")
+        if settings.scheduler.shard_index == 0:
+            # One writer per provider object: shards writing their own shares would overwrite
+            # each other at every change. Shard 0's status covers its share of the endpoints.
+            self.spawn(self.core.provider_status.run(), "inferenceops-provider-status")
+
+    async def _watch_provider_objects(self) -> None:
+        api, store, base = self._api, self.core.providers, f"/apis/{GROUP}/{VERSION}"
+        watches = {
+            "inferenceproviders": Informer(
+                api, provider_paths(self.settings.namespaces), store.observe_namespaced
+            ),
+            "clusterinferenceproviders": Informer(
+                api, [f"{base}/{CLUSTER_PLURAL}"], store.observe_cluster
+            ),
+            "namespaces": Informer(api, ["/api/v1/namespaces"], store.observe_namespace),
+        }
+        for name, informer in watches.items():
+            await self._watch(f"inferenceops-{name}-informer", informer)
+
+    async def _watch(self, name: str, informer: Informer) -> None:
+        """Start `informer` as a root task; return once it has listed everything once."""
+        task = self.spawn(informer.run(), name)
+        waiter = asyncio.create_task(informer.synced.wait())
+        await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            waiter.cancel()
+            error = None if task.cancelled() else task.exception()
+            raise StartupError(f"{name} stopped before listing: {error!r}")
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A root task (kopf's spawn_tasks): should it ever end while the operator runs, the
+        operator stops, with one line saying which and why, rather than live on half-working."""
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(self._root_task_ended)
+        self._tasks.append(task)
+        return task
+
+    def _root_task_ended(self, task: asyncio.Task[None]) -> None:
+        # Cancelled: the operator is stopping (aclose, or the event loop shutting down).
+        if self._stopping or task.cancelled():
+            return
+        self._stopping = True
+        error = task.exception()
+        why = "it returned" if error is None else repr(error)
+        reason = f"{task.get_name()} stopped unexpectedly ({why}); stopping the operator"
+        log.critical("%s", reason)
+        self._stop(reason)
+
+    # --- liveness and stop ------------------------------------------------------------------
+
+    def alive(self) -> int:
+        """Raises RuntimeError naming the first root task that is not running; else the number
+        of endpoints tracked."""
+        if not self._tasks:
+            raise RuntimeError("the operator has not started")
+        for task in self._tasks:
+            if task.done():
+                raise RuntimeError(f"{task.get_name()} is not running")
+        return len(self.scheduler)
+
+    async def aclose(self) -> None:
+        """Stop every root task, in-flight polls, the accounts' clients, pending Event counts
+        and the API session."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.scheduler.stop()
+        await self.accounts.aclose()
+        await self.writer.aclose()  # the Event counts not written yet
+        await self._api.aclose()
+
+
+async def _served(api: kube_client.ApiSession, *plurals: str) -> bool:
+    """Whether the API server serves all of these resources of our group (discovery)."""
+    try:
+        found = await api.get_json(f"/apis/{GROUP}/{VERSION}", {})
+    except ApiError as err:
+        log.warning("discovery of %s/%s failed: %s", GROUP, VERSION, err)
+        return False
+    served = {r.get("name") for r in found.get("resources") or []}
+    return all(p in served for p in plurals)
+
+
+def watching(namespaces: tuple[str, ...]) -> str:
+    """The start-up line's first words: where an endpoint must live to be polled (an endpoint in
+    a namespace the operator does not watch would otherwise stay silently empty)."""
+    if not namespaces:
+        return "watching InferenceEndpoints in all namespaces"
+    return (
+        f"watching InferenceEndpoints in {', '.join(namespaces)} only "
+        "(--namespace; endpoints in other namespaces are not polled)"
+    )
+
+
+def secret_paths(
+    namespaces: tuple[str, ...], cluster_secret_namespaces: frozenset[str] | None = None
+) -> list[str]:
+    """Where Secrets are watched: everywhere, or the watched namespaces and those where
+    ClusterInferenceProviders may read Secrets (their Secrets are kept current the same way)."""
+    if not namespaces:
+        return ["/api/v1/secrets"]
+    extra = sorted((cluster_secret_namespaces or frozenset()) - set(namespaces))
+    return [f"/api/v1/namespaces/{ns}/secrets" for ns in (*namespaces, *extra)]
+
+
+def provider_paths(namespaces: tuple[str, ...]) -> list[str]:
+    base = f"/apis/{GROUP}/{VERSION}"
+    if not namespaces:
+        return [f"{base}/{NAMESPACED_PLURAL}"]
+    return [f"{base}/namespaces/{ns}/{NAMESPACED_PLURAL}" for ns in namespaces]
+
+
+def endpoint_paths(namespaces: tuple[str, ...]) -> list[str]:
+    base = f"/apis/{GROUP}/{VERSION}"
+    if not namespaces:
+        return [f"{base}/{PLURAL}"]
+    return [f"{base}/namespaces/{ns}/{PLURAL}" for ns in namespaces]
