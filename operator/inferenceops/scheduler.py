@@ -14,23 +14,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from . import status as st
 from .accounts import AccountPool, origin
 from .aiotasks import concurrently
-from .api import InvalidSpecError, ParsedSpec, parse_spec
-from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
+from .api import ParsedSpec
 from .clock import SYSTEM_CLOCK, Clock
+from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .poller import WAITING, Batch, Poller, Written
-from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
+from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
-from .timestamps import format_timestamp, parse_timestamp
+from .timestamps import format_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
 
@@ -38,13 +38,10 @@ __all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-RECONCILE_ANNOTATION = "inferenceops.io/reconcile-requested-at"
 #: A provider account unused this long is closed (its client, pool and budget); the next poll on
 #: it opens a new one. Far above any keep-alive, so nothing reusable is thrown away.
 ACCOUNT_IDLE_SECONDS = 600.0
 ACCOUNT_SWEEP_SECONDS = 60.0
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,50 +89,6 @@ class _Arrivals:
         return min(self.last + settings.arrival_quiet, self.first + settings.arrival_max_wait)
 
 
-@dataclass(eq=False)
-class _Entry:
-    """One tracked InferenceEndpoint (implements `poller.Polled`)."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    spec: Mapping[str, Any]
-    parsed: ParsedSpec | None
-    spec_error: str | None
-    status: dict[str, Any]
-    reconcile_token: str | None
-    last_success: datetime | None
-    spec_reason: str = st.INVALID_SPEC
-    #: The provider object its spec.providerRef names, whether or not that exists.
-    provider_object: ObjectKey | None = None
-    failures: int = 0
-    in_flight: bool = False
-    #: Set when the spec changed or a reconcile was asked for during an in-flight poll: that
-    #: poll's result describes the old spec, so it is dropped and the resource polled again.
-    repoll: bool = False
-    group: Hashable = None
-    #: When this process started tracking the resource: the staleness window starts no earlier,
-    #: so a restart followed by one failed poll does not make an old lastPollTime look stale.
-    tracked_since: datetime | None = None
-    #: The (observation, generation, reconcile token) the current status was computed from: the
-    #: same answer again cannot change the status, so a steady poll skips computing it.
-    status_source: tuple[Observation, int, str | None] | None = None
-    #: The (namespace, name) of the Secret its spec references, wanted from the SecretCache.
-    secret: Key | None = None
-    #: Monotonic time of the last successful poll (or of tracking start): the status goes stale
-    #: `stale_after(interval)` later. A steady poll moves this, not its deadline in the queue.
-    fresh_since: float = 0.0
-
-    @property
-    def key(self) -> Key:
-        return (self.namespace, self.name)
-
-    @property
-    def interval(self) -> float:
-        return self.parsed.poll_interval if self.parsed else DEFAULT_POLL_INTERVAL_SECONDS
-
-
 class Scheduler:
     def __init__(
         self,
@@ -151,8 +104,6 @@ class Scheduler:
         self._secrets = secrets
         self._accounts = accounts
         self.providers = providers if providers is not None else ProviderObjects()
-        #: Endpoints by the provider object their providerRef names.
-        self._provider_users: dict[ObjectKey, set[Key]] = {}
         #: Told each provider object's call outcomes and when its endpoints change (set by
         #: handlers once it exists; it reads `provider_users`).
         self.provider_status: ProviderStatus | None = None
@@ -167,8 +118,13 @@ class Scheduler:
         # Give the account pool the same clock: its Retry-After pauses are added to this one's.
         self._clock = clock.monotonic
         self._wallclock = clock.now
-        self._entries: dict[Key, _Entry] = {}
-        self._groups: dict[Hashable, set[Key]] = {}
+        self._endpoints = Endpoints(
+            secrets,
+            self.providers,
+            self._poller.refusal,
+            users_changed=self._provider_counts_changed,
+            group_emptied=self._group_emptied,
+        )
         #: When each endpoint is polled next; in-flight endpoints are not in it.
         self._polls: ScheduledQueue[Key] = ScheduledQueue()
         #: When each endpoint's status may have gone stale (`fresh_since` + timing.stale_after).
@@ -185,8 +141,6 @@ class Scheduler:
         )
         self._slow_lane = asyncio.Semaphore(self.settings.slow_lane_polls)
         self._phase_counts: dict[str, int] = {}
-        #: Endpoints by the Secret they use, so a changed Secret re-polls all of them.
-        self._secret_users: dict[Key, set[Key]] = {}
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
         #: One per endpoint being written: 10,000 idle locks would be memory for nothing.
@@ -217,50 +171,19 @@ class Scheduler:
         if meta.get("deletionTimestamp"):
             self.forget(namespace, name)
             return
-        generation = int(meta.get("generation") or 0)
-        spec = body.get("spec") or {}
-        token = (meta.get("annotations") or {}).get(RECONCILE_ANNOTATION)
-        entry = self._entries.get((namespace, name))
+        entry = self._endpoints.get((namespace, name))
         if entry is not None and entry.uid == str(meta.get("uid", "")):
-            changed = generation != entry.generation or spec != entry.spec
-            asked = token is not None and token != entry.reconcile_token
-            if changed:
-                self._apply_spec(entry, spec, generation)
-            if asked:
-                entry.reconcile_token = token
-            if changed or asked:
+            if self._endpoints.update(entry, body):
                 self._poll_soon(entry)
             return
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
-        status = dict(body.get("status") or {})
-        entry = _Entry(
-            namespace=namespace,
-            name=name,
-            uid=str(meta.get("uid", "")),
-            generation=generation,
-            spec=spec,
-            parsed=None,
-            spec_error=None,
-            status=status,
-            reconcile_token=status.get("lastHandledReconcileAt"),
-            last_success=parse_timestamp(status.get("lastPollTime")),
-            tracked_since=self._wallclock(),
-        )
-        self._apply_spec(entry, spec, generation)
-        self._entries[entry.key] = entry
-        self._count_phase(None, status.get("phase"))
+        entry, current = self._endpoints.track(body, since=self._wallclock())
+        self._count_phase(None, entry.status.get("phase"))
         entry.fresh_since = self._clock()
         self._deadlines.add(entry.key, entry.fresh_since + stale_after(entry.interval))
-        fresh = (
-            not status
-            or status.get("observedGeneration") != generation
-            or (token is not None and token != entry.reconcile_token)
-        )
-        if token is not None:
-            entry.reconcile_token = token
-        if initial and not fresh:
-            phase = _phase(status.get("phase"))
+        if initial and current:
+            phase = _phase(entry.status.get("phase"))
             delay = self.settings.policy.after_restart(
                 phase, entry.interval, self.settings.restart_spread
             )
@@ -273,55 +196,37 @@ class Scheduler:
         fixed credential shows at once and a revoked one stops being used at once."""
         if not self._running:
             return  # the start-up listing: every endpoint is due anyway
-        for key in self._secret_users.get((namespace, name), ()):
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._poll_soon(entry)
+        for entry in self._endpoints.secret_users((namespace, name)):
+            self._poll_soon(entry)
 
     def provider_changed(self, key: ObjectKey | None) -> None:
         """A provider object appeared, changed or went away (None: namespace labels changed, so
         any ClusterInferenceProvider's conditions may): its endpoints resolve again and poll."""
-        if key is None:
-            users = {u for k, us in self._provider_users.items() if k[1] == "" for u in us}
-        else:
-            users = set(self._provider_users.get(key, ()))
-        for user in users:
-            entry = self._entries.get(user)
-            if entry is None:
-                continue
-            before = (entry.parsed, entry.spec_error)
-            self._apply_spec(entry, entry.spec, entry.generation)
-            if (entry.parsed, entry.spec_error) != before:
+        for entry in self._endpoints.provider_users(key):
+            if self._endpoints.resolve_again(entry):
                 self._poll_soon(entry)
 
     def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
         """The statuses of the endpoints naming a provider object (for its status)."""
-        return [
-            self._entries[user].status
-            for user in self._provider_users.get(key, ())
-            if user in self._entries
-        ]
+        return [entry.status for entry in self._endpoints.provider_users(key)]
 
     def forget(self, namespace: str, name: str) -> None:
-        entry = self._entries.pop((namespace, name), None)
+        entry = self._endpoints.forget((namespace, name))
         if entry is None:
             return
-        self._leave_group(entry)
-        self._use_secret(entry, None)
-        self._use_provider(entry, None)
         self._polls.forget(entry.key)
         self._deadlines.forget(entry.key)
         self._count_phase(entry.status.get("phase"), None)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._endpoints)
 
     def wake(self) -> None:
         """Look at the clock now rather than when the next item is due (a fake clock moved)."""
         self._polls.wake()
 
     def status_of(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        entry = self._entries.get((namespace, name))
+        entry = self._endpoints.get((namespace, name))
         return entry.status if entry else None
 
     # --- the loop -------------------------------------------------------------------------
@@ -336,7 +241,7 @@ class Scheduler:
                 next_sweep = now + ACCOUNT_SWEEP_SECONDS
                 self._track(asyncio.create_task(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS)))
             while (deadline := self._deadlines.pop(now)) is not None:
-                entry = self._entries.get(deadline[0])
+                entry = self._endpoints.get(deadline[0])
                 if entry is None:
                     continue
                 stale_at = entry.fresh_since + stale_after(entry.interval)
@@ -345,7 +250,7 @@ class Scheduler:
                 else:
                     self._track(asyncio.create_task(self._mark_stale(entry)))
             while (poll := self._polls.pop(now)) is not None:
-                entry = self._entries.get(poll[0])
+                entry = self._endpoints.get(poll[0])
                 if entry is not None and not entry.in_flight:
                     self._start_group(entry, now, poll[1])
             upcoming = min(
@@ -370,7 +275,7 @@ class Scheduler:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _start_group(self, first: _Entry, now: float, first_due: float) -> None:
+    def _start_group(self, first: Endpoint, now: float, first_due: float) -> None:
         arrivals = self._arrivals.get(first.group)
         if arrivals is not None:
             due = arrivals.due(self.settings)
@@ -384,8 +289,8 @@ class Scheduler:
         members = [first]
         lags = [now - first_due]
         batches = first.parsed is not None and first.parsed.provider.batches
-        for key in self._groups.get(first.group, ()) if batches else ():
-            other = self._entries.get(key)
+        for key in self._endpoints.group_members(first.group) if batches else ():
+            other = self._endpoints.get(key)
             other_due = self._polls.due_at(key)
             if other is None or other is first or other_due is None or other_due > horizon:
                 continue
@@ -401,7 +306,7 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _poll(self, entries: list[_Entry]) -> None:
+    async def _poll(self, entries: list[Endpoint]) -> None:
         try:
             batches, early = self._poller.batches(entries)
             for entry, outcome in early:
@@ -422,7 +327,7 @@ class Scheduler:
         finally:
             for entry in entries:
                 entry.in_flight = False
-                if self._entries.get(entry.key) is not entry:
+                if self._endpoints.get(entry.key) is not entry:
                     continue
                 if entry.repoll:
                     entry.repoll = False
@@ -430,7 +335,7 @@ class Scheduler:
                 elif entry.key not in self._polls and entry.parsed is not None:
                     self._schedule(entry, entry.interval)  # no result was recorded
 
-    async def _poll_batch(self, batch: Batch[_Entry]) -> None:
+    async def _poll_batch(self, batch: Batch[Endpoint]) -> None:
         paused = self._poller.paused_for(batch)
         if paused is not None:
             # The provider asked this account to wait: say so and until when, and come back
@@ -462,7 +367,7 @@ class Scheduler:
             await concurrently(recordings)
 
     def _record_unchanged(
-        self, entry: _Entry, result: Observation, timing: tuple[float, float]
+        self, entry: Endpoint, result: Observation, timing: tuple[float, float]
     ) -> bool:
         """Schedule the next poll and return True when `result` is what the status already
         shows: the steady-state case, done without a coroutine (a Task each in a listing of
@@ -477,7 +382,7 @@ class Scheduler:
         self._schedule(entry, delay, base=base)
         return True
 
-    def _succeeded(self, entry: _Entry, result: Observation, base: float) -> None:
+    def _succeeded(self, entry: Endpoint, result: Observation, base: float) -> None:
         entry.failures = 0
         entry.last_success = self._wallclock()
         entry.fresh_since = base
@@ -488,7 +393,7 @@ class Scheduler:
 
     async def _record(
         self,
-        entry: _Entry,
+        entry: Endpoint,
         result: Observation | st.Failure,
         *,
         timing: tuple[float, float] | None = None,
@@ -523,22 +428,22 @@ class Scheduler:
                 )
         current = await self._write(entry, result)
         entry.status_source = source if current else None
-        if self._entries.get(entry.key) is not entry:
+        if self._endpoints.get(entry.key) is not entry:
             return
         if at is None:
             self._schedule(entry, delay, base=base)
         else:
             self._polls.add(entry.key, at)
 
-    async def _mark_stale(self, entry: _Entry) -> None:
+    async def _mark_stale(self, entry: Endpoint) -> None:
         """The staleness deadline passed with no successful poll, whatever held polls up."""
         await self._write(entry, None)
 
-    async def _write(self, entry: _Entry, result: Observation | st.Failure | None) -> bool:
+    async def _write(self, entry: Endpoint, result: Observation | st.Failure | None) -> bool:
         """Compute the status after `result` (None: a staleness deadline) and write what changed;
         True when `entry.status` now matches it."""
         async with self._writing(entry.key):
-            if self._entries.get(entry.key) is not entry:
+            if self._endpoints.get(entry.key) is not entry:
                 return False  # deleted while we polled
             now = self._wallclock()
             if result is None:
@@ -566,7 +471,7 @@ class Scheduler:
         return True
 
     @contextlib.asynccontextmanager
-    async def _poll_slot(self, batch: Batch[_Entry]) -> AsyncIterator[None]:
+    async def _poll_slot(self, batch: Batch[Endpoint]) -> AsyncIterator[None]:
         """A global poll slot, taken last: waiting for the slow lane, the host's or the
         provider's share holds none (docs/operations.md, "Poll slots")."""
         host = _host_of(batch)
@@ -595,37 +500,7 @@ class Scheduler:
 
     # --- bookkeeping ----------------------------------------------------------------------
 
-    def _apply_spec(self, entry: _Entry, spec: Mapping[str, Any], generation: int) -> None:
-        entry.spec, entry.generation = spec, generation
-        entry.spec_reason = st.INVALID_SPEC
-        self._use_provider(entry, ref_key(entry.namespace, spec))
-        try:
-            if spec.get("providerRef") is None:
-                entry.parsed = parse_spec(spec)
-            else:
-                resolved = self.providers.resolve(entry.namespace, spec)
-                entry.parsed = replace(parse_spec(resolved.spec), account=resolved.account)
-            entry.spec_error = None
-        except InvalidSpecError as err:
-            entry.parsed, entry.spec_error = None, str(err)
-        except Unresolved as err:
-            entry.parsed, entry.spec_error, entry.spec_reason = None, err.message, err.reason
-        self._leave_group(entry)
-        entry.group = self._group_of(entry)
-        self._groups.setdefault(entry.group, set()).add(entry.key)
-        secret = None
-        parsed = entry.parsed
-        # A refused poll reads no Secret: not even into the cache.
-        if (
-            parsed is not None
-            and (refs := parsed.config.secret_refs())
-            and self._poller.refusal(parsed) is None
-        ):
-            account = parsed.account
-            secret = (account.secret_namespace if account else entry.namespace, refs[0].name)
-        self._use_secret(entry, secret)
-
-    def _report_call(self, batch: Batch[_Entry], results: list[Observation | st.Failure]) -> None:
+    def _report_call(self, batch: Batch[Endpoint], results: list[Observation | st.Failure]) -> None:
         """A provider object's account was called: any answer means its credentials were
         accepted; else the first failure says why (and until when, if it was a 429)."""
         failures = [r for r in results if isinstance(r, st.Failure)]
@@ -646,61 +521,14 @@ class Scheduler:
         if self.provider_status is not None and parsed is not None and parsed.account:
             self.provider_status.record(parsed.account, reason, message, paused_until)
 
-    def _use_provider(self, entry: _Entry, key: ObjectKey | None) -> None:
-        if key == entry.provider_object:
-            return
+    def _provider_counts_changed(self) -> None:
         if self.provider_status is not None:
             self.provider_status.changed()  # its endpoint count
-        if entry.provider_object is not None:
-            users = self._provider_users.get(entry.provider_object)
-            if users is not None:
-                users.discard(entry.key)
-                if not users:
-                    del self._provider_users[entry.provider_object]
-        if key is not None:
-            self._provider_users.setdefault(key, set()).add(entry.key)
-        entry.provider_object = key
 
-    def _use_secret(self, entry: _Entry, secret: Key | None) -> None:
-        if secret == entry.secret:
-            return
-        if entry.secret is not None:
-            self._secrets.unwant(*entry.secret)
-            users = self._secret_users.get(entry.secret)
-            if users is not None:
-                users.discard(entry.key)
-                if not users:
-                    del self._secret_users[entry.secret]
-        if secret is not None:
-            self._secrets.want(*secret)
-            self._secret_users.setdefault(secret, set()).add(entry.key)
-        entry.secret = secret
+    def _group_emptied(self, group: Hashable) -> None:
+        self._arrivals.pop(group, None)
 
-    def _group_of(self, entry: _Entry) -> Hashable:
-        parsed = entry.parsed
-        if parsed is None:
-            return ("invalid", entry.key)
-        secret = None
-        if refs := parsed.config.secret_refs():
-            account = parsed.account
-            namespace = account.secret_namespace if account else entry.namespace
-            secret = (namespace, refs[0].name, tuple(r.key for r in refs))
-        return (
-            parsed.provider.name,
-            parsed.provider.account_key(parsed.config),
-            secret,
-            parsed.account,
-        )
-
-    def _leave_group(self, entry: _Entry) -> None:
-        members = self._groups.get(entry.group)
-        if members is not None:
-            members.discard(entry.key)
-            if not members:
-                del self._groups[entry.group]
-                self._arrivals.pop(entry.group, None)
-
-    def _poll_soon(self, entry: _Entry) -> None:
+    def _poll_soon(self, entry: Endpoint) -> None:
         """Poll a new or edited resource now; with its listing group's other arrivals if the
         provider lists. A poll in flight answers for the old spec: it is polled again after."""
         if entry.in_flight:
@@ -716,7 +544,7 @@ class Scheduler:
         arrivals.last = now
         self._schedule(entry, arrivals.due(self.settings) - now, base=now)
 
-    def _schedule(self, entry: _Entry, delay: float, *, base: float | None = None) -> None:
+    def _schedule(self, entry: Endpoint, delay: float, *, base: float | None = None) -> None:
         self._polls.add(entry.key, (self._clock() if base is None else base) + delay)
 
     def _count_poll(self, provider: str, outcome: str) -> None:
