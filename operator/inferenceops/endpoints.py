@@ -79,10 +79,6 @@ class Endpoint:
     #: The provider object its spec.providerRef names, whether or not that exists.
     provider_object: ObjectKey | None = None
     failures: int = 0
-    in_flight: bool = False
-    #: Set when the spec changed or a reconcile was asked for during an in-flight poll: that
-    #: poll's result describes the old spec, so it is dropped and the resource polled again.
-    repoll: bool = False
     group: Hashable = None
     #: When this process started tracking the resource: the staleness window starts no earlier,
     #: so a restart followed by one failed poll does not make an old lastPollTime look stale.

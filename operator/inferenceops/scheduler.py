@@ -125,7 +125,7 @@ class Scheduler:
             users_changed=self._provider_counts_changed,
             group_emptied=self._group_emptied,
         )
-        #: When each endpoint is polled next; in-flight endpoints are not in it.
+        #: When each endpoint is polled next; an endpoint being polled is `begin`..`done` in it.
         self._polls: ScheduledQueue[Key] = ScheduledQueue()
         #: When each endpoint's status may have gone stale (`fresh_since` + timing.stale_after).
         #: A deadline that finds a later success is pushed back then, so a steady poll costs no
@@ -251,7 +251,7 @@ class Scheduler:
                     self._track(asyncio.create_task(self._mark_stale(entry)))
             while (poll := self._polls.pop(now)) is not None:
                 entry = self._endpoints.get(poll[0])
-                if entry is not None and not entry.in_flight:
+                if entry is not None and not self._polls.is_processing(entry.key):
                     self._start_group(entry, now, poll[1])
             upcoming = min(
                 (t for t in (self._polls.next_at(), self._deadlines.next_at()) if t is not None),
@@ -298,7 +298,7 @@ class Scheduler:
             lags.append(now - other_due)
             self._polls.forget(key)
         for entry, lag in zip(members, lags, strict=True):
-            entry.in_flight = True
+            self._polls.begin(entry.key)
             self._metrics.scheduler_lag.observe(max(0.0, lag))
         self._track(asyncio.create_task(self._poll(members), name=f"poll {first.group!r}"))
 
@@ -326,12 +326,13 @@ class Scheduler:
                 await self._record(entry, failure)
         finally:
             for entry in entries:
-                entry.in_flight = False
-                if self._endpoints.get(entry.key) is not entry:
+                dirty = self._polls.done(entry.key)
+                current = self._endpoints.get(entry.key)
+                if current is None:
                     continue
-                if entry.repoll:
-                    entry.repoll = False
-                    self._schedule(entry, 0.0)
+                if dirty or (current is not entry and current.key not in self._polls):
+                    # Changed meanwhile, or deleted and created again: poll what it is now.
+                    self._schedule(current, 0.0)
                 elif entry.key not in self._polls and entry.parsed is not None:
                     self._schedule(entry, entry.interval)  # no result was recorded
 
@@ -348,7 +349,7 @@ class Scheduler:
             )
             self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:
-                if not entry.repoll:
+                if not self._polls.is_dirty(entry.key):
                     await self._record(entry, failure, at=self._clock() + paused)
             return
         async with self._poll_slot(batch):
@@ -372,7 +373,7 @@ class Scheduler:
         """Schedule the next poll and return True when `result` is what the status already
         shows: the steady-state case, done without a coroutine (a Task each in a listing of
         thousands showed in the profile)."""
-        if entry.repoll or self.settings.poll_time_refresh is not None:
+        if self._polls.is_dirty(entry.key) or self.settings.poll_time_refresh is not None:
             return False
         if (result, entry.generation, entry.reconcile_token) != entry.status_source:
             return False
@@ -402,7 +403,7 @@ class Scheduler:
         """Turn one poll result into status, write it if it changed, and schedule the next poll
         at `timing` = (base clock, jitter factor), shared by a batch, or at `at`."""
         base, factor = timing or (self._clock(), self.settings.policy.jitter_factor())
-        if entry.repoll:
+        if self._polls.is_dirty(entry.key):
             return  # answered for a spec that has changed since; the re-poll will write
         policy = self.settings.policy
         if isinstance(result, Observation):
@@ -531,8 +532,7 @@ class Scheduler:
     def _poll_soon(self, entry: Endpoint) -> None:
         """Poll a new or edited resource now; with its listing group's other arrivals if the
         provider lists. A poll in flight answers for the old spec: it is polled again after."""
-        if entry.in_flight:
-            entry.repoll = True
+        if self._polls.mark_dirty(entry.key):
             return
         if entry.parsed is None or not entry.parsed.provider.batches:
             self._schedule(entry, 0.0)
