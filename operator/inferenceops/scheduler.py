@@ -1,35 +1,37 @@
 """When each InferenceEndpoint is polled, and which are polled together.
 
-The informer tells it what exists (`observe`: upsert / forget); it owns time. Every poll and
-every staleness deadline sits in a `ScheduledQueue`. When a poll is due, every endpoint of the same
-provider account due within the coalescing window goes with it, so an adapter that can list
-(DataArts, Friendli, RunPod) answers them with one paged request. What happens in a poll (Secret,
-account, adapter, redaction, status, write, Events) is `poller.Poller`'s; how long to wait is
-`timing.PollPolicy`'s.
+The informer tells it what exists (`observe`: upsert / forget; kept in `endpoints.Endpoints`);
+it owns time. Every poll and every staleness deadline sits in a `ScheduledQueue`. When a poll is
+due, every endpoint of the same provider account due within the coalescing window goes with it, so
+an adapter that can list (DataArts, Friendli, RunPod) answers them with one paged request, once it
+has its poll slots (`gates.PollSlots`). What happens in a poll (Secret, account, adapter,
+redaction, status, write, Events) is `poller.Poller`'s; what its result does (write, next poll
+time, staleness) is `recorder.Recorder`'s; how long to wait is `timing.PollPolicy`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from . import status as st
-from .accounts import AccountPool, origin
+from .accounts import AccountPool
 from .aiotasks import concurrently
 from .api import ParsedSpec
 from .clock import SYSTEM_CLOCK, Clock
 from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
+from .gates import PollSlots, host_of
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
-from .poller import WAITING, Batch, Poller, Written
+from .poller import WAITING, Batch, Poller
 from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import ProviderStatus
 from .providers import ErrorReason, Observation, Phase
+from .recorder import Recorder
 from .timestamps import format_timestamp
 from .timing import PollPolicy, shard_of, stale_after
 from .workqueue import ScheduledQueue
@@ -132,21 +134,27 @@ class Scheduler:
         #: heap push. Adding one does not wake the loop (half the wake-ups at 10,000): it is
         #: three intervals away, and the endpoint's next poll, which does wake it, comes first.
         self._deadlines: ScheduledQueue[Key] = ScheduledQueue()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._gate = asyncio.Semaphore(self.settings.max_concurrent_polls)
-        self._provider_gates: dict[str, asyncio.Semaphore] = {}
-        #: Per host (scheme://host:port) not known to answer quickly.
-        self._host_gates: _WhileUsed[str, asyncio.Semaphore] = _WhileUsed(
-            lambda: asyncio.Semaphore(self.settings.max_concurrent_polls_per_host)
+        self._recorder = Recorder(
+            self._poller,
+            self._endpoints,
+            self._polls,
+            self._deadlines,
+            self.settings.policy,
+            clock,
+            self._metrics,
+            refresh_poll_time=self.settings.poll_time_refresh is not None,
+            gone=lambda entry: self.forget(entry.namespace, entry.name),
+            ready_changed=self._provider_counts_changed,
         )
-        self._slow_lane = asyncio.Semaphore(self.settings.slow_lane_polls)
-        self._phase_counts: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = PollSlots(
+            self.settings.max_concurrent_polls,
+            self.settings.max_concurrent_polls_per_provider,
+            self.settings.max_concurrent_polls_per_host,
+            self.settings.slow_lane_polls,
+        )
         self._arrivals: dict[Hashable, _Arrivals] = {}
         self._running = False
-        #: One per endpoint being written: 10,000 idle locks would be memory for nothing.
-        self._locks: _WhileUsed[Key, asyncio.Lock] = _WhileUsed(asyncio.Lock)
-        #: Labelled children looked up once, not per poll.
-        self._poll_counters: dict[tuple[str, str], Any] = {}
 
     # --- what the informer tells us -------------------------------------------------------
 
@@ -179,7 +187,7 @@ class Scheduler:
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
         entry, current = self._endpoints.track(body, since=self._wallclock())
-        self._count_phase(None, entry.status.get("phase"))
+        self._recorder.count_phase(None, entry.status.get("phase"))
         entry.fresh_since = self._clock()
         self._deadlines.add(entry.key, entry.fresh_since + stale_after(entry.interval))
         if initial and current:
@@ -216,7 +224,7 @@ class Scheduler:
             return
         self._polls.forget(entry.key)
         self._deadlines.forget(entry.key)
-        self._count_phase(entry.status.get("phase"), None)
+        self._recorder.count_phase(entry.status.get("phase"), None)
 
     def __len__(self) -> int:
         return len(self._endpoints)
@@ -248,7 +256,7 @@ class Scheduler:
                 if stale_at > now:  # polled successfully since the deadline was set
                     self._deadlines.add(entry.key, stale_at)
                 else:
-                    self._track(asyncio.create_task(self._mark_stale(entry)))
+                    self._track(asyncio.create_task(self._recorder.mark_stale(entry)))
             while (poll := self._polls.pop(now)) is not None:
                 entry = self._endpoints.get(poll[0])
                 if entry is not None and not self._polls.is_processing(entry.key):
@@ -313,7 +321,7 @@ class Scheduler:
                 if outcome is not WAITING:  # a Secret being read: its arrival re-polls
                     if outcome.reason in (st.SECRET_MISSING, st.INSECURE_URL):
                         self._account_outcome(entry.parsed, outcome.reason, outcome.message)
-                    await self._record(entry, outcome)
+                    await self._recorder.record(entry, outcome)
             if batches:
                 await concurrently([self._poll_batch(batch) for batch in batches])
         except Exception:
@@ -323,7 +331,7 @@ class Scheduler:
                 failure = st.Failure(
                     st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
                 )
-                await self._record(entry, failure)
+                await self._recorder.record(entry, failure)
         finally:
             for entry in entries:
                 dirty = self._polls.done(entry.key)
@@ -350,154 +358,24 @@ class Scheduler:
             self._account_outcome(batch.parsed, failure.reason, failure.message, until)
             for entry, _ in batch.members:
                 if not self._polls.is_dirty(entry.key):
-                    await self._record(entry, failure, at=self._clock() + paused)
+                    await self._recorder.record(entry, failure, at=self._clock() + paused)
             return
-        async with self._poll_slot(batch):
+        host = host_of(batch.account, batch.provider)
+        lane = self._accounts.lane(batch.account, host)
+        async with self._slots.held(batch.provider, host, lane):
             results = await self._poller.observe(batch)
         if batch.parsed.account is not None:
             self._report_call(batch, [r for _, r in results])
         # One clock reading and one jitter draw for the batch: its members stay due together
         # (so the next cycle is one listing again), however long their writes take.
-        timing = (self._clock(), self.settings.policy.jitter_factor())
+        timing = self._recorder.timing()
         recordings = []
         for entry, result in results:
-            if isinstance(result, Observation) and self._record_unchanged(entry, result, timing):
+            if isinstance(result, Observation) and self._recorder.unchanged(entry, result, timing):
                 continue
-            recordings.append(self._record(entry, result, timing=timing))
+            recordings.append(self._recorder.record(entry, result, timing=timing))
         if recordings:
             await concurrently(recordings)
-
-    def _record_unchanged(
-        self, entry: Endpoint, result: Observation, timing: tuple[float, float]
-    ) -> bool:
-        """Schedule the next poll and return True when `result` is what the status already
-        shows: the steady-state case, done without a coroutine (a Task each in a listing of
-        thousands showed in the profile)."""
-        if self._polls.is_dirty(entry.key) or self.settings.poll_time_refresh is not None:
-            return False
-        if (result, entry.generation, entry.reconcile_token) != entry.status_source:
-            return False
-        base, factor = timing
-        self._succeeded(entry, result, base)
-        delay = self.settings.policy.after_success(result.phase, entry.interval) * factor
-        self._schedule(entry, delay, base=base)
-        return True
-
-    def _succeeded(self, entry: Endpoint, result: Observation, base: float) -> None:
-        entry.failures = 0
-        entry.last_success = self._wallclock()
-        entry.fresh_since = base
-        if entry.key not in self._deadlines:  # none since it last went stale
-            self._deadlines.add(entry.key, base + stale_after(entry.interval))
-        parsed = entry.parsed
-        self._count_poll(parsed.provider.name if parsed else "-", "ok")
-
-    async def _record(
-        self,
-        entry: Endpoint,
-        result: Observation | st.Failure,
-        *,
-        timing: tuple[float, float] | None = None,
-        at: float | None = None,
-    ) -> None:
-        """Turn one poll result into status, write it if it changed, and schedule the next poll
-        at `timing` = (base clock, jitter factor), shared by a batch, or at `at`."""
-        base, factor = timing or (self._clock(), self.settings.policy.jitter_factor())
-        if self._polls.is_dirty(entry.key):
-            return  # answered for a spec that has changed since; the re-poll will write
-        policy = self.settings.policy
-        if isinstance(result, Observation):
-            if self._record_unchanged(entry, result, (base, factor)):
-                return
-            self._succeeded(entry, result, base)
-            source: tuple[Observation, int, str | None] | None = (
-                result,
-                entry.generation,
-                entry.reconcile_token,
-            )
-            delay = policy.after_success(result.phase, entry.interval) * factor
-        else:
-            source = None
-            entry.failures += 1
-            self._count_poll(entry.parsed.provider.name if entry.parsed else "-", result.reason)
-            if result.reason in st.UNPOLLABLE_REASONS:
-                # Nothing to poll until the spec or its provider object changes.
-                delay = float("inf")
-            else:
-                delay = factor * policy.after_failure(
-                    result.reason, entry.failures, entry.interval, result.retry_after
-                )
-        current = await self._write(entry, result)
-        entry.status_source = source if current else None
-        if self._endpoints.get(entry.key) is not entry:
-            return
-        if at is None:
-            self._schedule(entry, delay, base=base)
-        else:
-            self._polls.add(entry.key, at)
-
-    async def _mark_stale(self, entry: Endpoint) -> None:
-        """The staleness deadline passed with no successful poll, whatever held polls up."""
-        await self._write(entry, None)
-
-    async def _write(self, entry: Endpoint, result: Observation | st.Failure | None) -> bool:
-        """Compute the status after `result` (None: a staleness deadline) and write what changed;
-        True when `entry.status` now matches it."""
-        async with self._writing(entry.key):
-            if self._endpoints.get(entry.key) is not entry:
-                return False  # deleted while we polled
-            now = self._wallclock()
-            if result is None:
-                new = st.after_deadline(entry.status, self._poller.resource_of(entry, now))
-            else:
-                new = self._poller.status_after(entry, result, now)
-            old = entry.status
-            written = await self._poller.write(entry, new, now)
-            if written is Written.GONE:
-                self.forget(entry.namespace, entry.name)
-                return False
-            if written is Written.FAILED:
-                return False
-            if written is Written.UNCHANGED:
-                return True
-            entry.status = new
-            if entry.provider_object is not None and self.provider_status is not None:
-                self.provider_status.changed()  # its Ready count may have moved
-        self._count_phase(old.get("phase"), new.get("phase"))
-        changed_at = result.changed_at if isinstance(result, Observation) else None
-        if changed_at is not None and old.get("phase") != new.get("phase") and old:
-            self._metrics.change_to_write.labels(new.get("provider", "-")).observe(
-                max(0.0, (self._wallclock() - changed_at).total_seconds())
-            )
-        return True
-
-    @contextlib.asynccontextmanager
-    async def _poll_slot(self, batch: Batch[Endpoint]) -> AsyncIterator[None]:
-        """A global poll slot, taken last: waiting for the slow lane, the host's or the
-        provider's share holds none (docs/operations.md, "Poll slots")."""
-        host = _host_of(batch)
-        lane = self._accounts.lane(batch.account, host)
-        slow_lane = self._slow_lane if lane == "slow" else contextlib.nullcontext()
-        provider = self._provider_gates.get(batch.provider)
-        if provider is None:
-            provider = self._provider_gates[batch.provider] = asyncio.Semaphore(
-                self.settings.max_concurrent_polls_per_provider
-            )
-        if lane == "known":
-            # Answering quickly earns a host its provider's share: one host may serve thousands
-            # of healthy endpoints (a SaaS API, the benchmark's emulator).
-            async with provider, self._gate:
-                yield
-            return
-        async with slow_lane, self._host_gates.held(host), provider, self._gate:
-            yield
-
-    @contextlib.asynccontextmanager
-    async def _writing(self, key: Key) -> AsyncIterator[None]:
-        """Held while an endpoint's status is computed and written: a staleness deadline and a
-        poll's result must not both patch from the same old status."""
-        async with self._locks.held(key):
-            yield
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -547,61 +425,9 @@ class Scheduler:
     def _schedule(self, entry: Endpoint, delay: float, *, base: float | None = None) -> None:
         self._polls.add(entry.key, (self._clock() if base is None else base) + delay)
 
-    def _count_poll(self, provider: str, outcome: str) -> None:
-        counter = self._poll_counters.get((provider, outcome))
-        if counter is None:
-            counter = self._poll_counters[(provider, outcome)] = self._metrics.polls.labels(
-                provider, outcome
-            )
-        counter.inc()
-
-    def _count_phase(self, old: str | None, new: str | None) -> None:
-        if old == new:
-            return
-        for phase, delta in ((old, -1), (new, 1)):
-            if phase:
-                self._phase_counts[phase] = self._phase_counts.get(phase, 0) + delta
-                self._metrics.endpoints.labels(phase).set(self._phase_counts[phase])
-
 
 def _phase(value: object) -> Phase | None:
     try:
         return Phase(str(value)) if value else None
     except ValueError:
         return None
-
-
-_K = TypeVar("_K", bound=Hashable)
-_G = TypeVar("_G", asyncio.Lock, asyncio.Semaphore)
-
-
-class _WhileUsed(Generic[_K, _G]):
-    """A lock or semaphore per key that exists only while someone holds or waits for it."""
-
-    def __init__(self, make: Callable[[], _G]) -> None:
-        self._make: Callable[[], _G] = make
-        self._held: dict[_K, tuple[_G, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def held(self, key: _K) -> AsyncIterator[None]:
-        gate, users = self._held.get(key) or (self._make(), 0)
-        self._held[key] = (gate, users + 1)
-        try:
-            async with gate:
-                yield
-        finally:
-            gate, users = self._held[key]
-            if users == 1:
-                del self._held[key]
-            else:
-                self._held[key] = (gate, users - 1)
-
-
-def _host_of(batch: Batch[Any]) -> str:
-    """The host a batch's requests go to: its account key's base URL (every adapter's key holds
-    one), else the provider's own name (one default host)."""
-    key = batch.account[0] if isinstance(batch.account, tuple) else batch.account
-    for part in key if isinstance(key, tuple) else (key,):
-        if isinstance(part, str) and part.startswith(("http://", "https://")):
-            return origin(part)
-    return batch.provider
