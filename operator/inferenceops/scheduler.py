@@ -11,7 +11,6 @@ time, staleness) is `recorder.Recorder`'s; how long to wait is `timing.PollPolic
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from . import status as st
 from .accounts import AccountPool
-from .aiotasks import concurrently
+from .aiotasks import Detached, concurrently
 from .api import ParsedSpec
 from .clock import SYSTEM_CLOCK, Clock
 from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
@@ -146,7 +145,8 @@ class Scheduler:
             gone=lambda entry: self.forget(entry.namespace, entry.name),
             ready_changed=self._provider_counts_changed,
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Polls, staleness writes and account sweeps in flight.
+        self._tasks = Detached()
         self._slots = PollSlots(
             self.settings.max_concurrent_polls,
             self.settings.max_concurrent_polls_per_provider,
@@ -247,7 +247,7 @@ class Scheduler:
             if now >= next_sweep:
                 # Accounts of deleted resources would keep their pooled sockets open forever.
                 next_sweep = now + ACCOUNT_SWEEP_SECONDS
-                self._track(asyncio.create_task(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS)))
+                self._tasks.start(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS))
             while (deadline := self._deadlines.pop(now)) is not None:
                 entry = self._endpoints.get(deadline[0])
                 if entry is None:
@@ -256,7 +256,7 @@ class Scheduler:
                 if stale_at > now:  # polled successfully since the deadline was set
                     self._deadlines.add(entry.key, stale_at)
                 else:
-                    self._track(asyncio.create_task(self._recorder.mark_stale(entry)))
+                    self._tasks.start(self._recorder.mark_stale(entry))
             while (poll := self._polls.pop(now)) is not None:
                 entry = self._endpoints.get(poll[0])
                 if entry is not None and not self._polls.is_processing(entry.key):
@@ -273,15 +273,11 @@ class Scheduler:
     async def stop(self) -> None:
         """Cancel in-flight polls: they must not write through clients about to be closed."""
         self._running = False
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()
 
     async def drain(self) -> None:
         """Wait for in-flight polls (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain()
 
     def _start_group(self, first: Endpoint, now: float, first_due: float) -> None:
         arrivals = self._arrivals.get(first.group)
@@ -308,11 +304,7 @@ class Scheduler:
         for entry, lag in zip(members, lags, strict=True):
             self._polls.begin(entry.key)
             self._metrics.scheduler_lag.observe(max(0.0, lag))
-        self._track(asyncio.create_task(self._poll(members), name=f"poll {first.group!r}"))
-
-    def _track(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._poll(members), name=f"poll {first.group!r}")
 
     async def _poll(self, entries: list[Endpoint]) -> None:
         try:
