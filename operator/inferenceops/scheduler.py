@@ -4,7 +4,7 @@ The informer tells it what exists (`observe`: upsert / forget; kept in `endpoint
 it owns time. Every poll and every staleness deadline sits in a `ScheduledQueue`. When a poll is
 due, every endpoint of the same provider account due within the coalescing window goes with it, so
 an adapter that can list (DataArts, Friendli, RunPod) answers them with one paged request, once it
-has its poll slots (`gates.PollSlots`). What happens in a poll (Secret, account, adapter,
+has its poll slots (`runner.PollRunner`). What happens in a poll (Secret, account, adapter,
 redaction, status, write, Events) is `poller.Poller`'s; what its result does (write, next poll
 time, staleness) is `recorder.Recorder`'s; how long to wait is `timing.PollPolicy`'s.
 """
@@ -17,22 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import status as st
 from .accounts import AccountPool
-from .aiotasks import Detached, concurrently
+from .aiotasks import Detached
 from .api import ParsedSpec
 from .clock import SYSTEM_CLOCK, Clock
 from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
-from .gates import PollSlots, host_of
+from .gates import PollSlots
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
-from .poller import WAITING, Batch, Poller
+from .poller import Poller
 from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import ProviderStatus
-from .providers import ErrorReason, Observation, Phase
+from .providers import Phase
 from .recorder import Recorder
-from .timestamps import format_timestamp
-from .timing import PollPolicy, shard_of, stale_after
+from .runner import PollRunner
+from .timing import PollPolicy, shard_of
 from .workqueue import ScheduledQueue
 
 __all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings", "shard_of"]
@@ -79,15 +78,39 @@ class SchedulerSettings:
     allow_insecure_http: bool = False
 
 
-@dataclass(slots=True)
 class _Arrivals:
-    """New or edited resources of one group arriving in a burst (see `arrival_quiet`)."""
+    """New or edited resources of listing groups arriving in bursts: a group's first poll waits
+    until none has arrived for `arrival_quiet` seconds, at most `arrival_max_wait` after the
+    first (see `SchedulerSettings`)."""
 
-    first: float
-    last: float
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self._quiet, self._max_wait = settings.arrival_quiet, settings.arrival_max_wait
+        #: (first, last) arrival time of each group's burst.
+        self._bursts: dict[Hashable, tuple[float, float]] = {}
 
-    def due(self, settings: SchedulerSettings) -> float:
-        return min(self.last + settings.arrival_quiet, self.first + settings.arrival_max_wait)
+    def arrived(self, group: Hashable, now: float) -> float:
+        """One more of `group` arrived at `now`: when the group's poll is due."""
+        first, _ = self._bursts.get(group, (now, now))
+        self._bursts[group] = (first, now)
+        return self._due(first, now)
+
+    def holding(self, group: Hashable, now: float) -> float | None:
+        """When `group`'s poll is due if its burst is still arriving at `now`; else None (and
+        the burst, if any, is over)."""
+        burst = self._bursts.get(group)
+        if burst is None:
+            return None
+        due = self._due(*burst)
+        if now < due:
+            return due
+        del self._bursts[group]
+        return None
+
+    def end(self, group: Hashable) -> None:
+        self._bursts.pop(group, None)
+
+    def _due(self, first: float, last: float) -> float:
+        return min(last + self._quiet, first + self._max_wait)
 
 
 class Scheduler:
@@ -102,7 +125,6 @@ class Scheduler:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or SchedulerSettings()
-        self._secrets = secrets
         self._accounts = accounts
         self.providers = providers if providers is not None else ProviderObjects()
         #: Told each provider object's call outcomes and when its endpoints change (set by
@@ -119,25 +141,20 @@ class Scheduler:
         # Give the account pool the same clock: its Retry-After pauses are added to this one's.
         self._clock = clock.monotonic
         self._wallclock = clock.now
+        self._arrivals = _Arrivals(self.settings)
         self._endpoints = Endpoints(
             secrets,
             self.providers,
             self._poller.refusal,
             users_changed=self._provider_counts_changed,
-            group_emptied=self._group_emptied,
+            group_emptied=self._arrivals.end,
         )
         #: When each endpoint is polled next; an endpoint being polled is `begin`..`done` in it.
         self._polls: ScheduledQueue[Key] = ScheduledQueue()
-        #: When each endpoint's status may have gone stale (`fresh_since` + timing.stale_after).
-        #: A deadline that finds a later success is pushed back then, so a steady poll costs no
-        #: heap push. Adding one does not wake the loop (half the wake-ups at 10,000): it is
-        #: three intervals away, and the endpoint's next poll, which does wake it, comes first.
-        self._deadlines: ScheduledQueue[Key] = ScheduledQueue()
         self._recorder = Recorder(
             self._poller,
             self._endpoints,
             self._polls,
-            self._deadlines,
             self.settings.policy,
             clock,
             self._metrics,
@@ -147,13 +164,21 @@ class Scheduler:
         )
         #: Polls, staleness writes and account sweeps in flight.
         self._tasks = Detached()
-        self._slots = PollSlots(
+        slots = PollSlots(
             self.settings.max_concurrent_polls,
             self.settings.max_concurrent_polls_per_provider,
             self.settings.max_concurrent_polls_per_host,
             self.settings.slow_lane_polls,
         )
-        self._arrivals: dict[Hashable, _Arrivals] = {}
+        self._runner = PollRunner(
+            self._poller,
+            self._recorder,
+            self._polls,
+            accounts,
+            slots,
+            clock,
+            self._account_outcome,
+        )
         self._running = False
 
     # --- what the informer tells us -------------------------------------------------------
@@ -188,8 +213,7 @@ class Scheduler:
             self.forget(namespace, name)
         entry, current = self._endpoints.track(body, since=self._wallclock())
         self._recorder.count_phase(None, entry.status.get("phase"))
-        entry.fresh_since = self._clock()
-        self._deadlines.add(entry.key, entry.fresh_since + stale_after(entry.interval))
+        self._recorder.track(entry)
         if initial and current:
             phase = _phase(entry.status.get("phase"))
             delay = self.settings.policy.after_restart(
@@ -223,7 +247,7 @@ class Scheduler:
         if entry is None:
             return
         self._polls.forget(entry.key)
-        self._deadlines.forget(entry.key)
+        self._recorder.forget(entry.key)
         self._recorder.count_phase(entry.status.get("phase"), None)
 
     def __len__(self) -> int:
@@ -248,23 +272,14 @@ class Scheduler:
                 # Accounts of deleted resources would keep their pooled sockets open forever.
                 next_sweep = now + ACCOUNT_SWEEP_SECONDS
                 self._tasks.start(self._accounts.close_idle(ACCOUNT_IDLE_SECONDS))
-            while (deadline := self._deadlines.pop(now)) is not None:
-                entry = self._endpoints.get(deadline[0])
-                if entry is None:
-                    continue
-                stale_at = entry.fresh_since + stale_after(entry.interval)
-                if stale_at > now:  # polled successfully since the deadline was set
-                    self._deadlines.add(entry.key, stale_at)
-                else:
-                    self._tasks.start(self._recorder.mark_stale(entry))
+            for stale in self._recorder.gone_stale(now):
+                self._tasks.start(self._recorder.mark_stale(stale))
             while (poll := self._polls.pop(now)) is not None:
                 entry = self._endpoints.get(poll[0])
                 if entry is not None and not self._polls.is_processing(entry.key):
                     self._start_group(entry, now, poll[1])
-            upcoming = min(
-                (t for t in (self._polls.next_at(), self._deadlines.next_at()) if t is not None),
-                default=now + 60.0,
-            )
+            due = (self._polls.next_at(), self._recorder.next_deadline())
+            upcoming = min((t for t in due if t is not None), default=now + 60.0)
             # Timer slack: the polls falling due within it start together, sharing the event
             # loop's wake-ups; one by one they cost up to twice the CPU (docs/performance.md).
             wake_at = min(max(upcoming, now + self.settings.timer_slack), now + 60.0)
@@ -280,13 +295,10 @@ class Scheduler:
         await self._tasks.drain()
 
     def _start_group(self, first: Endpoint, now: float, first_due: float) -> None:
-        arrivals = self._arrivals.get(first.group)
-        if arrivals is not None:
-            due = arrivals.due(self.settings)
-            if now < due:
-                self._schedule(first, due - now, base=now)  # more of its group are arriving
-                return
-            del self._arrivals[first.group]
+        due = self._arrivals.holding(first.group, now)
+        if due is not None:
+            self._schedule(first, due - now, base=now)  # more of its group are arriving
+            return
         # Polling a listed endpoint early costs nothing (the listing is fetched anyway) and pulls
         # members that drifted apart back into one request.
         horizon = now + max(self.settings.coalesce_window, first.interval / 2)
@@ -308,22 +320,7 @@ class Scheduler:
 
     async def _poll(self, entries: list[Endpoint]) -> None:
         try:
-            batches, early = self._poller.batches(entries)
-            for entry, outcome in early:
-                if outcome is not WAITING:  # a Secret being read: its arrival re-polls
-                    if outcome.reason in (st.SECRET_MISSING, st.INSECURE_URL):
-                        self._account_outcome(entry.parsed, outcome.reason, outcome.message)
-                    await self._recorder.record(entry, outcome)
-            if batches:
-                await concurrently([self._poll_batch(batch) for batch in batches])
-        except Exception:
-            # A bug must be loud, not a silent "Unknown"; the resources are retried later.
-            log.exception("poll of %d resource(s) failed unexpectedly", len(entries))
-            for entry in entries:
-                failure = st.Failure(
-                    st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
-                )
-                await self._recorder.record(entry, failure)
+            await self._runner.run(entries)
         finally:
             for entry in entries:
                 dirty = self._polls.done(entry.key)
@@ -336,51 +333,7 @@ class Scheduler:
                 elif entry.key not in self._polls and entry.parsed is not None:
                     self._schedule(entry, entry.interval)  # no result was recorded
 
-    async def _poll_batch(self, batch: Batch[Endpoint]) -> None:
-        paused = self._poller.paused_for(batch)
-        if paused is not None:
-            # The provider asked this account to wait: say so and until when, and come back
-            # then, instead of holding poll slots while its requests sleep.
-            until = self._wallclock() + timedelta(seconds=paused)
-            failure = st.Failure(
-                ErrorReason.RATE_LIMITED.value,
-                "the provider asked this account to wait (Retry-After); polling resumes at "
-                + format_timestamp(until),
-            )
-            self._account_outcome(batch.parsed, failure.reason, failure.message, until)
-            for entry, _ in batch.members:
-                if not self._polls.is_dirty(entry.key):
-                    await self._recorder.record(entry, failure, at=self._clock() + paused)
-            return
-        host = host_of(batch.account, batch.provider)
-        lane = self._accounts.lane(batch.account, host)
-        async with self._slots.held(batch.provider, host, lane):
-            results = await self._poller.observe(batch)
-        if batch.parsed.account is not None:
-            self._report_call(batch, [r for _, r in results])
-        # One clock reading and one jitter draw for the batch: its members stay due together
-        # (so the next cycle is one listing again), however long their writes take.
-        timing = self._recorder.timing()
-        recordings = []
-        for entry, result in results:
-            if isinstance(result, Observation) and self._recorder.unchanged(entry, result, timing):
-                continue
-            recordings.append(self._recorder.record(entry, result, timing=timing))
-        if recordings:
-            await concurrently(recordings)
-
     # --- bookkeeping ----------------------------------------------------------------------
-
-    def _report_call(self, batch: Batch[Endpoint], results: list[Observation | st.Failure]) -> None:
-        """A provider object's account was called: any answer means its credentials were
-        accepted; else the first failure says why (and until when, if it was a 429)."""
-        failures = [r for r in results if isinstance(r, st.Failure)]
-        if len(failures) < len(results):
-            self._account_outcome(batch.parsed, None, "")
-        elif failures:
-            left = self._poller.paused_for(batch)
-            until = self._wallclock() + timedelta(seconds=left) if left else None
-            self._account_outcome(batch.parsed, failures[0].reason, failures[0].message, until)
 
     def _account_outcome(
         self,
@@ -396,9 +349,6 @@ class Scheduler:
         if self.provider_status is not None:
             self.provider_status.changed()  # its endpoint count
 
-    def _group_emptied(self, group: Hashable) -> None:
-        self._arrivals.pop(group, None)
-
     def _poll_soon(self, entry: Endpoint) -> None:
         """Poll a new or edited resource now; with its listing group's other arrivals if the
         provider lists. A poll in flight answers for the old spec: it is polled again after."""
@@ -408,11 +358,7 @@ class Scheduler:
             self._schedule(entry, 0.0)
             return
         now = self._clock()
-        arrivals = self._arrivals.get(entry.group)
-        if arrivals is None:
-            arrivals = self._arrivals[entry.group] = _Arrivals(first=now, last=now)
-        arrivals.last = now
-        self._schedule(entry, arrivals.due(self.settings) - now, base=now)
+        self._schedule(entry, self._arrivals.arrived(entry.group, now) - now, base=now)
 
     def _schedule(self, entry: Endpoint, delay: float, *, base: float | None = None) -> None:
         self._polls.add(entry.key, (self._clock() if base is None else base) + delay)
