@@ -3,6 +3,10 @@
 Modelled on cert-manager's `pkg/scheduler` (a scheduled work queue), without its timer per key:
 one heap and one waiter. Re-adding a key moves it; the heap item it leaves behind is skipped when
 it surfaces, so moving a key costs O(log n) and nothing is searched.
+
+A key being processed (`begin` .. `done`) is not processed twice at once, as in client-go's
+`util/workqueue` (its processing and dirty sets): a key that changes meanwhile is marked dirty, and
+`done` says so, so its caller processes it once more rather than trusting the answer in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class ScheduledQueue(Generic[K]):
         #: When the current `wait` ends, on the keys' clock: a key due no sooner than that is
         #: found then, so adding it wakes nobody (at 10,000 every finished poll re-adds a key).
         self._waiting_until = math.inf
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
 
     def add(self, key: K, at: float) -> None:
         """Due at `at` (replacing any earlier time of `key`); `inf` means never."""
@@ -40,7 +46,36 @@ class ScheduledQueue(Generic[K]):
             self.wake()
 
     def forget(self, key: K) -> None:
+        """No longer due (whether it is being processed is `done`'s to say)."""
         self._due.pop(key, None)
+
+    def begin(self, key: K) -> None:
+        """`key` is being processed: it leaves the queue until its processing adds it back."""
+        self.forget(key)
+        self._processing.add(key)
+
+    def is_processing(self, key: K) -> bool:
+        return key in self._processing
+
+    def mark_dirty(self, key: K) -> bool:
+        """`key` changed: True if it is being processed (the answer in flight is for what it
+        was; `done` will say so), False if not (the caller schedules it as usual)."""
+        if key not in self._processing:
+            return False
+        self._dirty.add(key)
+        return True
+
+    def is_dirty(self, key: K) -> bool:
+        """Changed since its processing began: what that processing finds is out of date."""
+        return key in self._dirty
+
+    def done(self, key: K) -> bool:
+        """Processing of `key` ended; True if it changed meanwhile (process it once more)."""
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            return True
+        return False
 
     def due_at(self, key: K) -> float | None:
         return self._due.get(key)

@@ -375,3 +375,58 @@ async def test_polls_falling_due_within_the_timer_slack_start_together(
         )
     else:
         assert sorted(second.values()) == pytest.approx(sorted(due.values())), "each when due"
+
+
+class _Held:
+    """A provider whose first answer (a server error) waits until released: a poll held in
+    flight; every later answer is Ready."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.hosts.append(request.url.host)
+        if len(self.hosts) == 1:
+            await self.release.wait()
+            return httpx.Response(500)
+        return ns_ready(request)
+
+
+async def test_a_spec_edited_during_its_poll_drops_that_answer_and_polls_once_more(
+    writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> None:
+    held = _Held()
+    async with scheduling(held, writer, secrets, clock=clock) as sched:
+        sched.upsert(body("a", NS_SPEC))
+        await asyncio.sleep(1)
+        assert held.hosts == ["ns.test"]
+        edited = {"pollInterval": "30s", "nsModelServer": {"url": "http://ns2.test:8080"}}
+        sched.upsert(body("a", edited, generation=2))
+        sched.upsert(body("a", edited, generation=2, annotations={RECONCILE_ANNOTATION: "x"}))
+        await asyncio.sleep(1)
+        assert held.hosts == ["ns.test"], "not polled twice at once"
+        held.release.set()
+        await writer.wait_for(1)
+        await asyncio.sleep(5)
+        assert held.hosts == ["ns.test", "ns2.test"], "polled once more, not once per change"
+        assert len(writer.patches) == 1, "the answer for the old spec is not written"
+        assert writer.patches[0][1]["observedGeneration"] == 2
+        assert writer.patches[0][1]["phase"] == "Running"
+
+
+async def test_an_endpoint_deleted_and_created_again_during_a_poll_is_polled_after_it(
+    writer: FakeWriter, secrets: SecretCache, clock: VirtualClock
+) -> None:
+    held = _Held()
+    async with scheduling(held, writer, secrets, clock=clock) as sched:
+        sched.upsert(body("a", NS_SPEC))
+        await asyncio.sleep(1)
+        sched.forget("ml", "a")
+        sched.upsert(body("a", NS_SPEC, uid="uid-a2"))
+        held.release.set()
+        await writer.wait_for(1)
+        await asyncio.sleep(5)
+        assert held.hosts == ["ns.test", "ns.test"]
+        assert [name for name, _ in writer.patches] == ["a"], "only the new object's status"
+        assert sched.status_of("ml", "a") is not None

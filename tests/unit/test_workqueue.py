@@ -65,3 +65,29 @@ async def test_a_key_due_after_the_sleep_ends_does_not_wake_the_waiter() -> None
     queue.add("sooner", 99.0)
     await waiter
     assert loop.time() - started == pytest.approx(10), "a key due before the sleep ends wakes it"
+
+
+def test_a_key_changed_while_processed_is_processed_once_more() -> None:
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    queue.add("a", 1.0)
+    assert queue.pop(1.0) == ("a", 1.0)
+    assert not queue.mark_dirty("a")  # not being processed: the caller schedules it itself
+    queue.begin("a")
+    assert queue.is_processing("a") and not queue.is_dirty("a")
+    assert queue.mark_dirty("a") and queue.mark_dirty("a")  # twice while processed: once after
+    assert queue.is_dirty("a")
+    assert queue.done("a")
+    assert not queue.is_processing("a") and not queue.is_dirty("a")
+    queue.begin("a")
+    assert not queue.done("a")  # the second run saw no change
+
+
+def test_begin_takes_a_key_out_of_the_queue_until_it_is_added_back() -> None:
+    queue: ScheduledQueue[str] = ScheduledQueue()
+    queue.add("a", 1.0)
+    queue.add("b", 2.0)
+    queue.begin("b")
+    assert "b" not in queue and drain(queue, 5.0) == [("a", 1.0)]
+    queue.add("b", 3.0)  # its next time, set while it is processed
+    assert not queue.done("b")
+    assert drain(queue, 5.0) == [("b", 3.0)]
