@@ -1,3 +1,5 @@
+"""`python -m inferenceops`: the `inferenceops` command (cli.py)."""
+
 import sys
 
 from .cli import main

@@ -6,21 +6,15 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
-import os
-import re
 import sys
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
-
-import yaml
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import NoReturn
 
 from .accounts import AccountSettings
-from .api import InvalidSpecError, ParsedSpec, parse_duration, parse_spec
+from .api import InvalidSpecError, parse_duration
 from .egress import parse_cidr
-from .providers import SecretKeyRef
 from .timing import PollPolicy
 
 __all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_STOPPED", "EXIT_USAGE", "main"]
@@ -196,13 +190,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "probe":
-        return asyncio.run(_probe(args))
+        from .probe import probe
+
+        return asyncio.run(probe(args))
     if args.command == "admission-policy":
         from .api.admission import chart_template_yaml, policy_yaml
 
         sys.stdout.write(chart_template_yaml() if args.helm_template else policy_yaml())
         return EXIT_OK
-    from .api.crd import crd, crd_yaml, provider_crd
+    from .api.crd import crd, crd_yaml
+    from .api.provider_crd import provider_crd
 
     if args.kind == "InferenceEndpoint":
         document = crd()
@@ -215,129 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(code: int, message: str) -> int:
     sys.stderr.write(f"inferenceops: {message}\n")
     return code
-
-
-# --- probe -------------------------------------------------------------------------------
-
-
-def _read_manifest(filename: str) -> dict[str, Any]:
-    try:
-        if filename == "-":
-            text = sys.stdin.read()
-        else:
-            with open(filename, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as err:
-        raise ValueError(f"cannot read {filename}: {err.strerror}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d]
-    except yaml.YAMLError as err:
-        raise ValueError(f"{filename} is not YAML or JSON: {str(err).splitlines()[0]}") from None
-    endpoints = [d for d in docs if isinstance(d, dict) and d.get("kind") == "InferenceEndpoint"]
-    if len(endpoints) != 1:
-        raise ValueError(
-            f"{filename} must hold exactly one InferenceEndpoint (found {len(endpoints)})"
-        )
-    return endpoints[0]
-
-
-@dataclasses.dataclass(eq=False)
-class _ProbedEndpoint:
-    """The endpoint of a `probe`, as the poll pipeline sees one (poller.Polled)."""
-
-    name: str
-    parsed: ParsedSpec | None
-    namespace: str = "probe"
-    uid: str = ""
-    generation: int = 1
-    spec_error: str | None = None
-    spec_reason: str = "InvalidSpec"
-    status: dict[str, Any] = dataclasses.field(default_factory=dict)
-    reconcile_token: str | None = None
-    last_success: datetime | None = None
-    tracked_since: datetime | None = None
-
-
-def secret_env(key: str) -> str:
-    """The variable `probe` reads a Secret key from when the spec names several (an access key
-    pair): INFERENCEOPS_SECRET_ and the key in capitals, other characters as _."""
-    return "INFERENCEOPS_SECRET_" + re.sub(r"[^A-Z0-9]", "_", key.upper())
-
-
-class _EnvironmentCredential:
-    """`probe`'s credential source: the environment instead of the Secret the spec names —
-    $INFERENCEOPS_SECRET_<KEY> for that key, else $INFERENCEOPS_TOKEN."""
-
-    def lookup(self, namespace: str, ref: SecretKeyRef) -> str:
-        return os.environ.get(secret_env(ref.key), os.environ.get(TOKEN_ENV, "")).strip()
-
-
-class _NoWrites:
-    """`probe` prints the status instead of writing it."""
-
-    async def patch_status(self, ref: Any, patch: Mapping[str, Any]) -> bool:
-        return True
-
-    async def emit(self, ref: Any, event: Any) -> None:
-        return None
-
-
-async def _probe(args: argparse.Namespace) -> int:
-    from .accounts import AccountPool
-    from .poller import Poller
-    from .providers import Observation
-
-    try:
-        settings = _with_transport_flags(args, AccountSettings(read_timeout=args.timeout))
-        manifest = _read_manifest(args.filename)
-        parsed = parse_spec(manifest.get("spec"))
-    except (ValueError, InvalidSpecError) as err:
-        return _fail(EXIT_USAGE, str(err))
-    accounts = AccountPool(settings)
-    poller = Poller(
-        accounts,
-        _EnvironmentCredential(),
-        _NoWrites(),
-        allow_insecure_http=args.allow_insecure_http,
-    )
-    if (refused := poller.refusal(parsed)) is not None:
-        # Before the credential is even looked for, as the operator does.
-        return _fail(EXIT_USAGE, f"{refused.reason}: {refused.message}")
-    refs = parsed.config.secret_refs()
-    if len(refs) > 1:
-        unset = [secret_env(r.key) for r in refs if not os.environ.get(secret_env(r.key))]
-        if unset:
-            return _fail(EXIT_USAGE, f"{parsed.provider.name} needs {', '.join(unset)}")
-    elif refs and not _EnvironmentCredential().lookup("", refs[0]):
-        return _fail(EXIT_USAGE, f"{parsed.provider.name} needs a credential: set {TOKEN_ENV}")
-    endpoint = _ProbedEndpoint(str((manifest.get("metadata") or {}).get("name", "probe")), parsed)
-    try:
-        # The same steps as the operator's poll: credential, account, adapter, redaction.
-        (batch,), _ = poller.batches([endpoint])
-        ((_, result),) = await poller.observe(batch)
-    finally:
-        await accounts.aclose()
-    if not isinstance(result, Observation):
-        return _fail(EXIT_PROVIDER, f"{result.reason}: {result.message}")
-    status = poller.status_after(endpoint, result, datetime.now(UTC))
-    shown = {
-        k: status[k]
-        for k in (
-            "phase",
-            "providerStatus",
-            "providerPhase",
-            "errorCode",
-            "errorMessage",
-            "progress",
-            "workers",
-        )
-        if k in status
-    }
-    if args.output == "json":
-        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
-    else:
-        sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
-    return EXIT_OK
 
 
 # --- run ---------------------------------------------------------------------------------

@@ -17,12 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from .api.v1alpha1 import (
-    Condition,
     ConditionStatus,
     InferenceEndpointStatus,
     QueueStatus,
     WorkersStatus,
 )
+from .conditions import condition, conditions_of, remove_condition, set_condition
+from .patches import merge_patch, status_patch
 from .providers import ErrorReason, Observation, Phase
 from .providers.sanitize import MESSAGE_CHARS, clean
 from .timestamps import format_timestamp, parse_timestamp
@@ -37,8 +38,10 @@ __all__ = [
     "after_deadline",
     "after_failure",
     "after_observation",
+    "condition",
     "events_between",
     "merge_patch",
+    "set_condition",
     "stale_after",
     "status_patch",
 ]
@@ -150,7 +153,7 @@ def after_observation(prev: Mapping[str, Any] | None, obs: Observation, res: Res
         else f"{workers.ready}/{workers.total}",
     )
     status = _identity(res) | _written(observed)
-    conditions = _conditions_of(prev)
+    conditions = conditions_of(prev)
     _set(conditions, "Ready", *_ready_from_phase(obs), res)
     _set(conditions, "Synced", "True", "Polled", "the provider answered", res)
     _set_abnormal(conditions, obs.phase, None, _failure_text(obs), res)
@@ -173,7 +176,7 @@ def after_failure(prev: Mapping[str, Any] | None, failure: Failure, res: Resourc
     status: Status = {k: v for k, v in prev.items() if k != "conditions"}
     status.update(_identity(res))
     phase = _phase_of(prev)
-    conditions = _conditions_of(prev)
+    conditions = conditions_of(prev)
     if failure.reason == ErrorReason.NOT_FOUND and phase in (Phase.TERMINATING, Phase.TERMINATED):
         # The provider finished deleting it: that is the end of the lifecycle, not an error.
         phase = Phase.TERMINATED
@@ -217,7 +220,7 @@ def after_deadline(prev: Mapping[str, Any] | None, res: Resource) -> Status:
     ready = condition(prev, "Ready")
     if "phase" not in prev or ready is None or ready.get("status") == "Unknown":
         return dict(prev)  # never observed, or already saying why it does not know
-    conditions = _conditions_of(prev)
+    conditions = conditions_of(prev)
     _set(conditions, "Ready", "Unknown", "ObservationStale", _stale(prev, None, res), res)
     return {**prev, "conditions": conditions}
 
@@ -310,20 +313,13 @@ def _set_abnormal(
         stalled = (Phase.TERMINATED.value, "the provider has terminated the endpoint")
     if stalled is not None:
         _set(conditions, "Stalled", "True", *stalled, res)
-        _remove(conditions, "Reconciling")
+        remove_condition(conditions, "Reconciling")
     elif phase in TRANSITIONAL_PHASES:
         _set(conditions, "Reconciling", "True", phase.value, f"endpoint is {phase.value}", res)
-        _remove(conditions, "Stalled")
+        remove_condition(conditions, "Stalled")
     else:
-        _remove(conditions, "Reconciling")
-        _remove(conditions, "Stalled")
-
-
-_CONDITION_ORDER = ("Ready", "Synced", "Reconciling", "Stalled")
-
-
-def _conditions_of(status: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+        remove_condition(conditions, "Reconciling")
+        remove_condition(conditions, "Stalled")
 
 
 def _set(
@@ -334,93 +330,11 @@ def _set(
     message: str,
     res: Resource,
 ) -> None:
-    old = next((c for c in conditions if c.get("type") == kind), None)
-    # lastTransitionTime moves only when the condition's status does (metav1.Condition).
-    kept = old is not None and old.get("status") == state
-    since = old.get("lastTransitionTime") if old is not None and kept else None
-    new = Condition.model_construct(
-        type=kind,
-        status=state,
-        reason=reason,
-        message=clean(message, MESSAGE_CHARS),
-        last_transition_time=str(since or format_timestamp(res.now)),
-        observed_generation=res.generation,
-    ).model_dump(by_alias=True)
-    if old is not None:
-        conditions[conditions.index(old)] = new
-        return
-    conditions.append(new)
-    order = {name: i for i, name in enumerate(_CONDITION_ORDER)}
-    conditions.sort(key=lambda c: order.get(str(c.get("type")), len(order)))
-
-
-def _remove(conditions: list[dict[str, Any]], kind: str) -> None:
-    conditions[:] = [c for c in conditions if c.get("type") != kind]
+    set_condition(conditions, kind, state, reason, message, now=res.now, generation=res.generation)
 
 
 def _compact(status: Status) -> Status:
     return {k: v for k, v in status.items() if v is not None}
-
-
-def set_condition(
-    conditions: list[dict[str, Any]],
-    kind: str,
-    state: ConditionStatus,
-    reason: str,
-    message: str,
-    *,
-    now: datetime,
-    generation: int,
-) -> None:
-    """Set one condition in place, moving lastTransitionTime only when its status changes (for
-    other kinds' statuses: provider_status.py)."""
-    _set(conditions, kind, state, reason, message, Resource(generation, None, None, 0.0, now))
-
-
-def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
-    for cond in (status or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return dict(cond)
-    return None
-
-
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """An RFC 7386 JSON merge patch turning `old` into `new` (lists are replaced whole)."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            sub = merge_patch(before, value)
-            if sub:
-                patch[key] = sub
-        elif before != value or key not in old:
-            patch[key] = value
-    return patch
-
-
-def status_patch(
-    old: Mapping[str, Any] | None,
-    new: Mapping[str, Any],
-    now: datetime,
-    poll_time_refresh: timedelta | None = None,
-) -> dict[str, Any] | None:
-    """The merge patch to write, or None when the change is not worth a write.
-
-    A poll that learns nothing new writes nothing: lastPollTime alone is written only when
-    `poll_time_refresh` is set and that long has passed, so by default a steady endpoint costs
-    the API server nothing (staleness shows as Ready=Unknown/ObservationStale instead).
-    """
-    old = old or {}
-    patch = merge_patch(old, new)
-    if set(patch) == {"lastPollTime"}:
-        previous = parse_timestamp(old.get("lastPollTime"))
-        if poll_time_refresh is None or (
-            previous is not None and now - previous < poll_time_refresh
-        ):
-            return None
-    return patch or None
 
 
 def events_between(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[EventSpec]:

@@ -229,7 +229,7 @@ async def test_a_forbidden_override_sends_nothing_until_the_owner_allows_it(
 
 @pytest.mark.parametrize("cluster", [False, True])
 def test_the_crd_documents_and_validates_the_allow_list(cluster: bool) -> None:
-    from inferenceops.api.crd import provider_crd
+    from inferenceops.api.provider_crd import provider_crd
 
     version = provider_crd(cluster=cluster)["spec"]["versions"][0]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from inferenceops.api import InvalidSpecError, parse_spec
-from inferenceops.api.crd import all_crds, crd, crd_yaml, provider_crd
+from inferenceops.api.crd import all_crds, crd, crd_yaml
+from inferenceops.api.provider_crd import provider_crd
 from inferenceops.api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
 from inferenceops.providers import all_providers
 
