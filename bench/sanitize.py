@@ -23,7 +23,7 @@ from inferenceops.providers.sanitize import (
     redactor_for,
 )
 
-TOKEN = "flp_Zq8rT2vX9mK4pL7nW3sY6hJ1aB5cD0eF"
+TOKEN = "flp_test-Zq8rT2vX9mK4pL7nW3sY6hJ1aB5cD0eF"  # fake
 STEADY = {
     "friendli RUNNING": Observation(Phase.RUNNING, "RUNNING", workers=Workers(1, 1, 0, 2)),
     "nsModelServer READY": Observation(Phase.RUNNING, "READY", workers=Workers(1, 1)),

@@ -33,7 +33,7 @@ from inferenceops.providers.sanitize import (
 from .support import FakeWriter, VirtualClock, body, scheduling
 
 IAM_TOKEN = "MIIZkQYJKoZIhvcNAQcCoIIZgjCCGX4CAQExDTALBglghkgBZQMEAgEwghen"
-FRIENDLI_TOKEN = "flp_Zq8rT2vX9mK4pL7nW3sY6hJ1"
+FRIENDLI_TOKEN = "flp_test-Zq8rT2vX9mK4pL7nW3sY6hJ1"  # fake; the dash keeps it from looking real
 #: What `.status` must stay under, whatever a provider answers (etcd's objects are small).
 STATUS_BUDGET = 32 * 1024
 
