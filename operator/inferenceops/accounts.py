@@ -16,7 +16,7 @@ import ssl
 import urllib.request
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpcore
 import httpx
@@ -26,7 +26,18 @@ from .egress import EgressPolicy, Network, Resolver, guard_transport, system_res
 from .metrics import Metrics
 from .transport import BudgetedTransport, ProxyRouter, TokenBucket, origin
 
-__all__ = ["Account", "AccountPool", "AccountSettings", "Lane", "TokenBucket", "origin"]
+if TYPE_CHECKING:
+    from .api.v1alpha1 import AccountSource
+
+__all__ = [
+    "Account",
+    "AccountPool",
+    "AccountSettings",
+    "Lane",
+    "TokenBucket",
+    "account_label",
+    "origin",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +83,8 @@ class Account:
     bucket: TokenBucket
     last_used: float
     transport: BudgetedTransport
+    #: The `account` label of its metrics (`account_label`).
+    label: str
 
 
 def credential_fingerprint(credential: str | None) -> str:
@@ -79,6 +92,14 @@ def credential_fingerprint(credential: str | None) -> str:
     if not credential:
         return "-"
     return hashlib.sha256(credential.encode()).hexdigest()[:16]
+
+
+def account_label(source: AccountSource | None, key: Hashable) -> str:
+    """An account's metrics label: its provider object (`<namespace>/<name>`, `cluster/<name>`),
+    else a hash of its key. Bounded by the accounts in use, and never the token or URL in it."""
+    if source is not None:
+        return f"{source.namespace or 'cluster'}/{source.name}"
+    return "inline-" + hashlib.sha256(repr(key).encode()).hexdigest()[:12]
 
 
 class AccountPool:
@@ -121,12 +142,16 @@ class AccountPool:
         *,
         requests_per_second: float | None = None,
         burst: int | None = None,
+        label: str | None = None,
     ) -> Account:
         """The account under `key`, opened on first use with its own budget (a provider
-        object's) or the operator's; a changed budget must come with a new key."""
+        object's) or the operator's; a changed budget must come with a new key. `label` names
+        it in metrics (default: a hash of `key`)."""
         account = self._accounts.get(key)
         if account is None:
-            account = self._accounts[key] = self._open(provider, requests_per_second, burst)
+            account = self._accounts[key] = self._open(
+                provider, requests_per_second, burst, label or account_label(None, key)
+            )
         account.last_used = self.clock.monotonic()
         return account
 
@@ -164,7 +189,7 @@ class AccountPool:
             )
         self._slow_hosts[host] = at
 
-    def _open(self, provider: str, rate: float | None, burst: int | None) -> Account:
+    def _open(self, provider: str, rate: float | None, burst: int | None, label: str) -> Account:
         s = self.settings
         inner = self._transport
         if inner is None:
@@ -210,6 +235,9 @@ class AccountPool:
             s,
             self._request_ended,
             owns_inner=self._transport is None,
+            account=self.metrics.account(
+                provider, label, budget.requests_per_second, self.clock.monotonic
+            ),
         )
         client = httpx.AsyncClient(
             transport=transport,
@@ -223,6 +251,7 @@ class AccountPool:
             bucket=bucket,
             last_used=self.clock.monotonic(),
             transport=transport,
+            label=label,
         )
 
     async def close_idle(self, idle_seconds: float = 3600.0) -> None:
@@ -234,6 +263,11 @@ class AccountPool:
             if account.last_used < cutoff:
                 del self._accounts[key]
                 await account.client.aclose()
+                if not any(
+                    (a.provider, a.label) == (account.provider, account.label)
+                    for a in self._accounts.values()
+                ):
+                    self.metrics.forget_account(account.provider, account.label)
 
     async def aclose(self) -> None:
         accounts, self._accounts = list(self._accounts.values()), {}

@@ -220,6 +220,7 @@ class Operator:
 
     async def _watch(self, name: str, informer: Informer) -> None:
         """Start `informer` as a root task; return once it has listed everything once."""
+        informer.metrics = self.accounts.metrics
         task = self.spawn(informer.run(), name)
         waiter = asyncio.create_task(informer.synced.wait())
         await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)

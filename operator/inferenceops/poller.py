@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import status as st
-from .accounts import AccountPool, credential_fingerprint
+from .accounts import AccountPool, account_label, credential_fingerprint
 from .api import ParsedSpec
 from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS, RECONCILE_TOKEN_CHARS
 from .kube.secrets import SecretMissing, SecretPending
@@ -189,6 +189,7 @@ class Poller:
             batch.account,
             requests_per_second=source.requests_per_second if source else None,
             burst=source.burst if source else None,
+            label=account_label(source, batch.account),
         )
         targets = [target for _, target in batch.members]
         # Every string the provider sent is bounded and has the credential (and any fragment of

@@ -53,6 +53,8 @@ class PollRunner:
 
     async def run(self, entries: list[Endpoint]) -> None:
         """Poll a due group: its early outcomes recorded, its batches polled concurrently."""
+        in_flight = self._accounts.metrics.polls_in_flight
+        in_flight.inc(len(entries))
         try:
             batches, early = self._poller.batches(entries)
             for entry, outcome in early:
@@ -70,6 +72,8 @@ class PollRunner:
                     st.INTERNAL_ERROR, "the operator failed to process the poll; see its logs"
                 )
                 await self._recorder.record(entry, failure)
+        finally:
+            in_flight.dec(len(entries))
 
     async def _batch(self, batch: Batch[Endpoint]) -> None:
         paused = self._poller.paused_for(batch)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .clock import SYSTEM_CLOCK, Clock
-from .metrics import Metrics
+from .metrics import AccountMetrics, Metrics
 from .providers import ErrorReason, ProviderError
 from .providers.http import parse_retry_after
 from .providers.hwsign import SIGN_EXTENSION
@@ -51,11 +51,15 @@ class TokenBucket:
     #: When the bucket would be full again had no one else asked (the "theoretical arrival time").
     _full_at: float = field(init=False, default=-math.inf)
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
+    def pause(self, seconds: float) -> float:
+        """Pause for `seconds` from now; the seconds this adds to a pause already on."""
+        now = self.clock.monotonic()
+        before = max(now, self.paused_until)
+        self.paused_until = max(self.paused_until, now + seconds)
         # Resume at `rate`, not with a burst: the provider has just said it is overwhelmed.
         tolerance = (self.capacity - 1.0) / self.rate
         self._full_at = max(self._full_at, self.paused_until + tolerance)
+        return self.paused_until - before
 
     def reserve(self) -> float:
         """Take the next free slot; seconds until it."""
@@ -145,6 +149,7 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
         on_end: Callable[[str, float, bool], None],
         *,
         owns_inner: bool,
+        account: AccountMetrics,
     ) -> None:
         self._inner = inner
         self._owns_inner = owns_inner
@@ -160,6 +165,7 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
         # Bound once: looking a labelled child up per request shows in the profile at 10,000.
         self._latency = metrics.provider_latency.labels(provider)
         self._requests: dict[str, Any] = {}
+        self._account = account
 
     def _count(self, code: str) -> None:
         counter = self._requests.get(code)
@@ -168,6 +174,7 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
                 self._provider, code
             )
         counter.inc()
+        self._account.answered(code)
 
     def _expired(self, url: httpx.URL) -> ProviderError:
         return ProviderError(
@@ -185,6 +192,7 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._bucket.acquire()
+        self._account.sent()
         sign = request.extensions.get(SIGN_EXTENSION)
         if sign is not None:
             # Signed now, not when the adapter built it: a request that queued behind the
@@ -225,8 +233,7 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
         self._count(str(response.status_code))
         if response.status_code == 429:
             wait = parse_retry_after(response.headers.get("retry-after"))
-            self._bucket.pause(wait if wait is not None else 1.0)
-            self._metrics.rate_limited.labels(self._provider).inc()
+            self._account.paused(self._bucket.pause(wait if wait is not None else 1.0))
         return response
 
     async def aclose(self) -> None:

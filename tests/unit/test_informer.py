@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from inferenceops.kube.client import ApiSession
 from inferenceops.kube.informer import Informer
+from inferenceops.metrics import Metrics
 from tests.unit.local_http import serving
 
 PATH = "/apis/inferenceops.io/v1alpha1/inferenceendpoints"
@@ -182,3 +184,33 @@ async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
     lines = [r.getMessage() for r in caplog.records if r.levelname != "DEBUG"]
     assert len(lines) == 2, lines
     assert "failed" in lines[0] and "works again after 4 failed attempts" in lines[1]
+
+
+async def test_list_pages_and_watch_events_stamp_the_resource_time(
+    fake: tuple[FakeApi, ApiSession],
+) -> None:
+    api, session = fake
+    api.lists = [[_obj("a", 1)]]
+    api.watches = [[{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "8"}}}]]
+    metrics = Metrics()
+    stamps: list[float | None] = []
+
+    def handler(kind: str | None, obj: Mapping[str, Any]) -> None:
+        stamps.append(metrics.registry.get_sample_value(SAMPLE, {"resource": "inferenceendpoints"}))
+
+    informer = Informer(session, [PATH], handler)
+    informer.metrics = metrics
+    started = time.time()
+    task = asyncio.create_task(informer.run())
+    try:
+        await _until(lambda: len(api.watch_params) >= 2)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stamps and stamps[0] is not None, "stamped by the list page, before its objects"
+    last = metrics.registry.get_sample_value(SAMPLE, {"resource": "inferenceendpoints"})
+    assert last is not None and started <= stamps[0] <= last <= time.time()
+
+
+SAMPLE = "inferenceops_watch_last_event_timestamp_seconds"

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from ..metrics import Metrics
 from .client import ApiSession
 from .errors import ApiError, ApiGone, check
 
@@ -70,6 +71,8 @@ class Informer:
         self._watch_seconds = watch_seconds
         self._inactivity_timeout = inactivity_timeout
         self._backoff_max = backoff_max
+        #: Where the time of each list page, watch event and bookmark goes (the operator's).
+        self.metrics: Metrics | None = None
 
     async def run(self) -> None:
         """Until cancelled; API errors are logged and retried with backoff."""
@@ -109,6 +112,7 @@ class Informer:
             if token:
                 params["continue"] = token
             page = await self._api.get_json(path, params)
+            self._heard(path)
             for item in page.get("items") or []:
                 seen.add(_key(item))
                 self._handler(None, item)
@@ -141,6 +145,7 @@ class Informer:
             async for event in _lines(response.content):
                 kind = event.get("type")
                 obj = event.get("object") or {}
+                self._heard(path)
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         raise _Expired()
@@ -159,6 +164,13 @@ class Informer:
                     continue
                 self._handler(kind, obj)
         return version
+
+    def _heard(self, path: str) -> None:
+        """The API server answered on `path`: a watch that goes quiet for long shows as an old
+        timestamp (bookmarks arrive about once a minute even when nothing changes)."""
+        if self.metrics is not None:
+            resource = path.rsplit("/", 1)[-1]
+            self.metrics.watch_last_event.labels(resource).set(time.time())
 
 
 class _Outage:
