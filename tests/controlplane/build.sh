@@ -19,26 +19,16 @@
 #   TEST_ASSET_KUBE_SCHEDULER): when set, the corresponding binaries are not built.
 #   BUILD_NODE=1   the same as --node
 #   BUILD_PARALLELISM  go build -p (default: number of cores)
+#   BUILD_MONITORING=0 skip tests/monitoring/build.sh (Prometheus, promtool, kube-state-metrics)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
-export GOWORK=off
-P="${BUILD_PARALLELISM:-$(nproc 2>/dev/null || echo 2)}"
-
-log() { printf '[build.sh] %s\n' "$*" >&2; }
-pinned() { # pinned <go.mod> <module path>
-  [[ -f "$1" ]] || return 0
-  awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$1"
-}
+source "$HERE/gobuild.sh"
 
 PINNED_K8S="$(pinned "$HERE/go.mod" k8s.io/kubernetes)"
 K8S_VERSION="${K8S_VERSION:-$PINNED_K8S}"
 ETCD_VERSION="${ETCD_VERSION:-$(pinned "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)}"
 HELM_VERSION="${HELM_VERSION:-$(pinned "$HERE/helm/go.mod" helm.sh/helm/v4)}"
-CACHE_ROOT="${INFERENCEOPS_CACHE:-$HOME/.cache/inferenceops}"
 BIN="$CACHE_ROOT/controlplane/$K8S_VERSION"
 
 # gen_k8s_gomod <dir> <k8s version>: write <dir>/go.mod requiring k8s.io/kubernetes@<version>
@@ -68,24 +58,6 @@ gen_k8s_gomod() {
   } > "$dir/go.mod"
   rm -f "$dir/go.sum"
   (cd "$dir" && go mod tidy)
-}
-
-# timed <name> <cmd...>: "[k/N] building <name>", a line a minute while Go works (a quiet
-# terminal for 8 minutes looks hung), and how long it took.
-STEP=0 STEPS=0
-HEARTBEAT="${BUILD_HEARTBEAT_SECONDS:-60}"
-timed() {
-  local name="$1" t0 t1 beat rc=0; shift
-  STEP=$((STEP + 1))
-  t0=$(date +%s)
-  log "[$STEP/$STEPS] building $name ..."
-  ( while sleep "$HEARTBEAT"; do log "    ... still building $name ($(( $(date +%s) - t0 )) s)"; done ) &
-  beat=$!
-  "$@" || rc=$?
-  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
-  (( rc == 0 )) || return "$rc"
-  t1=$(date +%s)
-  log "[$STEP/$STEPS] $name built in $((t1 - t0)) s ($(du -h "$BIN/$name" | cut -f1))"
 }
 
 BUILD_NODE="${BUILD_NODE:-0}"
@@ -195,4 +167,9 @@ if (( need_helm )); then
 fi
 
 log "cache size: $(du -sh "$BIN" | cut -f1)"
+# Prometheus and promtool (tests/monitoring, tests/integration/test_prometheus.py): the same
+# step, so a fresh machine builds them once with the rest. Its stdout is not this script's.
+if [[ "${BUILD_MONITORING:-1}" == 1 ]]; then
+  bash "$HERE/../monitoring/build.sh" >&2
+fi
 echo "$BIN"

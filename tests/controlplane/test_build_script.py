@@ -64,3 +64,17 @@ def test_a_warm_cache_builds_nothing_and_says_nothing_about_minutes(tmp_path: Pa
     assert "minutes" not in again.stderr and "building" not in again.stderr
     node = run_build(tmp_path, "--node")
     assert "building 3 binaries" in node.stderr and "about 12 minutes" in node.stderr
+
+
+def test_the_same_step_builds_prometheus_and_promtool_once(tmp_path: Path) -> None:
+    first = run_build(tmp_path)
+    log = first.stderr
+    assert "[monitoring/build.sh] building 2 binaries from Go modules" in log
+    assert "about 7 minutes" in log
+    for name in ("prometheus", "promtool"):
+        assert f"{name} built in" in log
+        assert (tmp_path / "cache" / "prometheus" / "v3.16.0" / name).is_file()
+    assert "kube-state-metrics" not in log, "kube-state-metrics only with BUILD_KSM=1"
+    assert first.stdout.strip().splitlines()[-1].endswith("/controlplane/v1.37.2")
+    again = run_build(tmp_path)
+    assert "building" not in again.stderr
