@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.monitoring.binaries import prometheus_binaries
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -344,6 +346,46 @@ def test_metrics_and_service_monitor(control_plane: Any, tmp_path: Path, ns: str
 
     # The bare API server has no monitoring.coreos.com CRDs: dry-run everything else.
     _dry_run_apply(control_plane, [d for d in docs if d["kind"] != SM_KIND])
+
+
+def test_prometheus_rule(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    assert not _by_kind(_docs(_template(control_plane, tmp_path, ns).stdout), "PrometheusRule")
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "labels": {"release": "prometheus"},
+            "additionalLabels": {"team": "ml"},
+            "for": {"InferenceEndpointNotReady": "30m"},
+            "runbookBaseUrl": "https://docs.example.test/monitoring.md",
+        }
+    }
+    rule = _one(_docs(_template(control_plane, tmp_path, ns, values).stdout), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    shipped = yaml.safe_load((CHART / "rules" / "inferenceops.rules.yaml").read_text())
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    originals = {r["alert"]: r for g in shipped["groups"] for r in g["rules"]}
+    assert alerts.keys() == originals.keys()
+    for name, alert in alerts.items():
+        assert alert["expr"] == originals[name]["expr"]
+        assert alert["labels"] == {**originals[name]["labels"], "team": "ml"}
+        assert alert["annotations"]["runbook_url"] == (
+            f"https://docs.example.test/monitoring.md#{name.lower()}"
+        )
+        expected_for = "30m" if name == "InferenceEndpointNotReady" else originals[name]["for"]
+        assert alert["for"] == expected_for
+    # What the PrometheusRule carries is still valid for Prometheus.
+    groups = tmp_path / "rendered.rules.yaml"
+    groups.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    promtool = prometheus_binaries()[1]
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(groups)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    typo = {"prometheusRule": {"enabled": True, "for": {"InferenceEndpointNotReddy": "5m"}}}
+    refused = _template(control_plane, tmp_path, ns, typo, check=False)
+    assert refused.returncode != 0
+    assert "prometheusRule.for.InferenceEndpointNotReddy: no such alert" in refused.stderr
 
 
 def test_metrics_disabled(control_plane: Any, tmp_path: Path, ns: str) -> None:
