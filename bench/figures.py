@@ -97,14 +97,16 @@ def freshness(doc: Doc) -> Figure | None:
         ax.axvline(interval, color=FLOOR_COLOR, linestyle="--", linewidth=1)
         ax.axvline(interval + 2, color="#d62728", linestyle=":", linewidth=1)
         ax.annotate(
-            f"interval {interval:g} s", (interval, 0.03), rotation=90, fontsize=8, ha="right"
+            f"interval {interval:g} s", (interval, 0.5), rotation=90, fontsize=8, ha="right"
         )
-        ax.annotate("p99 target (+2 s)", (interval + 2, 0.03), rotation=90, fontsize=8, ha="left")
+        ax.annotate(
+            "p99 target: interval + 2 s", (interval + 2, 0.5), rotation=90, fontsize=8, ha="left"
+        )
     ax.set_xlabel("seconds from the change to the status write")
     ax.set_ylabel("share of changes")
     ax.set_ylim(0, 1.02)
-    ax.set_xlim(left=0)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlim(0, max(float(c["interval_s"]) for c in cases) + 5)
+    ax.legend(fontsize=8, loc="upper left")
     return fig
 
 
