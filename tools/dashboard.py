@@ -242,6 +242,17 @@ def fleet_rows() -> Iterator[Any]:
     )
 
 
+def by_account(function: str, metric: str) -> str:
+    return f"sum by (provider, account) ({function}({metric}{{{PROVIDER}}}[{RATE}]))"
+
+
+def quantile(q: float, histogram: str, by: str = "", selector: str = "") -> str:
+    labels = f"{by}, le" if by else "le"
+    return (
+        f"histogram_quantile({q}, sum by ({labels}) (rate({histogram}_bucket{selector}[{RATE}])))"
+    )
+
+
 def account_rows() -> Iterator[Any]:
     yield dashboard.Row("Provider accounts")
     yield series(
@@ -268,40 +279,29 @@ def account_rows() -> Iterator[Any]:
     yield series(
         "429 pauses",
         "Times an account paused its requests after a 429 (Too Many Requests).",
-        query(
-            "sum by (provider, account) "
-            f"(increase(inferenceops_account_pauses_total{{{PROVIDER}}}[{RATE}]))",
-            "{{account}}",
-        ),
+        query(by_account("increase", "inferenceops_account_pauses_total"), "{{account}}"),
     )
     yield series(
         "Time paused",
         "Share of the time each account spent paused by a 429.",
-        query(
-            "sum by (provider, account) "
-            f"(rate(inferenceops_account_paused_seconds_total{{{PROVIDER}}}[{RATE}]))",
-            "{{account}}",
-        ),
+        query(by_account("rate", "inferenceops_account_paused_seconds_total"), "{{account}}"),
         unit="percentunit",
     )
     yield series(
         "Auth failures",
         "401/403 answers per account: a revoked or wrong credential (Synced=False, Unauthorized).",
-        query(
-            "sum by (provider, account) "
-            f"(increase(inferenceops_account_auth_failures_total{{{PROVIDER}}}[{RATE}]))",
-            "{{account}}",
-        ),
+        query(by_account("increase", "inferenceops_account_auth_failures_total"), "{{account}}"),
     )
 
 
 def operator_rows() -> Iterator[Any]:
+    provider = f"{{{PROVIDER}}}"
     yield dashboard.Row("Operator")
     yield series(
         "Polls by outcome",
         "Endpoint observations per second by provider and outcome (ok or the Synced reason).",
         query(
-            f"sum by (provider, outcome) (rate(inferenceops_polls_total{{{PROVIDER}}}[{RATE}]))",
+            f"sum by (provider, outcome) (rate(inferenceops_polls_total{provider}[{RATE}]))",
             "{{provider}} {{outcome}}",
         ),
         unit="ops",
@@ -311,7 +311,7 @@ def operator_rows() -> Iterator[Any]:
         "HTTP requests per second to each provider, by status code.",
         query(
             "sum by (provider, code) "
-            f"(rate(inferenceops_provider_requests_total{{{PROVIDER}}}[{RATE}]))",
+            f"(rate(inferenceops_provider_requests_total{provider}[{RATE}]))",
             "{{provider}} {{code}}",
         ),
         unit="reqps",
@@ -320,8 +320,7 @@ def operator_rows() -> Iterator[Any]:
         "Provider request latency p99",
         "99th percentile of one provider request.",
         query(
-            "histogram_quantile(0.99, sum by (provider, le) "
-            f"(rate(inferenceops_provider_request_seconds_bucket{{{PROVIDER}}}[{RATE}])))",
+            quantile(0.99, "inferenceops_provider_request_seconds", "provider", provider),
             "{{provider}}",
         ),
         unit="s",
@@ -329,16 +328,8 @@ def operator_rows() -> Iterator[Any]:
     yield series(
         "Poll lag",
         "How late polls start against their schedule.",
-        query(
-            "histogram_quantile(0.99, sum by (le) "
-            f"(rate(inferenceops_scheduler_lag_seconds_bucket[{RATE}])))",
-            "p99",
-        ),
-        query(
-            "histogram_quantile(0.5, sum by (le) "
-            f"(rate(inferenceops_scheduler_lag_seconds_bucket[{RATE}])))",
-            "p50",
-        ),
+        query(quantile(0.99, "inferenceops_scheduler_lag_seconds"), "p99"),
+        query(quantile(0.5, "inferenceops_scheduler_lag_seconds"), "p50"),
         unit="s",
     )
     yield series(
@@ -350,8 +341,7 @@ def operator_rows() -> Iterator[Any]:
         "Change to status write p99",
         "From the provider's own change time to the status write (where the provider says it).",
         query(
-            "histogram_quantile(0.99, sum by (provider, le) "
-            f"(rate(inferenceops_change_to_write_seconds_bucket{{{PROVIDER}}}[{RATE}])))",
+            quantile(0.99, "inferenceops_change_to_write_seconds", "provider", provider),
             "{{provider}}",
         ),
         unit="s",
@@ -396,12 +386,11 @@ def member_rows() -> Iterator[Any]:
         "Handovers and Lease renew failures",
         "Endpoints gained or lost by members, and failed Lease renewals.",
         query(
-            f"sum by (direction) (increase(inferenceops_handovers_total[{RATE}]))",
-            "{{direction}}",
+            f"sum by (direction) (increase(inferenceops_handovers_total[{RATE}]))", "{{direction}}"
         ),
         query(
             f"sum(increase(inferenceops_lease_renew_failures_total[{RATE}]))",
-            "lease renew failures",
+            "Lease renew failures",
         ),
     )
 
