@@ -168,3 +168,29 @@ def test_the_namespace_and_provider_variables_filter(tmp_path: Path) -> None:
             },
         ],
     )
+
+
+def test_every_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool check rules parses each query (variables set to all) as a recording rule."""
+    promtool = _promtool()
+    if promtool is None:
+        pytest.skip("no promtool: build Prometheus as tests/monitoring does, or set PROMTOOL")
+    generator = _generator()
+    exprs = [
+        generator.with_everything(e)
+        for _, e in generator.panel_queries(json.loads(DASHBOARD.read_text()))
+    ]
+    assert len(exprs) >= 30
+    rules = [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]
+    (tmp_path / "queries.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
+    proc = subprocess.run(
+        [promtool, "check", "rules", "queries.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in proc.stdout
