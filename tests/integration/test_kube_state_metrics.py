@@ -1,18 +1,10 @@
 """The chart's kube-state-metrics config run by a real kube-state-metrics against the local API
 server: the series it makes of InferenceEndpoints are the agreed names and labels, with the
-values their status holds.
-
-kube-state-metrics is built once from its Go module (`go install k8s.io/kube-state-metrics/v2@…`,
-the version pinned below) into ~/.cache/inferenceops/kube-state-metrics/<version>/, like the
-control plane; $KUBE_STATE_METRICS names a binary of your own. Without Go and without a binary,
-the test is skipped and says why.
-"""
+values their status holds. The binary: tests/integration/kube_state_metrics.py (built once from
+its Go module; skipped, saying why, without Go)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,36 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from inferenceops_emulator.process import free_port
-from tests.integration.conftest import ROOT
+from tests.integration.kube_state_metrics import kube_state_metrics
 
 pytestmark = pytest.mark.integration
 
-VERSION = "v2.20.0"
-CONFIG = ROOT / "charts" / "inferenceops" / "kube-state-metrics" / "inferenceops-endpoints.yaml"
 NS = "ksm-fleet"
-
-
-def _binary() -> str:
-    if os.environ.get("KUBE_STATE_METRICS"):
-        return os.environ["KUBE_STATE_METRICS"]
-    cache = Path(os.environ.get("INFERENCEOPS_CACHE", Path.home() / ".cache" / "inferenceops"))
-    target = cache / "kube-state-metrics" / VERSION
-    binary = target / "kube-state-metrics"
-    if binary.is_file():
-        return str(binary)
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("no kube-state-metrics: install Go, or set KUBE_STATE_METRICS to a binary")
-    target.mkdir(parents=True, exist_ok=True)
-    print(f"building kube-state-metrics {VERSION} from its Go module (once, a few minutes)")
-    subprocess.run(
-        [go, "install", f"k8s.io/kube-state-metrics/v2@{VERSION}"],
-        env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"},
-        check=True,
-        timeout=1800,
-    )
-    return str(binary)
 
 
 def _endpoint(name: str, status: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,29 +91,11 @@ def endpoints(control_plane: Any, crds: None) -> Iterator[None]:
 
 @pytest.fixture
 def scrape(control_plane: Any, endpoints: None, tmp_path: Path) -> Iterator[str]:
-    binary = _binary()
-    port, telemetry = free_port(), free_port()
-    log = (tmp_path / "kube-state-metrics.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--kubeconfig={control_plane.kubeconfig}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--telemetry-host=127.0.0.1",
-            f"--telemetry-port={telemetry}",
-            "--custom-resource-state-only=true",
-            f"--custom-resource-state-config-file={CONFIG}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
+    log = tmp_path / "kube-state-metrics.log"
+    with kube_state_metrics(control_plane.kubeconfig, log) as url:
         deadline = time.monotonic() + 60
         text = ""
         while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "kube-state-metrics.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     text = response.read().decode()
@@ -155,15 +104,9 @@ def scrape(control_plane: Any, endpoints: None, tmp_path: Path) -> Iterator[str]
             if text.count("inferenceops_endpoint_info{") >= len(ENDPOINTS):
                 break
             time.sleep(0.5)
+        else:
+            raise AssertionError(f"no series after 60 s: {log.read_text()[-3000:]}")
         yield text
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
