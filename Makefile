@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 K8S_VERSION ?= v1.37.2
 export K8S_VERSION
 
-.PHONY: help venv run demo emulator test test-unit test-integration lint crds controlplane bench image e2e e2e-kind e2e-kind-clean clean
+.PHONY: help venv run demo emulator test test-unit test-integration lint crds dashboards controlplane bench image e2e e2e-kind e2e-kind-clean clean
 
 help:
 	@echo "make run         the operator against the current kube context; without one, a local cluster + emulator + operator until Ctrl-C"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint        ruff check + ruff format --check + mypy --strict (operator and emulator)"
 	@echo "make emulator    the provider emulator on 127.0.0.1:8400, seeded for examples/emulator (inferenceops-emulator --help)"
 	@echo "make crds        regenerate crds/ (and the admission policies) and the chart's copies from the models"
+	@echo "make dashboards  regenerate the chart's Grafana dashboard JSON (tools/dashboard.py)"
 	@echo "make bench       the scale benchmark (bench/)"
 	@echo "make image       the operator image as an OCI archive, no Docker needed (root; image/README.md)"
 	@echo "make e2e         a real node here (kubelet + containerd, root) + image + chart: the e2e suite (docs/e2e.md)"
@@ -72,8 +73,8 @@ test-integration: venv
 	$(PY) -m pytest -q -m integration
 
 lint: venv
-	$(VENV)/bin/ruff check operator emulator tests examples image $(wildcard bench)
-	$(VENV)/bin/ruff format --check operator emulator tests examples image $(wildcard bench)
+	$(VENV)/bin/ruff check operator emulator tests examples image $(wildcard bench) tools
+	$(VENV)/bin/ruff format --check operator emulator tests examples image $(wildcard bench) tools
 	$(VENV)/bin/mypy
 
 crds: venv
@@ -83,6 +84,9 @@ crds: venv
 	cp crds/inferenceops.io_*.yaml charts/inferenceops/crds/
 	$(VENV)/bin/inferenceops admission-policy > crds/secret-access-policy.yaml
 	$(VENV)/bin/inferenceops admission-policy --helm-template > charts/inferenceops/templates/secret-access-policy.yaml
+
+dashboards: venv
+	$(PY) tools/dashboard.py
 
 bench: venv
 	$(PY) bench/run.py

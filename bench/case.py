@@ -203,7 +203,8 @@ class Case:
         def all_have_status() -> bool:
             count = watcher.with_status()
             elapsed = round(time.time() - op.started, 1)
-            if not timeline or elapsed - timeline[-1][0] >= 5.0:
+            # every second: bench/figures.py draws the start-up curve from these points
+            if not timeline or elapsed - timeline[-1][0] >= 1.0:
                 timeline.append((elapsed, count))
             return count >= n
 
@@ -325,6 +326,8 @@ class Case:
             freshness_p50_s=round(percentile(latencies, 50) or 0, 2) if latencies else None,
             freshness_p99_s=round(percentile(latencies, 99) or 0, 2) if latencies else None,
             freshness_max_s=round(max(latencies), 2) if latencies else None,
+            # each change's latency, for bench/figures.py's distribution
+            freshness_s=sorted(round(x, 2) for x in latencies),
             writes_per_change=round(len(changed_writes) / len(keys), 3) if keys else None,
             writes_unchanged_during_changes=len(writes) - len(changed_writes),
         )

@@ -178,3 +178,8 @@ def save(doc: Mapping[str, Any], results: Path, stamp: str) -> None:
     out = results / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    # Imported here: matplotlib costs a second, and only a saved run draws.
+    from bench import figures
+
+    for png in figures.draw(json.loads(out.read_text()), results, stamp):
+        print(f"wrote {png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}")

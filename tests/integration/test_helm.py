@@ -155,6 +155,12 @@ LINT_VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "p"}}}
     },
     "sharding": {"sharding": {"enabled": True, "replicas": 3}},
+    "dashboard-and-kube-state-metrics": {
+        "grafanaDashboard": {"enabled": True},
+        "kubeStateMetrics": {
+            "customResourceState": {"enabled": True, "serviceAccountName": "kube-state-metrics"}
+        },
+    },
     "no-metrics-no-rbac": {
         "metrics": {"enabled": False},
         "rbac": {"create": False},
@@ -402,6 +408,74 @@ def test_metrics_disabled(control_plane: Any, tmp_path: Path, ns: str) -> None:
         check=False,
     )
     assert bad.returncode != 0 and "metrics.enabled" in bad.stderr, bad.stderr
+
+
+def test_dashboard_and_kube_state_metrics_config(
+    control_plane: Any, tmp_path: Path, ns: str
+) -> None:
+    """Off by default (test_defaults lists every object); on, each is a ConfigMap holding the
+    committed file unchanged, in the namespace asked for, with the sidecar's label."""
+    monitoring = f"monitoring-{_suffix()}"
+    _ensure_namespace(control_plane, monitoring)
+    values = {
+        "grafanaDashboard": {
+            "enabled": True,
+            "namespace": monitoring,
+            "labels": {"grafana_dashboard": "1", "team": "platform"},
+            "annotations": {"grafana_folder": "inferenceops"},
+        },
+        "kubeStateMetrics": {
+            "customResourceState": {
+                "enabled": True,
+                "namespace": monitoring,
+                "serviceAccountName": "kube-state-metrics",
+            }
+        },
+    }
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    maps = {d["metadata"]["name"]: d for d in _by_kind(docs, "ConfigMap")}
+    assert set(maps) == {f"{FULLNAME}-dashboards", f"{FULLNAME}-kube-state-metrics"}
+
+    board = maps[f"{FULLNAME}-dashboards"]
+    assert board["metadata"]["namespace"] == monitoring
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert board["metadata"]["labels"]["team"] == "platform"
+    assert board["metadata"]["annotations"] == {"grafana_folder": "inferenceops"}
+    committed = (CHART / "dashboards" / "inferenceops-fleet.json").read_text()
+    assert json.loads(board["data"]["inferenceops-fleet.json"]) == json.loads(committed)
+
+    ksm = maps[f"{FULLNAME}-kube-state-metrics"]
+    assert ksm["metadata"]["namespace"] == monitoring
+    shipped = (CHART / "kube-state-metrics" / "inferenceops-endpoints.yaml").read_text()
+    assert yaml.safe_load(ksm["data"]["config.yaml"]) == yaml.safe_load(shipped)
+    roles = [
+        d
+        for d in _by_kind(docs, "ClusterRole")
+        if d["metadata"]["name"].endswith("-kube-state-metrics")
+    ]
+    assert len(roles) == 1
+    assert {(r["apiGroups"][0], r["resources"][0]): r["verbs"] for r in roles[0]["rules"]} == {
+        (GROUP, "inferenceendpoints"): ["list", "watch"],
+        ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
+    }
+    (binding,) = [
+        d
+        for d in _by_kind(docs, "ClusterRoleBinding")
+        if d["metadata"]["name"] == roles[0]["metadata"]["name"]
+    ]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kube-state-metrics", "namespace": monitoring}
+    ]
+    _dry_run_apply(control_plane, docs)
+
+    # Without serviceAccountName the chart grants kube-state-metrics nothing.
+    values["kubeStateMetrics"]["customResourceState"]["serviceAccountName"] = ""
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    assert not [
+        d
+        for d in docs
+        if d["metadata"]["name"].endswith("-kube-state-metrics") and d["kind"] != "ConfigMap"
+    ]
 
 
 def test_sharding(control_plane: Any, tmp_path: Path, ns: str) -> None:
@@ -654,6 +728,9 @@ def test_the_egress_network_policy(control_plane: Any, tmp_path: Path, ns: str) 
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
         (["--set", "clusterSecretNamespaces={Bad_NS}"], "clusterSecretNamespaces"),
         (["--set", "networkPolicy.egress.providerCIDRs={anywhere}"], "providerCIDRs"),
+        (["--set", "grafanaDashboard.enabled=yes"], "grafanaDashboard"),
+        (["--set", "grafanaDashboard.namespace=Bad_NS"], "grafanaDashboard"),
+        (["--set", "kubeStateMetrics.customResourceState.enable=true"], "enable"),
     ],
     ids=lambda x: x[1] if isinstance(x, list) else None,
 )
