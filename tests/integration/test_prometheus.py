@@ -52,7 +52,7 @@ def endpoint_series(items: list[dict[str, Any]]) -> str:
             kind = cond["type"]
             lines.append(
                 f'inferenceops_endpoint_condition{{{ident},condition="{kind}",'
-                f'status="{cond["status"]}"}} 1'
+                f'status="{cond["status"]}",reason="{cond.get("reason", "")}"}} 1'
             )
             if at := cond.get("lastTransitionTime"):
                 stamp = time.mktime(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
