@@ -9,6 +9,7 @@ from .base import (
     Provider,
     ProviderError,
     Queue,
+    RemoteEndpoint,
     Target,
     Workers,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderError",
     "Queue",
+    "RemoteEndpoint",
     "SecretKeyRef",
     "Target",
     "Workers",
