@@ -35,8 +35,8 @@ from .providers.http import validation_summary
 from .providers.sanitize import MESSAGE_CHARS, clean, redacting, redactor_for
 
 __all__ = [
-    "NAME_ANNOTATION",
     "ID_ANNOTATION",
+    "NAME_ANNOTATION",
     "Account",
     "declared_ids",
     "import_endpoints",
@@ -77,15 +77,14 @@ class KubeCluster:
         self._core = client.CoreV1Api()
 
     def provider_object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
+        found: Any
         if kind == CLUSTER_KIND:
-            found = self._custom.get_cluster_custom_object(
-                GROUP, "v1alpha1", CLUSTER_PLURAL, name
-            )
+            found = self._custom.get_cluster_custom_object(GROUP, "v1alpha1", CLUSTER_PLURAL, name)
         else:
             found = self._custom.get_namespaced_custom_object(
                 GROUP, "v1alpha1", namespace, "inferenceproviders", name
             )
-        return found  # type: ignore[no-any-return]
+        return dict(found)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         import base64
@@ -97,7 +96,7 @@ class KubeCluster:
         return base64.b64decode(raw).decode().strip()
 
     def endpoints(self, namespace: str) -> list[Mapping[str, Any]]:
-        found = self._custom.list_namespaced_custom_object(
+        found: Any = self._custom.list_namespaced_custom_object(
             GROUP, "v1alpha1", namespace, "inferenceendpoints"
         )
         return list(found.get("items") or [])
@@ -239,14 +238,18 @@ async def list_all(
         progress(pages, len(listed))
 
 
-def _credential(account: Account, config: Any, cluster: Callable[[], Cluster]) -> str | None:
+def _credential(account: Account, config: Any, cluster: Callable[[], Cluster] | None) -> str | None:
+    """The environment's (as `probe`), else, for a provider object read from the cluster
+    (`cluster` given), the Secret it names."""
     refs = config.secret_refs()
     if not refs:
         return None
-    values = [os.environ.get(secret_env(r.key), os.environ.get(TOKEN_ENV, "")).strip() for r in refs]
+    values = [
+        os.environ.get(secret_env(r.key), os.environ.get(TOKEN_ENV, "")).strip() for r in refs
+    ]
     if all(values):
         return CREDENTIAL_SEPARATOR.join(values)
-    if account.provider_ref is None:
+    if cluster is None:
         wanted = ", ".join(secret_env(r.key) for r in refs) if len(refs) > 1 else TOKEN_ENV
         raise ValueError(f"{account.provider.name} needs a credential: set {wanted}")
     kube = cluster()
@@ -296,7 +299,8 @@ async def import_endpoints(
                         "credential would be sent unencrypted (--allow-insecure-http for "
                         "emulators and tests)",
                     )
-        credential = await asyncio.to_thread(_credential, account, config, cluster)
+        from_cluster = cluster if args.provider_ref else None
+        credential = await asyncio.to_thread(_credential, account, config, from_cluster)
         declared: set[str] = set()
         taken: set[str] = set()
         if not args.all or args.provider_ref:

@@ -141,6 +141,7 @@ class RemoteEndpoint:
     #: The endpoint fields of the spec block that name it, by their spec (camelCase) names.
     fields: Mapping[str, str]
 
+
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
 
 

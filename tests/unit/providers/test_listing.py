@@ -47,16 +47,13 @@ def _account(emu: Emulator, provider: str, api: str = "v2") -> Target[Any]:
 def _fill(emu: Emulator, provider: str) -> list[str]:
     if provider == "dataArtsFabric":
         emu.store(provider).create_group(WS)
-        return [
-            i
-            for i in emu.bulk(provider, COUNT, prefix=DA_PREFIX, group=(WS,))  # type: ignore[attr-defined]
-        ]
+        return list(emu.bulk(provider, COUNT, prefix=DA_PREFIX, group=(WS,)))
     if provider == "takeoff":
         groups = [f"group-{n}" for n in range(COUNT)]
         live = [{"model_name": "m", "consumer_groups": [g]} for g in groups]
         emu.store("takeoff").put("tk", live=live)
         return groups
-    return list(emu.bulk(provider, COUNT, prefix="ep-"))  # type: ignore[attr-defined]
+    return list(emu.bulk(provider, COUNT, prefix="ep-"))
 
 
 async def _listed(

@@ -9,7 +9,18 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, OnErrorOmit, RootMod
 
 from ..wire import Reduced, wanted_entry
 
-__all__ = ["Health", "Listed", "ListedV1", "ListedV2", "V1Endpoint", "V1List", "V2Endpoint", "V2List", "V2Scaling", "V2Workers"]
+__all__ = [
+    "Health",
+    "Listed",
+    "ListedV1",
+    "ListedV2",
+    "V1Endpoint",
+    "V1List",
+    "V2Endpoint",
+    "V2List",
+    "V2Scaling",
+    "V2Workers",
+]
 
 # --- v1 --------------------------------------------------------------------------------------
 
