@@ -210,14 +210,13 @@ def manifest(account: Account, remote: RemoteEndpoint, name: str, namespace: str
     if account.provider_ref is not None:
         spec["providerRef"] = dict(account.provider_ref)
     spec[account.provider.name] = block
-    shown = clean(remote.name, _ANNOTATION_CHARS)
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceEndpoint",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "annotations": {NAME_ANNOTATION: shown, ID_ANNOTATION: remote.id},
+            "annotations": {NAME_ANNOTATION: remote.name, ID_ANNOTATION: remote.id},
         },
         "spec": spec,
     }
@@ -341,7 +340,14 @@ async def import_endpoints(
             f"listing failed after {len(listed)} endpoints: {failure}; nothing printed "
             "(--partial prints what was listed)",
         )
-    wanted = [r for r in listed if r.id not in declared and selected(r.name, args.selector)]
+    # Provider strings are hostile: a name becomes one masked printable line before it names
+    # anything, and an entry whose id carries the credential is dropped, not committed to git.
+    shown = [
+        RemoteEndpoint(r.id, clean(r.name, _ANNOTATION_CHARS, redactor), r.fields)
+        for r in listed
+        if redactor is None or redactor(r.id) == r.id
+    ]
+    wanted = [r for r in shown if r.id not in declared and selected(r.name, args.selector)]
     wanted = list({r.id: r for r in wanted}.values())
     names = manifest_names(wanted, taken - {""})
     docs = [manifest(account, r, names[r.id], namespace) for r in wanted]

@@ -307,3 +307,27 @@ async def test_a_credential_is_not_sent_over_plain_http(
 
     assert await run(["-f", _file(tmp_path, doc)], never) == 2
     assert "InsecureURL" in capsys.readouterr().err
+
+
+async def test_hostile_names_become_one_masked_line_and_ids_carrying_the_credential_are_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERENCEOPS_TOKEN", SECRET)
+    entries = [("a1", f"chat\n\x1b[31m{SECRET}" + "x" * 400), (f"x{SECRET[4:]}", "leak")]
+    template = {
+        "kind": "InferenceEndpoint",
+        "spec": {
+            "runpod": {
+                "endpointId": "ignored",
+                "url": RUNPOD_URL,
+                "credentialsSecretRef": {"name": "rp", "key": "key"},
+            }
+        },
+    }
+    assert await run(["-f", _file(tmp_path, template)], runpod_list(entries)) == 0
+    out, err = capsys.readouterr()
+    (doc,) = _docs(out)
+    shown = doc["metadata"]["annotations"][NAME_ANNOTATION]
+    assert shown.isprintable() and len(shown) <= 253
+    assert SECRET not in out + err and SECRET[4:] not in out
+    assert doc["metadata"]["name"].startswith("chat-")
