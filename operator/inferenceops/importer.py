@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from .accounts import AccountPool, AccountSettings
 from .api.provider_kinds import CLUSTER_KIND, CLUSTER_PLURAL, NAMESPACED_KIND, account_model
 from .cli import EXIT_OK, EXIT_PROVIDER, EXIT_USAGE, TOKEN_ENV, _fail, _with_transport_flags
+from .kube.client import own_namespace
 from .probe import secret_env
 from .providers import CREDENTIAL_SEPARATOR, Provider, ProviderError, RemoteEndpoint, Target
 from .providers import get as get_provider
@@ -278,7 +279,8 @@ async def import_endpoints(
     pool: Callable[[AccountSettings], AccountPool] = AccountPool,
 ) -> int:
     """`inferenceops import ARGS`: its exit code; manifests on stdout, progress on stderr."""
-    namespace = args.namespace or "default"
+    # kubectl's rule: the flag, else the kube context's namespace, else default.
+    namespace = args.namespace or own_namespace()
     try:
         settings = _with_transport_flags(args, AccountSettings(read_timeout=args.timeout))
         account = await asyncio.to_thread(_load, args, namespace, cluster)

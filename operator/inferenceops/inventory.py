@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .accounts import AccountPool, credential_fingerprint
+from .aiotasks import concurrently
 from .api import AccountSource, InvalidSpecError, parse_duration
 from .api.provider_kinds import (
     CLUSTER_KIND,
@@ -40,6 +41,10 @@ from .timestamps import format_timestamp
 __all__ = ["Inventory", "inventory_status"]
 
 log = logging.getLogger(__name__)
+
+#: When to look again for a Secret being read, and for one that is missing.
+SECRET_PENDING_SECONDS = 5.0
+SECRET_RETRY_SECONDS = 60.0
 
 
 class Secrets(Protocol):
@@ -137,18 +142,19 @@ class Inventory:
         keys = set(self._objects.all_keys())
         for gone in [k for k in self._listings if k not in keys]:
             self._forget(gone)
-        listed = 0
+        due: list[tuple[ObjectKey, float]] = []
         for key in sorted(keys):
             interval = self.interval(key)
             if interval is None:
                 self._forget(key)
-                continue
-            if self._due.get(key, 0.0) > now:
-                continue
-            retry = await self.list_account(key)
-            self._due[key] = now + (retry if retry is not None else interval)
-            listed += 1
-        return listed
+            elif self._due.get(key, 0.0) <= now:
+                due.append((key, interval))
+        # Accounts at once: one slow provider must not hold the others' listings back; each
+        # listing's requests still wait for its own account's budget.
+        retries = await concurrently([self.list_account(key) for key, _ in due])
+        for (key, interval), retry in zip(due, retries, strict=True):
+            self._due[key] = now + (min(retry, interval) if retry is not None else interval)
+        return len(due)
 
     async def run(self, tick: float = 5.0) -> None:
         """Until cancelled: `sweep` every `tick` seconds."""
@@ -214,10 +220,10 @@ class Inventory:
                 else None
             )
         except SecretPending:
-            return 5.0
+            return SECRET_PENDING_SECONDS
         except SecretMissing as err:
             self._record(key, None, f"SecretMissing: {err}")
-            return None
+            return SECRET_RETRY_SECONDS  # a Secret created later is found within a minute
         source = AccountSource(kind, namespace, name, secret_namespace, rate, burst)
         account: Hashable = (
             provider.account_key(config),

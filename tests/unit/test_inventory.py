@@ -176,3 +176,38 @@ async def test_the_listing_spends_the_objects_own_budget() -> None:
     await s.inventory.sweep()
     ((_, account),) = list(s.pool._accounts.items())
     assert account.bucket.rate == 2
+
+
+async def test_a_cluster_provider_reads_its_secret_namespace_or_says_why_not() -> None:
+    s = Setup(friendli())
+    cluster_spec = {**friendli(**INVENTORY), "secretNamespace": "vault"}
+    s.objects = ProviderObjects(frozenset({"vault"}))
+    s.objects.observe_cluster(None, obj("ClusterInferenceProvider", "shared", cluster_spec))
+    s.secrets.put("vault", "creds", token())
+    s.inventory = Inventory(
+        s.objects, s.pool, s.secrets, lambda key: [], lambda: None, clock=s.clock
+    )
+    key: ObjectKey = ("ClusterInferenceProvider", "", "shared")
+    assert await s.inventory.sweep() == 1
+    assert s.inventory.status(key, None)["remoteEndpoints"] == 250  # type: ignore[index]
+
+    s.objects.cluster_secret_namespaces = frozenset({"elsewhere"})
+    s.clock.advance(600)
+    requests = s.account.requests
+    await s.inventory.sweep()
+    assert s.account.requests == requests  # refused: nothing read, nothing sent
+    shown = s.inventory.status(key, None) or {}
+    assert shown["message"].startswith("SecretNamespaceNotAllowed")
+
+
+async def test_a_missing_secret_is_looked_for_again_within_a_minute() -> None:
+    s = Setup(friendli(**INVENTORY))
+    s.secrets.delete("ml", "creds")
+    await s.inventory.sweep()
+    assert s.account.requests == 0
+    assert (s.inventory.status(KEY, None) or {})["message"].startswith("SecretMissing")
+    s.secrets.put("ml", "creds", token())
+    s.clock.advance(60)
+    await s.inventory.sweep()
+    assert s.account.requests == 3
+    assert "message" not in (s.inventory.status(KEY, None) or {})

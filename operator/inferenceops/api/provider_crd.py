@@ -119,6 +119,13 @@ def _provider_printer_columns() -> list[dict[str, Any]]:
             "priority": 1,
         },
         {
+            # With spec.inventory: the account's endpoints no InferenceEndpoint names.
+            "name": "Unmanaged",
+            "type": "integer",
+            "jsonPath": ".status.inventory.unmanagedEndpoints",
+            "priority": 1,
+        },
+        {
             "name": "Message",
             "type": "string",
             "jsonPath": condition("Ready", "message"),
