@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import fnmatch
+import functools
 import hashlib
 import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,39 +71,58 @@ class Cluster(Protocol):
 
 class KubeCluster:
     """The `kubernetes` client's config loading (in-cluster, then KUBECONFIG), as the operator's
-    login; blocking calls, made from a thread."""
+    login; blocking calls, made from a thread. The API server's refusals become LookupError
+    with one line saying what could not be read and why."""
 
     def __init__(self) -> None:
         from kubernetes import client, config
 
-        config.load_config()  # type: ignore[no-untyped-call]
+        try:
+            config.load_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException as err:
+            raise LookupError(f"no kube context: {str(err).splitlines()[0]}") from None
         self._custom = client.CustomObjectsApi()
         self._core = client.CoreV1Api()
 
     def provider_object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
+        what = f"{kind} {name}" if kind == CLUSTER_KIND else f"{kind} {namespace}/{name}"
         found: Any
-        if kind == CLUSTER_KIND:
-            found = self._custom.get_cluster_custom_object(GROUP, "v1alpha1", CLUSTER_PLURAL, name)
-        else:
-            found = self._custom.get_namespaced_custom_object(
-                GROUP, "v1alpha1", namespace, "inferenceproviders", name
-            )
+        with _refused(what):
+            if kind == CLUSTER_KIND:
+                found = self._custom.get_cluster_custom_object(
+                    GROUP, "v1alpha1", CLUSTER_PLURAL, name
+                )
+            else:
+                found = self._custom.get_namespaced_custom_object(
+                    GROUP, "v1alpha1", namespace, "inferenceproviders", name
+                )
         return dict(found)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        import base64
-
-        secret = self._core.read_namespaced_secret(name, namespace)
+        with _refused(f"Secret {namespace}/{name}"):
+            secret = self._core.read_namespaced_secret(name, namespace)
         raw = (secret.data or {}).get(key)
         if raw is None:
             raise LookupError(f"Secret {namespace}/{name} has no key {key}")
         return base64.b64decode(raw).decode().strip()
 
     def endpoints(self, namespace: str) -> list[Mapping[str, Any]]:
-        found: Any = self._custom.list_namespaced_custom_object(
-            GROUP, "v1alpha1", namespace, "inferenceendpoints"
-        )
+        found: Any
+        with _refused(f"InferenceEndpoints in {namespace}"):
+            found = self._custom.list_namespaced_custom_object(
+                GROUP, "v1alpha1", namespace, "inferenceendpoints"
+            )
         return list(found.get("items") or [])
+
+
+@contextlib.contextmanager
+def _refused(what: str) -> Iterator[None]:
+    from kubernetes.client import ApiException
+
+    try:
+        yield
+    except ApiException as err:
+        raise LookupError(f"cannot read {what}: {err.status} {err.reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +287,12 @@ def _load(args: argparse.Namespace, namespace: str, cluster: Callable[[], Cluste
         if kind not in (NAMESPACED_KIND, CLUSTER_KIND):
             raise ValueError(f"--provider-ref {args.provider_ref!r}: [KIND/]NAME, KIND ipr or cipr")
         return account_from(cluster().provider_object(kind, namespace, name), namespace)
-    with open(args.filename, encoding="utf-8") if args.filename != "-" else sys.stdin as f:
-        docs = [d for d in yaml.safe_load_all(f.read()) if isinstance(d, Mapping)]
+    if args.filename == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.filename, encoding="utf-8") as f:
+            text = f.read()
+    docs = [d for d in yaml.safe_load_all(text) if isinstance(d, Mapping)]
     if len(docs) != 1:
         raise ValueError(f"{args.filename} must hold exactly one manifest (found {len(docs)})")
     return account_from(docs[0], namespace)
@@ -281,6 +307,7 @@ async def import_endpoints(
     """`inferenceops import ARGS`: its exit code; manifests on stdout, progress on stderr."""
     # kubectl's rule: the flag, else the kube context's namespace, else default.
     namespace = args.namespace or own_namespace()
+    cluster = functools.cache(cluster)  # one config load, however many reads
     try:
         settings = _with_transport_flags(args, AccountSettings(read_timeout=args.timeout))
         account = await asyncio.to_thread(_load, args, namespace, cluster)

@@ -331,3 +331,15 @@ async def test_hostile_names_become_one_masked_line_and_ids_carrying_the_credent
     assert shown.isprintable() and len(shown) <= 253
     assert SECRET not in out + err and SECRET[4:] not in out
     assert doc["metadata"]["name"].startswith("chat-")
+
+
+async def test_provider_ref_without_a_kube_context_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    args = _parser().parse_args(["import", "--provider-ref", "acme", "-n", "ml"])
+    assert await import_endpoints(args) == 2
+    err = capsys.readouterr().err
+    assert "inferenceops: no kube context:" in err
+    assert "Traceback" not in err
