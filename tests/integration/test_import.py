@@ -142,3 +142,44 @@ def test_a_listing_failing_midway_prints_nothing(
         )
         assert partial.returncode == 3
         assert len([d for d in yaml.safe_load_all(partial.stdout) if d]) == 100
+
+
+#: (provider, the provider object's block, bulk group, requests expected for 250 endpoints).
+ACCOUNTS = {
+    "friendli": ("friendli", {"url": "{base}/friendli"}, (), 3),
+    "runpod-v2": ("runpod", {"url": "{base}/runpod/v2"}, (), 1),
+    "runpod-v1": ("runpod", {"url": "{base}/runpod/v1", "api": "v1"}, (), 1),
+    "dataarts": (
+        "dataArtsFabric",
+        {"url": "{base}/dataarts", "workspaceId": "ws-i"},
+        ("ws-i",),
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCOUNTS))
+def test_each_listing_provider_imports_250_endpoints_the_api_server_accepts(
+    control_plane: Any, crds: None, tmp_path: Path, ns: str, case: str
+) -> None:
+    provider, block, group, expected = ACCOUNTS[case]
+    with emulator_process(tmp_path / "emulator.log", token=TOKEN) as emu:
+        prefix = "0b5633ba2b904511ad514346f4" if provider == "dataArtsFabric" else "ep-"
+        emu.bulk(provider, COUNT, prefix=prefix, **({"workspace": group[0]} if group else {}))
+        spec = {k: v.format(base=emu.base_url) for k, v in block.items()}
+        account = {
+            "apiVersion": API,
+            "kind": "InferenceProvider",
+            "metadata": {"name": "acct", "namespace": ns},
+            "spec": {provider: {**spec, "credentialsSecretRef": {"name": "creds", "key": "t"}}},
+        }
+        path = tmp_path / "account.yaml"
+        path.write_text(yaml.safe_dump(account))
+        done = _import(control_plane, "-f", str(path), "-n", ns, env={"INFERENCEOPS_TOKEN": TOKEN})
+        assert done.returncode == 0, done.stderr
+        requests = emu.requests(provider)
+    print(f"\n{case}: {COUNT} endpoints imported in {requests} provider requests")
+    assert requests == expected
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert len(docs) == COUNT
+    _apply(control_plane, done.stdout, "--dry-run=server")
