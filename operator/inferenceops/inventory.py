@@ -73,8 +73,12 @@ def inventory_status(
 ) -> dict[str, Any]:
     """`status.inventory` (pure): counts from the last whole listing, the message of the last
     failure; `lastListTime` moves only when the counts or ids change (no write otherwise)."""
+    if listing is None:
+        # Not listed yet in this process (a restart): what the last one wrote still holds,
+        # rather than two writes (cleared, then the same numbers again).
+        return dict(prev or {})
     status: dict[str, Any] = {}
-    if listing is not None and listing.ids is not None and provider is not None:
+    if listing.ids is not None and provider is not None:
         watched = declared_ids(provider, users) & listing.ids
         unmanaged = sorted(listing.ids - watched)
         status = {
@@ -88,7 +92,7 @@ def inventory_status(
         status["lastListTime"] = (
             prev.get("lastListTime") if same and prev.get("lastListTime") else None
         ) or format_timestamp(listing.at)
-    if listing is not None and listing.error is not None:
+    if listing.error is not None:
         status["message"] = listing.error
     return status
 
@@ -209,10 +213,13 @@ class Inventory:
         secret_namespace = (
             str(spec.get("secretNamespace") or "") if kind == CLUSTER_KIND else namespace
         )
-        wanted = {(secret_namespace, r.name) for r in refs}
-        for item in wanted - self._wanted.get(key, set()):
+        # Held while the object lists: its Secret stays read even when no endpoint uses it.
+        wanted, before = {(secret_namespace, r.name) for r in refs}, self._wanted.get(key, set())
+        for item in wanted - before:
             self._secrets.want(*item)
-        self._wanted[key] = wanted | self._wanted.get(key, set())
+        for item in before - wanted:
+            self._secrets.unwant(*item)
+        self._wanted[key] = wanted
         try:
             credential = (
                 CREDENTIAL_SEPARATOR.join(self._secrets.lookup(secret_namespace, r) for r in refs)

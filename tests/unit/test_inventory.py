@@ -211,3 +211,15 @@ async def test_a_missing_secret_is_looked_for_again_within_a_minute() -> None:
     await s.inventory.sweep()
     assert s.account.requests == 3
     assert "message" not in (s.inventory.status(KEY, None) or {})
+
+
+async def test_a_restart_keeps_the_shown_inventory_until_its_first_listing() -> None:
+    s = Setup(friendli(**INVENTORY))
+    await s.inventory.sweep()
+    await s.status.sync()
+    shown = s.shown()
+    restarted = Inventory(s.objects, s.pool, s.secrets, lambda key: s.users, lambda: None)
+    assert restarted.status(KEY, shown) == shown  # nothing to write before it has listed
+    s.inventory = restarted
+    await restarted.sweep()
+    assert restarted.status(KEY, shown) == shown  # the same numbers: the same status
