@@ -120,6 +120,7 @@ class Inventory:
         self._clock = clock
         self._listings: dict[ObjectKey, Listing] = {}
         self._due: dict[ObjectKey, float] = {}
+        self._listed_specs: dict[ObjectKey, Mapping[str, Any] | None] = {}
         self._wanted: dict[ObjectKey, set[tuple[str, str]]] = {}
 
     def status(self, key: ObjectKey, prev: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -144,14 +145,17 @@ class Inventory:
         """List every account whose inventory is due; how many were listed."""
         now = self._clock.monotonic()
         keys = set(self._objects.all_keys())
-        for gone in [k for k in self._listings if k not in keys]:
+        for gone in (self._due.keys() | self._wanted.keys()) - keys:
             self._forget(gone)
         due: list[tuple[ObjectKey, float]] = []
         for key in sorted(keys):
             interval = self.interval(key)
+            spec = self._objects.spec(key)
             if interval is None:
                 self._forget(key)
-            elif self._due.get(key, 0.0) <= now:
+            elif self._due.get(key, 0.0) <= now or self._listed_specs.get(key) != spec:
+                # A changed spec (another URL, key or interval) is listed at once.
+                self._listed_specs[key] = spec
                 due.append((key, interval))
         # Accounts at once: one slow provider must not hold the others' listings back; each
         # listing's requests still wait for its own account's budget.
@@ -172,6 +176,7 @@ class Inventory:
     def _forget(self, key: ObjectKey) -> None:
         self._listings.pop(key, None)
         self._due.pop(key, None)
+        self._listed_specs.pop(key, None)
         for namespace, name in self._wanted.pop(key, set()):
             self._secrets.unwant(namespace, name)
 

@@ -223,3 +223,18 @@ async def test_a_restart_keeps_the_shown_inventory_until_its_first_listing() -> 
     s.inventory = restarted
     await restarted.sweep()
     assert restarted.status(KEY, shown) == shown  # the same numbers: the same status
+
+
+async def test_a_changed_spec_is_listed_at_once_and_a_deleted_object_forgotten() -> None:
+    s = Setup(friendli(**INVENTORY))
+    await s.inventory.sweep()
+    assert s.account.requests == 3
+    s.clock.advance(10)
+    spec = friendli(inventory={"interval": "30m"})
+    s.objects.observe_namespaced(None, obj("InferenceProvider", "acct", spec))
+    assert await s.inventory.sweep() == 1  # not waiting out the old interval
+    assert s.account.requests == 6
+    s.objects.observe_namespaced("DELETED", obj("InferenceProvider", "acct", spec))
+    await s.inventory.sweep()
+    assert s.inventory.status(KEY, None) is None
+    assert s.inventory._wanted == {} and s.inventory._due == {}
