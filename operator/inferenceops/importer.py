@@ -33,7 +33,15 @@ from .api.provider_kinds import CLUSTER_KIND, CLUSTER_PLURAL, NAMESPACED_KIND, a
 from .cli import EXIT_OK, EXIT_PROVIDER, EXIT_USAGE, TOKEN_ENV, _fail, _with_transport_flags
 from .kube.client import own_namespace
 from .probe import secret_env
-from .providers import CREDENTIAL_SEPARATOR, Provider, ProviderError, RemoteEndpoint, Target
+from .providers import (
+    CREDENTIAL_SEPARATOR,
+    MAX_LISTED,
+    Provider,
+    ProviderError,
+    RemoteEndpoint,
+    Target,
+    too_many_listed,
+)
 from .providers import get as get_provider
 from .providers.http import validation_summary
 from .providers.sanitize import MESSAGE_CHARS, clean, redacting, redactor_for
@@ -257,6 +265,9 @@ async def list_all(
     async for page in provider.list_endpoints(client, target):
         pages += 1
         listed.extend(page)
+        if len(listed) > MAX_LISTED:
+            del listed[MAX_LISTED:]
+            raise too_many_listed()
         progress(pages, len(listed))
 
 

@@ -33,7 +33,15 @@ from .clock import SYSTEM_CLOCK, Clock
 from .importer import declared_ids
 from .kube.secrets import SecretMissing, SecretPending
 from .provider_objects import ObjectKey, ProviderObjects
-from .providers import CREDENTIAL_SEPARATOR, Provider, ProviderError, SecretKeyRef, Target
+from .providers import (
+    CREDENTIAL_SEPARATOR,
+    MAX_LISTED,
+    Provider,
+    ProviderError,
+    SecretKeyRef,
+    Target,
+    too_many_listed,
+)
 from .providers import get as get_provider
 from .providers.sanitize import MESSAGE_CHARS, clean, redacting, redactor_for
 from .timestamps import format_timestamp
@@ -252,6 +260,8 @@ class Inventory:
             with redacting(redactor):
                 async for page in provider.list_endpoints(client, target):
                     ids.update(e.id for e in page)
+                    if len(ids) > MAX_LISTED:
+                        raise too_many_listed()
         except ProviderError as err:
             message = clean(err.message, MESSAGE_CHARS, redactor)
             self._record(key, None, f"listing failed: {err.reason}: {message}")

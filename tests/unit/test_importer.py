@@ -343,3 +343,18 @@ async def test_provider_ref_without_a_kube_context_says_so_in_one_line(
     err = capsys.readouterr().err
     assert "inferenceops: no kube context:" in err
     assert "Traceback" not in err
+
+
+async def test_a_listing_of_more_than_10000_endpoints_is_not_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERENCEOPS_TOKEN", SECRET)
+    entries = [(f"r{n}", f"n{n}") for n in range(10_001)]
+    template = {
+        "kind": "InferenceEndpoint",
+        "spec": {"runpod": {"url": RUNPOD_URL, "credentialsSecretRef": {"name": "r", "key": "k"}}},
+    }
+    assert await run(["-f", _file(tmp_path, template)], runpod_list(entries)) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "holds more than 10000 endpoints" in err

@@ -28,6 +28,8 @@ class FriendliAccount:
         self.ids = [f"ep-{n:03d}" for n in range(count)]
         self.requests = 0
         self.status = 200
+        #: What a page holds, whatever `limit` asked for (a hostile server's is larger).
+        self.page_size = 100
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -35,10 +37,10 @@ class FriendliAccount:
         if self.status != 200:
             return httpx.Response(self.status, json={"detail": f"no {TOKEN}"})
         offset = int(request.url.params.get("cursor") or 0)
-        page = self.ids[offset : offset + 100]
-        more = offset + 100 < len(self.ids)
+        page = self.ids[offset : offset + self.page_size]
+        more = offset + self.page_size < len(self.ids)
         data = {i: {"status": "RUNNING", "createdAt": "2026-01-01T00:00:00Z"} for i in page}
-        cursor = str(offset + 100) if more else None
+        cursor = str(offset + self.page_size) if more else None
         return httpx.Response(200, json={"data": data, "nextCursor": cursor})
 
 
@@ -238,3 +240,12 @@ async def test_a_changed_spec_is_listed_at_once_and_a_deleted_object_forgotten()
     await s.inventory.sweep()
     assert s.inventory.status(KEY, None) is None
     assert s.inventory._wanted == {} and s.inventory._due == {}
+
+
+async def test_an_account_listing_more_than_10000_endpoints_says_so() -> None:
+    s = Setup(friendli(**INVENTORY), count=10_050)
+    s.account.page_size = 5_000
+    await s.inventory.sweep()
+    shown = s.inventory.status(KEY, None) or {}
+    assert "remoteEndpoints" not in shown
+    assert "more than 10000 endpoints" in shown["message"]

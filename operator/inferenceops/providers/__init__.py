@@ -2,6 +2,7 @@
 
 from .base import (
     CREDENTIAL_SEPARATOR,
+    MAX_LISTED,
     ErrorReason,
     Observation,
     Phase,
@@ -12,12 +13,14 @@ from .base import (
     RemoteEndpoint,
     Target,
     Workers,
+    too_many_listed,
 )
 from .config import CredentialedConfig, ProviderConfig, SecretKeyRef
 from .registry import all_providers, get
 
 __all__ = [
     "CREDENTIAL_SEPARATOR",
+    "MAX_LISTED",
     "CredentialedConfig",
     "ErrorReason",
     "Observation",
@@ -33,4 +36,5 @@ __all__ = [
     "Workers",
     "all_providers",
     "get",
+    "too_many_listed",
 ]

@@ -22,6 +22,7 @@ from .config import ProviderConfig
 
 __all__ = [
     "CREDENTIAL_SEPARATOR",
+    "MAX_LISTED",
     "ErrorReason",
     "Observation",
     "Phase",
@@ -127,6 +128,17 @@ class ProviderError(Exception):
 
 
 PollResult = Observation | ProviderError
+
+
+#: The most endpoints a listing may hand over (100 pages of 100): each id is held while it is
+#: used, and a provider sending more (a page over its limit, again and again) is not followed.
+MAX_LISTED = 10_000
+
+
+def too_many_listed() -> ProviderError:
+    return ProviderError(
+        ErrorReason.BAD_RESPONSE, f"the listing holds more than {MAX_LISTED} endpoints"
+    )
 
 
 @dataclass(frozen=True, slots=True)
