@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import contextlib
 import fnmatch
 import functools
 import hashlib
@@ -21,17 +19,19 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from .accounts import AccountPool, AccountSettings
-from .api.provider_kinds import CLUSTER_KIND, CLUSTER_PLURAL, NAMESPACED_KIND, account_model
+from .api.provider_kinds import CLUSTER_KIND, NAMESPACED_KIND, account_model
+from .api.v1alpha1 import API_VERSION, GROUP
 from .cli import EXIT_OK, EXIT_PROVIDER, EXIT_USAGE, TOKEN_ENV, _fail, _with_transport_flags
 from .kube.client import own_namespace
+from .kube.readonly import Cluster, KubeCluster
 from .probe import secret_env
 from .providers import (
     CREDENTIAL_SEPARATOR,
@@ -55,8 +55,6 @@ __all__ = [
     "manifest_names",
 ]
 
-GROUP = "inferenceops.io"
-API_VERSION = f"{GROUP}/v1alpha1"
 #: The provider-side name an imported manifest was derived from (names are rewritten to DNS-1123).
 NAME_ANNOTATION = f"{GROUP}/provider-name"
 ID_ANNOTATION = f"{GROUP}/provider-id"
@@ -65,72 +63,6 @@ _NAME_CHARS = 56
 _SUFFIX_CHARS = 6
 #: Longest provider-side name kept in the annotation.
 _ANNOTATION_CHARS = 253
-
-
-class Cluster(Protocol):
-    """What `import` reads through the kube context (nothing is written)."""
-
-    def provider_object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any]: ...
-
-    def secret_value(self, namespace: str, name: str, key: str) -> str: ...
-
-    def endpoints(self, namespace: str) -> list[Mapping[str, Any]]: ...
-
-
-class KubeCluster:
-    """The `kubernetes` client's config loading (in-cluster, then KUBECONFIG), as the operator's
-    login; blocking calls, made from a thread. The API server's refusals become LookupError
-    with one line saying what could not be read and why."""
-
-    def __init__(self) -> None:
-        from kubernetes import client, config
-
-        try:
-            config.load_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException as err:
-            raise LookupError(f"no kube context: {str(err).splitlines()[0]}") from None
-        self._custom = client.CustomObjectsApi()
-        self._core = client.CoreV1Api()
-
-    def provider_object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
-        what = f"{kind} {name}" if kind == CLUSTER_KIND else f"{kind} {namespace}/{name}"
-        found: Any
-        with _refused(what):
-            if kind == CLUSTER_KIND:
-                found = self._custom.get_cluster_custom_object(
-                    GROUP, "v1alpha1", CLUSTER_PLURAL, name
-                )
-            else:
-                found = self._custom.get_namespaced_custom_object(
-                    GROUP, "v1alpha1", namespace, "inferenceproviders", name
-                )
-        return dict(found)
-
-    def secret_value(self, namespace: str, name: str, key: str) -> str:
-        with _refused(f"Secret {namespace}/{name}"):
-            secret = self._core.read_namespaced_secret(name, namespace)
-        raw = (secret.data or {}).get(key)
-        if raw is None:
-            raise LookupError(f"Secret {namespace}/{name} has no key {key}")
-        return base64.b64decode(raw).decode().strip()
-
-    def endpoints(self, namespace: str) -> list[Mapping[str, Any]]:
-        found: Any
-        with _refused(f"InferenceEndpoints in {namespace}"):
-            found = self._custom.list_namespaced_custom_object(
-                GROUP, "v1alpha1", namespace, "inferenceendpoints"
-            )
-        return list(found.get("items") or [])
-
-
-@contextlib.contextmanager
-def _refused(what: str) -> Iterator[None]:
-    from kubernetes.client import ApiException
-
-    try:
-        yield
-    except ApiException as err:
-        raise LookupError(f"cannot read {what}: {err.status} {err.reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
