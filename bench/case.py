@@ -57,6 +57,8 @@ class Options:
     #: Endpoints use a handful of ClusterInferenceProviders (spec.providerRef) instead of
     #: inline URLs and credentials.
     provider_objects: bool = False
+    #: With provider_objects: each one's spec.inventory interval (None: no inventory).
+    inventory: str | None = None
     workdir: Path = RESULTS
 
 
@@ -164,7 +166,7 @@ class Case:
             for ep in self.layout
         ]
         if opts.provider_objects:
-            shared = provider_objects(emu.base_url, self.namespaces[0])
+            shared = provider_objects(emu.base_url, self.namespaces[0], opts.inventory)
             kube.create_all(shared, opts.create_concurrency)
             self.result["provider_objects"] = len(shared)
         self.result["create_s"] = round(kube.create_all(objects, opts.create_concurrency), 2)

@@ -15,11 +15,13 @@ from inferenceops.api import API_VERSION
 PROVIDER_OBJECTS = {kind: f"bench-{kind}" for kind in endpoints.KINDS}
 
 
-def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
+def provider_objects(
+    base: str, secret_namespace: str, inventory: str | None = None
+) -> list[dict[str, Any]]:
     """The handful of ClusterInferenceProviders every endpoint uses with --provider-objects:
     what the endpoints' blocks share (URL, API version, credentials); team and workspace stay
     on the endpoints (allowed as overrides), so the operator's accounts are the same as with
-    inline blocks."""
+    inline blocks. `inventory`: an interval, to list each account for its inventory too."""
     ref = {"credentialsSecretRef": {"name": SECRET_NAME, "key": "token"}}
     blocks: dict[str, dict[str, Any]] = {
         "dataarts": {
@@ -40,7 +42,11 @@ def provider_objects(base: str, secret_namespace: str) -> list[dict[str, Any]]:
             "apiVersion": API_VERSION,
             "kind": "ClusterInferenceProvider",
             "metadata": {"name": PROVIDER_OBJECTS[kind]},
-            "spec": {"secretNamespace": secret_namespace, **blocks[kind]},
+            "spec": {
+                "secretNamespace": secret_namespace,
+                **blocks[kind],
+                **({"inventory": {"interval": inventory}} if inventory else {}),
+            },
         }
         for kind in endpoints.KINDS
     ]

@@ -81,6 +81,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="endpoints share one ClusterInferenceProvider per kind (spec.providerRef)",
     )
     p.add_argument(
+        "--inventory",
+        default=None,
+        metavar="INTERVAL",
+        help="with --provider-objects: spec.inventory {interval: INTERVAL} on each (issue 25)",
+    )
+    p.add_argument(
         "--operator-arg", action="append", default=[], help="extra `inferenceops run` arg"
     )
     p.add_argument("--results-dir", default=str(RESULTS))
@@ -128,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_min_n=args.profile_min_n,
         startup_only=args.startup_only,
         provider_objects=args.provider_objects,
+        inventory=args.inventory,
         workdir=workdir,
     )
     import psutil

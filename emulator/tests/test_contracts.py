@@ -342,3 +342,106 @@ async def test_the_queue_health_route_has_the_documented_shape() -> None:
     body = response.json()
     assert _shape(body) == _shape(example)
     assert body["jobs"]["inQueue"] == 4 and body["workers"] == {"idle": 1, "running": 1}
+
+
+# --- the listing routes `inferenceops import` and inventory read (issue 25) ------------------
+
+
+async def _pages(
+    client: httpx.AsyncClient,
+    path: str,
+    first: dict[str, Any],
+    step: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> list[dict[str, Any]]:
+    """Every page of a listing from query `first`: `step(body)` gives the next page's query,
+    None at the end."""
+    pages: list[dict[str, Any]] = []
+    params: dict[str, Any] | None = first
+    while params is not None and len(pages) < 20:
+        response = await client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        params = step(pages[-1])
+    return pages
+
+
+def _valid(document: dict[str, Any], pointer: str, body: Any) -> list[str]:
+    return [e.message for e in _validator(document, pointer).iter_errors(body)]
+
+
+async def test_friendli_list_pages_by_cursor_and_filters_by_project() -> None:
+    async with (
+        Emulator(token=TOKEN) as emu,
+        httpx.AsyncClient(base_url=emu.base_url, headers=BEARER) as client,
+    ):
+        for n in range(250):
+            emu.store("friendli").put(f"ep{n:03d}", project="p1" if n % 2 else "p2")
+        base = "/friendli/dedicated/beta/endpoint"
+
+        def step(body: dict[str, Any]) -> dict[str, Any] | None:
+            cursor = body["nextCursor"]
+            return None if cursor is None else {"limit": 100, "cursor": cursor}
+
+        pages = await _pages(client, base, {"limit": 100}, step)
+        assert [len(p["data"]) for p in pages] == [100, 100, 50]
+        ids = [i for p in pages for i in p["data"]]
+        assert len(set(ids)) == 250
+        for page in pages:
+            assert _valid(FRIENDLI, "#/schemas/DedicatedEndpointListResponse", page) == []
+        only = (await client.get(base, params={"limit": 100, "project_id": "p1"})).json()
+        assert len(only["data"]) == 100 and only["nextCursor"] is not None
+        assert all(int(i[2:]) % 2 for i in only["data"])
+        none = (await client.get(base, params={"project_id": "nope"})).json()
+        assert none == {"data": {}, "nextCursor": None}
+
+
+async def test_dataarts_list_pages_by_offset_with_a_total() -> None:
+    async with (
+        Emulator(token=TOKEN) as emu,
+        httpx.AsyncClient(base_url=emu.base_url, headers=DA_AUTH) as client,
+    ):
+        emu.store("dataArtsFabric").create_group(WS)
+        emu.bulk("dataArtsFabric", 250, prefix=DA_ID[:26], group=(WS,))
+        path = f"/dataarts/v1/workspaces/{WS}/endpoints"
+        offsets = iter([100, 200])
+
+        def step(body: dict[str, Any]) -> dict[str, Any] | None:
+            offset = next(offsets, None)
+            return None if offset is None else {"offset": offset, "limit": 100}
+
+        pages = await _pages(client, path, {"limit": 100}, step)
+        assert [len(p["endpoints"]) for p in pages] == [100, 100, 50]
+        assert {p["total"] for p in pages} == {250}
+        for page in pages:
+            assert _valid(DATAARTS, "#/schemas/ListEndpointsResponse", page) == []
+
+
+async def test_runpod_lists_every_endpoint_in_one_body() -> None:
+    async with (
+        Emulator(token=TOKEN) as emu,
+        httpx.AsyncClient(base_url=emu.base_url, headers=BEARER) as client,
+    ):
+        emu.bulk("runpod", 250, prefix="rp")
+        v2 = (await client.get("/runpod/v2/serverless")).json()
+        assert len(v2["endpoints"]) == 250
+        assert _valid(RUNPOD, "#/v2/schemas/ListEndpointsResponse", v2) == []
+        v1 = (await client.get("/runpod/v1/endpoints")).json()
+        assert len(v1) == 250
+        assert _valid(RUNPOD, "#/v1/schemas/Endpoints", v1) == []
+
+
+async def test_a_fault_after_n_requests_fails_a_listing_midway() -> None:
+    async with (
+        Emulator(token=TOKEN) as emu,
+        httpx.AsyncClient(base_url=emu.base_url, headers=BEARER) as client,
+    ):
+        emu.bulk("friendli", 150, prefix="ep")
+        emu.fail("friendli", 429, after=1, times=1)
+        base = "/friendli/dedicated/beta/endpoint"
+        first = await client.get(base, params={"limit": 100})
+        assert first.status_code == 200
+        cursor = first.json()["nextCursor"]
+        second = await client.get(base, params={"limit": 100, "cursor": cursor})
+        assert second.status_code == 429 and second.headers["Retry-After"]
+        again = await client.get(base, params={"limit": 100, "cursor": cursor})
+        assert again.status_code == 200 and len(again.json()["data"]) == 50

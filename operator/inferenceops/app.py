@@ -22,6 +22,7 @@ from .accounts import AccountPool, AccountSettings
 from .api import GROUP, PLURAL, VERSION
 from .api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
 from .clock import SYSTEM_CLOCK, Clock
+from .inventory import Inventory
 from .kube import client as kube_client
 from .kube import secrets as kube_secrets
 from .kube.errors import ApiError
@@ -95,8 +96,17 @@ class Core:
             status_changed=self._provider_status_changed,
         )
         self.secrets = SecretCache(fetch, changed=self._secret_changed)
+        self.inventory = Inventory(
+            self.providers,
+            accounts,
+            self.secrets,
+            self._provider_user_specs,
+            self._provider_status_changed,
+            allow_insecure_http=settings.allow_insecure_http,
+            clock=clock,
+        )
         self.provider_status = ProviderStatus(
-            self.providers, self._provider_users, writer, clock=clock
+            self.providers, self._provider_users, writer, clock=clock, inventory=self.inventory
         )
         self.scheduler = Scheduler(
             writer,
@@ -119,6 +129,12 @@ class Core:
 
     def _provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
         return self.scheduler.provider_users(key)
+
+    def _provider_user_specs(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        # The scheduler's endpoint index, read directly: the Scheduler class is at its size
+        # limit (test_layout) and its provider_users hands out statuses, not specs.
+        users = self.scheduler._endpoints.provider_users(key)
+        return [{"spec": entry.spec} for entry in users]
 
 
 class Operator:
@@ -203,6 +219,8 @@ class Operator:
             # One writer per provider object: shards writing their own shares would overwrite
             # each other at every change. Shard 0's status covers its share of the endpoints.
             self.spawn(self.core.provider_status.run(), "inferenceops-provider-status")
+            # Listed where its status is written: one listing per account per interval.
+            self.spawn(self.core.inventory.run(), "inferenceops-inventory")
 
     async def _watch_provider_objects(self) -> None:
         api, store, base = self._api, self.core.providers, f"/apis/{GROUP}/{VERSION}"

@@ -167,6 +167,47 @@ def _parser() -> argparse.ArgumentParser:
     _allow_insecure_http(probe)
     _add_transport_flags(probe)
 
+    imp = sub.add_parser(
+        "import",
+        help="print an InferenceEndpoint manifest for each endpoint an account holds (writes "
+        "nothing)",
+    )
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "-f",
+        "--filename",
+        help="an InferenceProvider, ClusterInferenceProvider or InferenceEndpoint manifest "
+        "naming the account (credentials from the environment, as probe); - for stdin",
+    )
+    source.add_argument(
+        "--provider-ref",
+        metavar="[KIND/]NAME",
+        help="an InferenceProvider (ipr/NAME, in --namespace) or ClusterInferenceProvider "
+        "(cipr/NAME) read through the current kube context; the manifests use it",
+    )
+    imp.add_argument(
+        "-n", "--namespace", help="namespace of the manifests, where declared ones are skipped"
+    )
+    imp.add_argument(
+        "--all", action="store_true", help="also print endpoints already declared there"
+    )
+    imp.add_argument(
+        "--selector",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only provider-side names matching this shell pattern, e.g. 'prod-*' (repeatable)",
+    )
+    imp.add_argument(
+        "--partial",
+        action="store_true",
+        help="when the listing fails half-way, still print what was listed (exit code 3)",
+    )
+    imp.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    imp.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    _allow_insecure_http(imp)
+    _add_transport_flags(imp)
+
     crd = sub.add_parser("crd", help="print a CustomResourceDefinition's YAML")
     crd.add_argument(
         "--kind",
@@ -193,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .probe import probe
 
         return asyncio.run(probe(args))
+    if args.command == "import":
+        from .importer import import_endpoints
+
+        return asyncio.run(import_endpoints(args))
     if args.command == "admission-policy":
         from .api.admission import chart_template_yaml, policy_yaml
 

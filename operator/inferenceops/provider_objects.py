@@ -186,6 +186,9 @@ class ProviderObjects:
         if key in self._specs:
             self._statuses[key] = status
 
+    def spec(self, key: ObjectKey) -> Mapping[str, Any] | None:
+        return self._specs.get(key)
+
     def provider_name(self, key: ObjectKey) -> str | None:
         spec = self._specs.get(key) or {}
         return next((p.name for p in all_providers() if spec.get(p.name) is not None), None)

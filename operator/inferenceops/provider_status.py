@@ -181,6 +181,10 @@ class NoProviderStatus:
         pass
 
 
+class InventorySource(Protocol):
+    def status(self, key: ObjectKey, prev: Mapping[str, Any] | None) -> dict[str, Any] | None: ...
+
+
 class ProviderStatusSink(Protocol):
     async def patch_provider_status(self, key: ObjectKey, patch: Mapping[str, Any]) -> bool: ...
 
@@ -196,7 +200,10 @@ class ProviderStatus:
         *,
         success_refresh: timedelta = timedelta(minutes=5),
         clock: Clock = SYSTEM_CLOCK,
+        inventory: InventorySource | None = None,
     ) -> None:
+        """`inventory`: each object's `status.inventory` (inventory.py), when it has one."""
+        self._inventory = inventory
         self._objects = objects
         self._users = users
         self._sink = sink
@@ -268,6 +275,10 @@ class ProviderStatus:
                 success_refresh=self._success_refresh,
                 refusal=self._objects.refusal(key),
             )
+            if self._inventory is not None:
+                shown = self._inventory.status(key, prev.get("inventory"))
+                if shown is not None:
+                    new["inventory"] = shown
             patch = merge_patch(prev, new)
             if not patch:
                 continue

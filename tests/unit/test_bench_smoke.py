@@ -323,3 +323,11 @@ def test_bench_modules_are_small_and_say_what_they_are_for() -> None:
         assert len(lines) <= 400, f"{path.name}: {len(lines)} lines"
         if path.name != "__init__.py":
             assert lines[0].startswith('"""') and len(lines[0]) > 20, path.name
+
+
+def test_inventory_case_asks_every_provider_object_for_its_inventory() -> None:
+    """--inventory INTERVAL (with --provider-objects): each shared provider object opts in, so a
+    bench run measures the 10,000 targets with inventory on for every account (issue 25)."""
+    shared = resources.provider_objects("http://127.0.0.1:1", "bench-0", "10m")
+    assert [o["spec"]["inventory"] for o in shared] == [{"interval": "10m"}] * len(shared)
+    assert all("inventory" not in o["spec"] for o in resources.provider_objects("x", "b"))

@@ -23,7 +23,7 @@ Python API (`async with Emulator(token="emulator-token") as emu:`; port 0 picks 
     emu.base_url, emu.control_url, emu.url("friendli" | "runpod_v1" | "runpod_v2" |
     "dataArtsFabric"), emu.url("takeoff" | "nsModelServer", instance=inst)
 
-    emu.store("friendli").put(id, status=, phase=, error_code=, team=, name=,
+    emu.store("friendli").put(id, status=, phase=, error_code=, team=, name=, project=,
                      curr_replicas=, desired_replicas=, updated_replicas=, autoscaling_min=,
                      autoscaling_max=)
     emu.store("runpod").put(id, workers=["RUNNING", {"status": "IDLE", "desired_status":
@@ -45,7 +45,7 @@ Python API (`async with Emulator(token="emulator-token") as emu:`; port 0 picks 
                                                    expires_in: refuse it after that many s
     emu.set_access_key(provider, ak, sk)           accept SDK-HMAC-SHA256 signed requests
                                                    (dataArtsFabric; X-Sdk-Date within 15 min)
-    emu.fail(provider, status, endpoint=, times=, retry_after=, body=) -> fault id
+    emu.fail(provider, status, endpoint=, times=, retry_after=, body=, after=) -> fault id
     emu.slow(provider, seconds, endpoint=, times=)
     emu.garbage(provider, "html" | "truncated" | "wrong_types", endpoint=, times=, status=)
     emu.huge(provider, size=20 MiB, endpoint=, times=)
@@ -61,7 +61,8 @@ Python API (`async with Emulator(token="emulator-token") as emu:`; port 0 picks 
 
 Faults: `endpoint` limits a fault to requests about that endpoint id / instance (for DataArts
 also a workspace id, or the list call's `endpoint_id` filter); `times` limits it to the next N
-matching requests (default: until cleared). Slow faults add up; of each other kind the oldest
+matching requests (default: until cleared); `after` lets the first N matching requests through
+(a listing that fails on its second page). Slow faults add up; of each other kind the oldest
 matching fault applies. A status fault answers in the provider's error format before auth is
 checked (as a gateway would); `garbage` rewrites whatever would have been sent ("html": a 200
 nginx page, "truncated": the first half of the JSON, "wrong_types": same keys, wrong value

@@ -76,6 +76,8 @@ class Fault:
     mode: GarbageMode = "html"
     size: int = HUGE_DEFAULT
     body: Any = None
+    #: Let this many matching requests through first (a listing failing on its second page).
+    after: int = 0
     id: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +87,8 @@ class Fault:
             raise ValueError(f"unknown garbage mode {self.mode!r}")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be >= 1 or None")
+        if self.after < 0:
+            raise ValueError("after must be >= 0")
         if self.kind == "status" and self.status is None:
             raise ValueError("a status fault needs an HTTP status")
         if self.status is not None and not 100 <= self.status <= 599:
@@ -150,6 +154,9 @@ class FaultBook:
         used: list[Fault] = []
         for f in self._faults:
             if f.provider != provider or (f.endpoint is not None and f.endpoint not in key_set):
+                continue
+            if f.after > 0:
+                f.after -= 1
                 continue
             if f.kind == "slow":
                 plan.slow.append(f)

@@ -7,6 +7,8 @@ Assumptions where the docs are silent:
   `X-Friendli-Team` equals the endpoint's team, and an endpoint without a team only to requests
   without the header (the caller's default team).
 - `nextCursor` is an opaque offset; it is null on the last page.
+- `project_id` filters the list on the endpoint's project (`project`, default
+  `emulator-project`); an unknown project lists nothing, as a filter does.
 - Any status string is served as given, so clients can be tested against values added later.
 - The details document (`DedicatedEndpointSpec`) carries only the official members; those the
   emulator has no state for take the official example's values, and `teamId` (a required
@@ -56,6 +58,7 @@ class FriendliEndpoint:
     updated_replicas: int | None
     autoscaling_min: int
     autoscaling_max: int
+    project: str
     created_at: str
     updated_at: str
 
@@ -75,7 +78,7 @@ class FriendliEndpoint:
             "gpuType": "NVIDIA H100",
             "numGpu": 1,
             "instanceId": f"instance-{self.endpoint_id}",
-            "projectId": "emulator-project",
+            "projectId": self.project,
             "creatorId": "emulator-user",
             "teamId": self.team or DEFAULT_TEAM,
             "autoscalingMin": self.autoscaling_min,
@@ -109,6 +112,7 @@ class FriendliStore(Store[FriendliEndpoint]):
         updated_replicas: int | None = 1,
         autoscaling_min: int = 0,
         autoscaling_max: int = 1,
+        project: str = "emulator-project",
     ) -> FriendliEndpoint:
         """Create or replace an endpoint; fields not given take their defaults."""
         old = self._items.get(endpoint_id)
@@ -125,6 +129,7 @@ class FriendliStore(Store[FriendliEndpoint]):
             updated_replicas=int_or_none(updated_replicas),
             autoscaling_min=int(autoscaling_min),
             autoscaling_max=int(autoscaling_max),
+            project=str(project),
             created_at=old.created_at if old else now,
             updated_at=now,
         )
@@ -139,8 +144,12 @@ class FriendliStore(Store[FriendliEndpoint]):
         rec = self._items.get(endpoint_id)
         return rec if rec is not None and rec.team == team else None
 
-    def scoped(self, team: str | None) -> Iterator[FriendliEndpoint]:
-        return (r for r in self._items.values() if r.team == team)
+    def scoped(self, team: str | None, project: str | None = None) -> Iterator[FriendliEndpoint]:
+        return (
+            r
+            for r in self._items.values()
+            if r.team == team and (project is None or r.project == project)
+        )
 
 
 def error(_request: web.Request, status: int, message: str | None) -> Reply:
@@ -218,7 +227,9 @@ def routes(store: FriendliStore) -> list[Route]:
             if decoded is None:
                 return Reply(status=400, body={"detail": "Invalid cursor"})
             offset = decoded
-        page = list(itertools.islice(store.scoped(_team(request)), offset, offset + limit + 1))
+        project = request.query.get("project_id") or None
+        scoped = store.scoped(_team(request), project)
+        page = list(itertools.islice(scoped, offset, offset + limit + 1))
         more = len(page) > limit
         data = {r.endpoint_id: r.status_json() for r in page[:limit]}
         next_cursor = _encode_cursor(offset + limit) if more else None

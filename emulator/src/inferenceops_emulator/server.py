@@ -156,6 +156,7 @@ class Emulator:
         mode: GarbageMode = "html",
         size: int = HUGE_DEFAULT,
         body: Any = None,
+        after: int = 0,
     ) -> int:
         fault = Fault(
             provider=provider,
@@ -168,6 +169,7 @@ class Emulator:
             mode=mode,
             size=size,
             body=body,
+            after=after,
         )
         return self._add(fault)
 
@@ -180,8 +182,10 @@ class Emulator:
         times: int | None = None,
         retry_after: float | None = None,
         body: Any = None,
+        after: int = 0,
     ) -> int:
-        """Answer with `status` in the provider's error format (429 gets Retry-After: 1)."""
+        """Answer with `status` in the provider's error format (429 gets Retry-After: 1);
+        `after`: let that many matching requests through first."""
         return self.add_fault(
             provider,
             "status",
@@ -190,6 +194,7 @@ class Emulator:
             status=status,
             retry_after=retry_after,
             body=body,
+            after=after,
         )
 
     def slow(

@@ -14,6 +14,7 @@ from .provider_kinds import (
     NAMESPACED_KIND,
     NAMESPACED_PLURAL,
     NAMESPACED_SHORT_NAME,
+    InventorySpec,
     NamespaceCondition,
     ProviderObjectStatus,
     account_model,
@@ -67,6 +68,11 @@ def _provider_spec_schema(cluster: bool) -> dict[str, Any]:
                 "message": f"allowedOverrides.{alias} applies to a {' or '.join(owners)} block",
             }
         )
+    properties["inventory"] = structural_schema(InventorySpec)
+    properties["inventory"]["description"] = (
+        "Opt-in: list the account's remote endpoints every interval (one listing per account) "
+        "and show in status how many no InferenceEndpoint names."
+    )
     if cluster:
         properties["secretNamespace"] = {
             "type": "string",
@@ -110,6 +116,13 @@ def _provider_printer_columns() -> list[dict[str, Any]]:
             "name": "Last Success",
             "type": "date",
             "jsonPath": ".status.lastSuccessTime",
+            "priority": 1,
+        },
+        {
+            # With spec.inventory: the account's endpoints no InferenceEndpoint names.
+            "name": "Unmanaged",
+            "type": "integer",
+            "jsonPath": ".status.inventory.unmanagedEndpoints",
             "priority": 1,
         },
         {

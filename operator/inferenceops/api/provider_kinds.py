@@ -17,14 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from ..providers import Provider, ProviderConfig, all_providers
-from .v1alpha1 import SHORT_CHARS, Condition
+from .v1alpha1 import DURATION_PATTERN, SHORT_CHARS, Condition
 
 __all__ = [
     "CLUSTER_KIND",
     "CLUSTER_PLURAL",
+    "INVENTORY_IDS",
+    "MIN_INVENTORY_SECONDS",
     "NAMESPACED_KIND",
     "NAMESPACED_PLURAL",
     "AccountBudget",
+    "InventorySpec",
+    "InventoryStatus",
     "NamespaceCondition",
     "ProviderObjectStatus",
     "ProviderRef",
@@ -181,6 +185,64 @@ class NamespaceCondition(_Camel):
     ] = None
 
 
+#: How many unmanaged ids the status lists; the count says how many there are in all.
+INVENTORY_IDS = 20
+#: The shortest inventory interval honoured: a listing can be 100 pages.
+MIN_INVENTORY_SECONDS = 60.0
+
+
+class InventorySpec(_Camel):
+    """Opt-in: list the account's remote endpoints every `interval`, one listing for the whole
+    account, and say in status which no InferenceEndpoint watches."""
+
+    interval: Annotated[
+        str,
+        Field(
+            pattern=DURATION_PATTERN,
+            max_length=32,
+            description="How often the account is listed, e.g. 10m (at least 1m).",
+        ),
+    ] = "10m"
+
+
+class InventoryStatus(_Camel):
+    """What the last listing of the account found (spec.inventory)."""
+
+    remote_endpoints: Annotated[
+        int | None, Field(ge=0, description="Endpoints the account holds at the provider.")
+    ] = None
+    watched_endpoints: Annotated[
+        int | None,
+        Field(ge=0, description="Of those, how many an InferenceEndpoint using this object names."),
+    ] = None
+    unmanaged_endpoints: Annotated[
+        int | None, Field(ge=0, description="Of those, how many none names.")
+    ] = None
+    unmanaged_ids: Annotated[
+        list[Annotated[str, Field(max_length=SHORT_CHARS)]] | None,
+        Field(
+            max_length=INVENTORY_IDS,
+            description=f"The first {INVENTORY_IDS} unmanaged ids, sorted "
+            "(inferenceops import prints manifests for them).",
+        ),
+    ] = None
+    last_list_time: Annotated[
+        str | None,
+        Field(
+            max_length=SHORT_CHARS,
+            description="When the listing that last changed these numbers was made.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None
+    message: Annotated[
+        str | None,
+        Field(
+            max_length=1024,
+            description="Why the account cannot be listed, or why the last listing failed.",
+        ),
+    ] = None
+
+
 class ProviderObjectStatus(_Camel):
     """What the operator writes on a provider object."""
 
@@ -214,6 +276,9 @@ class ProviderObjectStatus(_Camel):
         ),
     ] = None
     observed_generation: int | None = None
+    inventory: Annotated[
+        InventoryStatus | None, Field(description="The account's endpoints (spec.inventory).")
+    ] = None
     conditions: list[Condition] | None = None
 
 

@@ -2,6 +2,7 @@
 
 from .base import (
     CREDENTIAL_SEPARATOR,
+    MAX_LISTED,
     ErrorReason,
     Observation,
     Phase,
@@ -9,14 +10,17 @@ from .base import (
     Provider,
     ProviderError,
     Queue,
+    RemoteEndpoint,
     Target,
     Workers,
+    too_many_listed,
 )
 from .config import CredentialedConfig, ProviderConfig, SecretKeyRef
 from .registry import all_providers, get
 
 __all__ = [
     "CREDENTIAL_SEPARATOR",
+    "MAX_LISTED",
     "CredentialedConfig",
     "ErrorReason",
     "Observation",
@@ -26,9 +30,11 @@ __all__ = [
     "ProviderConfig",
     "ProviderError",
     "Queue",
+    "RemoteEndpoint",
     "SecretKeyRef",
     "Target",
     "Workers",
     "all_providers",
     "get",
+    "too_many_listed",
 ]

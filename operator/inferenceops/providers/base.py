@@ -9,11 +9,11 @@ models are in `config.py`, the batching helpers of listing adapters in `batching
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
@@ -22,6 +22,7 @@ from .config import ProviderConfig
 
 __all__ = [
     "CREDENTIAL_SEPARATOR",
+    "MAX_LISTED",
     "ErrorReason",
     "Observation",
     "Phase",
@@ -29,6 +30,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "Queue",
+    "RemoteEndpoint",
     "Target",
     "Workers",
 ]
@@ -127,6 +129,31 @@ class ProviderError(Exception):
 
 PollResult = Observation | ProviderError
 
+
+#: The most endpoints a listing may hand over (100 pages of 100): each id is held while it is
+#: used, and a provider sending more (a page over its limit, again and again) is not followed.
+MAX_LISTED = 10_000
+
+
+def too_many_listed() -> ProviderError:
+    return ProviderError(
+        ErrorReason.BAD_RESPONSE, f"the listing holds more than {MAX_LISTED} endpoints"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEndpoint:
+    """One endpoint an account's listing shows (`Provider.list_endpoints`)."""
+
+    #: The provider's id of it.
+    id: str
+    #: Its name at the provider (hostile: cleaned before it is shown); the id where the listing
+    #: carries no name (FriendliAI's).
+    name: str
+    #: The endpoint fields of the spec block that name it, by their spec (camelCase) names.
+    fields: Mapping[str, str]
+
+
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
 
 
@@ -168,6 +195,13 @@ class Provider(ABC, Generic[ConfigT]):
     #: from the code, as External Secrets' `Capabilities()`; the conformance suite checks the
     #: declaration against `observe` (tests/unit/providers/test_conformance.py).
     batches: ClassVar[bool] = False
+    #: Whether `list_endpoints` can list the endpoints an account (a provider object, or the
+    #: server a block names) holds; `listing` says what a listing covers, or why there is none.
+    lists: ClassVar[bool] = False
+    listing: ClassVar[str] = "this provider cannot list its endpoints"
+    #: Values for the endpoint fields a block needs before it validates, so that an account's
+    #: block (which has none) can become the config a listing is made with.
+    listing_stub: ClassVar[Mapping[str, Any]] = {}
 
     def account_key(self, config: ConfigT) -> Hashable:
         """Targets with equal keys (and equal credentials) share an HTTP client, a request budget,
@@ -201,6 +235,21 @@ class Provider(ABC, Generic[ConfigT]):
             [observe_account(client, group) for group in self.by_account(targets)]
         )
         return {key: result for part in parts for key, result in part.items()}
+
+    def listing_config(self, block: Mapping[str, Any]) -> ConfigT:
+        """The config a listing of the account in `block` (a provider object's or an endpoint's
+        block) is made with; pydantic's ValidationError when the block is not one."""
+        config = self.config_model.model_validate({**block, **self.listing_stub})
+        return config  # type: ignore[return-value]
+
+    async def list_endpoints(
+        self, client: httpx.AsyncClient, account: Target[ConfigT]
+    ) -> AsyncIterator[list[RemoteEndpoint]]:
+        """Every endpoint of `account`, a page at a time (each page one request through the
+        account's client, so its budget); raises `ProviderError` when a page fails, after the
+        pages before it were yielded. Declared by `lists`."""
+        raise ProviderError(ErrorReason.BAD_RESPONSE, self.listing)
+        yield []  # pragma: no cover (makes this a generator, as the overrides are)
 
     @abstractmethod
     def endpoint_label(self, config: ConfigT) -> str:

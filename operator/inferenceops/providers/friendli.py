@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
@@ -24,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
 
 from ..timestamps import parse_timestamp
 from .base import (
+    ErrorReason,
     Observation,
     Phase,
     PollResult,
     Provider,
     ProviderError,
+    RemoteEndpoint,
     Target,
     Workers,
 )
@@ -57,6 +60,8 @@ LIST_PAGE_SIZE = 100
 MAX_LIST_PAGES = 100
 #: Longest `nextCursor` followed (100 pages of them are kept while a listing is read).
 MAX_CURSOR_CHARS = 1024
+#: An id a manifest can hold (the spec's pattern); a listed id that is not one is left out.
+_SAFE_ID = re.compile(ENDPOINT_ID_PATTERN)
 #: Cached details of an endpoint no target has asked about for this long are dropped.
 CACHE_IDLE_SECONDS = 3600.0
 
@@ -109,6 +114,14 @@ class _ListPage(BaseModel):
     data: dict[Annotated[str, wanted_key], OnErrorOmit[_Status]]
     # Every cursor of a listing is kept (to stop on a repeated one) and sent back in a URL: a
     # page whose cursor is longer than any opaque token needs to be is refused.
+    nextCursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
+
+
+class _IdPage(BaseModel):
+    """A list page as an import reads it: the ids only (the list carries no names)."""
+
+    model_config = ConfigDict(extra="ignore")
+    data: dict[str, OnErrorOmit[_Status]]
     nextCursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
 
 
@@ -194,6 +207,12 @@ class FriendliProvider(Provider[FriendliConfig]):
     display_name = "FriendliAI"
     config_model = FriendliConfig
     batches = True
+    lists = True
+    listing = (
+        "every endpoint of the team, 100 a page (GET /dedicated/beta/endpoint); the list "
+        "carries no names, so names come from the ids"
+    )
+    listing_stub = {"endpointId": "listing"}
 
     def __init__(
         self,
@@ -301,6 +320,32 @@ class FriendliProvider(Provider[FriendliConfig]):
                 break
             used.add(cursor)
         return found, None
+
+    async def list_endpoints(
+        self, client: httpx.AsyncClient, account: Target[FriendliConfig]
+    ) -> AsyncIterator[list[RemoteEndpoint]]:
+        url = f"{account.config.base_url()}/dedicated/beta/endpoint"
+        headers = _headers(account)
+        cursor: str | None = None
+        used: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):
+            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
+            if cursor:
+                params["cursor"] = cursor
+            page = await get_json(
+                client, url, _IdPage, headers=headers, params=params, max_bytes=MAX_PAGE_BYTES
+            )
+            yield [
+                RemoteEndpoint(i, i, {"endpointId": i}) for i in page.data if _SAFE_ID.fullmatch(i)
+            ]
+            cursor = page.nextCursor
+            if not cursor or cursor in used:
+                return
+            used.add(cursor)
+        raise ProviderError(
+            ErrorReason.BAD_RESPONSE,
+            f"endpoint list did not end after {MAX_LIST_PAGES} pages of {LIST_PAGE_SIZE}",
+        )
 
     async def _status(
         self,

@@ -94,6 +94,8 @@ class NSModelServerProvider(Provider[NSModelServerConfig]):
     name = "nsModelServer"
     display_name = "NS model server"
     config_model = NSModelServerConfig
+    # lists stays False: the server is the endpoint.
+    listing = "an NS model server is one endpoint (its URL): there is nothing to list"
 
     def endpoint_label(self, config: NSModelServerConfig) -> str:
         return config.url

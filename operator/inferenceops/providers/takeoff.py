@@ -9,14 +9,15 @@ for its management API, so no credential is sent.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Observation, Phase, Provider, Target, Workers
+from .base import Observation, Phase, Provider, RemoteEndpoint, Target, Workers
 from .config import ProviderConfig
 from .http import ProviderURL, excerpt, get_json
 from .wire import Reduced
@@ -57,6 +58,10 @@ class TakeoffConfig(ProviderConfig):
             ),
         ),
     ] = None
+
+
+#: A group a manifest can hold (the spec's pattern); a listed group that is not one is left out.
+_GROUP = re.compile(CONSUMER_GROUP_PATTERN)
 
 
 class _Reader(BaseModel):
@@ -187,10 +192,29 @@ class TakeoffProvider(Provider[TakeoffConfig]):
     name = "takeoff"
     display_name = "Takeoff"
     config_model = TakeoffConfig
+    lists = True
+    listing = (
+        "the consumer groups of the server's readers (GET /status); a Takeoff provider object "
+        "names no server, so it has no inventory"
+    )
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         # Wall-clock time: heartbeats are Unix timestamps.
         self._clock = clock
+
+    async def list_endpoints(
+        self, client: httpx.AsyncClient, account: Target[TakeoffConfig]
+    ) -> AsyncIterator[list[RemoteEndpoint]]:
+        url = account.config.url.rstrip("/")
+        body = await get_json(client, url + "/status", _StatusResponse)
+        status = body.status
+        groups: set[str] = set()
+        if status is not None:
+            for readers in (status.live_readers, status.loading_readers, status.dead_readers):
+                for reader_groups in (readers or {}).values():
+                    groups |= reader_groups
+        fine = sorted(g for g in groups if _GROUP.fullmatch(g))
+        yield [RemoteEndpoint(g, g, {"url": url, "consumerGroup": g}) for g in fine]
 
     def endpoint_label(self, config: TakeoffConfig) -> str:
         if config.consumer_group is None:

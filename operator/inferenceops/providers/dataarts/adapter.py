@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from ..base import Observation, PollResult, Provider, ProviderError, Target
+from ..base import Observation, PollResult, Provider, ProviderError, RemoteEndpoint, Target
 from ..batching import list_then_fetch
-from .config import DataArtsFabricConfig
+from .config import ENDPOINT_ID_PATTERN, DataArtsFabricConfig
 from .errors import not_found, workspace_wide
 from .mapping import observe_entry
-from .paging import Pages
+from .paging import EVERY_ENDPOINT, Pages
 from .responses import Endpoint, id_of
 
 __all__ = ["PROVIDER", "DataArtsFabricProvider"]
+
+#: An id a manifest can hold (the spec's pattern); a listed id that is not one is left out.
+_SAFE_ID = re.compile(ENDPOINT_ID_PATTERN)
 
 
 class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
@@ -23,6 +27,9 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
     display_name = "DataArts Fabric"
     config_model = DataArtsFabricConfig
     batches = True
+    lists = True
+    listing = "every endpoint of the workspace, 100 a page (GET /v1/workspaces/{ws}/endpoints)"
+    listing_stub = {"endpointId": "0" * 32}
 
     def account_key(self, config: DataArtsFabricConfig) -> Hashable:
         # One listing answers a whole workspace, so the workspace is part of what can be batched.
@@ -30,6 +37,21 @@ class DataArtsFabricProvider(Provider[DataArtsFabricConfig]):
 
     def endpoint_label(self, config: DataArtsFabricConfig) -> str:
         return config.endpoint_id
+
+    async def list_endpoints(
+        self, client: httpx.AsyncClient, account: Target[DataArtsFabricConfig]
+    ) -> AsyncIterator[list[RemoteEndpoint]]:
+        pages = Pages(client, account.config, account.credential, EVERY_ENDPOINT)
+        while not pages.done:
+            found = []
+            for entry in await pages.fetch():
+                ident = id_of(entry)
+                if not isinstance(ident, str) or not _SAFE_ID.fullmatch(ident):
+                    continue
+                name = entry.name if isinstance(entry, Endpoint) else entry.get("name")
+                shown = name if isinstance(name, str) and name else ident
+                found.append(RemoteEndpoint(ident, shown, {"endpointId": ident}))
+            yield found
 
     async def observe(
         self, client: httpx.AsyncClient, targets: Sequence[Target[DataArtsFabricConfig]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import httpx
@@ -16,13 +16,29 @@ from .config import DataArtsFabricConfig
 from .errors import classify_error
 from .responses import Endpoint, ListResponse
 
-__all__ = ["MAX_PAGES", "PAGE_LIMIT", "Pages"]
+__all__ = ["EVERY_ENDPOINT", "MAX_PAGES", "PAGE_LIMIT", "Pages"]
 
 #: The documented maximum page size.
 PAGE_LIMIT = 100
 #: A workspace listing that has not ended after this many pages is not converging (the provider
 #: keeps raising `total`, or ignores `offset`); stop rather than poll forever.
 MAX_PAGES = 100
+
+
+class _Every(Collection[str]):
+    """`wanted` for a listing that keeps every entry (an import's), each id once."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+EVERY_ENDPOINT: Collection[str] = _Every()
 
 
 class Pages:

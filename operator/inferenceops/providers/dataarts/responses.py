@@ -44,6 +44,8 @@ class _RayResource(Tolerant):
 
 class Endpoint(Tolerant):
     id: str
+    #: Read by an import only (`list_endpoints`).
+    name: str | None = None
     # Plain str, not enums: a new status or type must map to Unknown, not fail the poll.
     status: str
     type: str | None = None

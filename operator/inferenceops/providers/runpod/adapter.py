@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 
 import httpx
 
-from ..base import Observation, PollResult, Provider, Target
-from .config import RunPodConfig
+from ..base import Observation, PollResult, Provider, RemoteEndpoint, Target
+from ..http import MAX_LISTING_BYTES, get_json
+from .config import ENDPOINT_ID_PATTERN, RunPodConfig
 from .listing import observe_v1, observe_v2
+from .responses import ListedV1, ListedV2
+
+#: An id a manifest can hold (the spec's pattern); a listed id that is not one is left out.
+_SAFE_ID = re.compile(ENDPOINT_ID_PATTERN)
 
 __all__ = ["PROVIDER", "RunPodProvider"]
 
@@ -19,12 +25,39 @@ class RunPodProvider(Provider[RunPodConfig]):
     display_name = "RunPod"
     config_model = RunPodConfig
     batches = True
+    lists = True
+    listing = (
+        "every endpoint of the key in one request, unpaged (v2 GET /serverless, v1 GET /endpoints)"
+    )
+    listing_stub = {"endpointId": "listing"}
 
     def account_key(self, config: RunPodConfig) -> Hashable:
         return (self.name, config.api, config.base_url())
 
     def endpoint_label(self, config: RunPodConfig) -> str:
         return config.endpoint_id
+
+    async def list_endpoints(
+        self, client: httpx.AsyncClient, account: Target[RunPodConfig]
+    ) -> AsyncIterator[list[RemoteEndpoint]]:
+        config = account.config
+        headers = _headers(account)
+        base = config.base_url()
+        if config.api == "v1":
+            v1 = await get_json(
+                client, f"{base}/endpoints", ListedV1, headers=headers, max_bytes=MAX_LISTING_BYTES
+            )
+            listed = v1.root
+        else:
+            v2 = await get_json(
+                client, f"{base}/serverless", ListedV2, headers=headers, max_bytes=MAX_LISTING_BYTES
+            )
+            listed = v2.endpoints
+        yield [
+            RemoteEndpoint(e.id, e.name or e.id, {"endpointId": e.id})
+            for e in listed
+            if _SAFE_ID.fullmatch(e.id)
+        ]
 
     async def observe(
         self, client: httpx.AsyncClient, targets: Sequence[Target[RunPodConfig]]

@@ -9,7 +9,18 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, OnErrorOmit, RootMod
 
 from ..wire import Reduced, wanted_entry
 
-__all__ = ["Health", "V1Endpoint", "V1List", "V2Endpoint", "V2List", "V2Scaling", "V2Workers"]
+__all__ = [
+    "Health",
+    "Listed",
+    "ListedV1",
+    "ListedV2",
+    "V1Endpoint",
+    "V1List",
+    "V2Endpoint",
+    "V2List",
+    "V2Scaling",
+    "V2Workers",
+]
 
 # --- v1 --------------------------------------------------------------------------------------
 
@@ -63,6 +74,23 @@ class V2List(BaseModel):
     # As in V1List: a rejected entry is left out for the per-endpoint fallback, and so is the
     # entry of an endpoint not asked about.
     endpoints: list[Annotated[OnErrorOmit[V2Endpoint], wanted_entry(lambda e: e.id)]]
+
+
+class Listed(BaseModel):
+    """An entry of either version's listing as an import reads it: its id and name."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    name: str | None = None
+
+
+class ListedV1(RootModel[list[OnErrorOmit[Listed]]]):
+    pass
+
+
+class ListedV2(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    endpoints: list[OnErrorOmit[Listed]]
 
 
 class _V2Summary(BaseModel):
