@@ -196,8 +196,11 @@ class ProviderStatus:
         *,
         success_refresh: timedelta = timedelta(minutes=5),
         clock: Clock = SYSTEM_CLOCK,
+        owns: Callable[[ObjectKey], bool] = lambda key: True,
     ) -> None:
         self._objects = objects
+        #: Whether this member writes the object's status (one writer per object among members).
+        self._owns = owns
         self._users = users
         self._sink = sink
         self._success_refresh = success_refresh
@@ -253,7 +256,7 @@ class ProviderStatus:
         now = self._clock.now()
         for key in self._objects.all_keys():
             identity = self._objects.identity(key)
-            if identity is None:
+            if identity is None or not self._owns(key):
                 continue
             uid, generation = identity
             prev = self._objects.status(key)
