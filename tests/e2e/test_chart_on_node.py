@@ -539,6 +539,8 @@ def test_three_replicas_share_the_endpoints_and_cover_a_force_deleted_pod(
     )
     assert sorted(lease_holders(node)) == sorted(names)
 
+    for name in SHARED:
+        emulator.put("nsModelServer", name, stage="READY", progress=100)
     base = f"{emulator.base_url}/ns"
     apply(
         node,
