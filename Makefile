@@ -89,7 +89,7 @@ dashboards: venv
 	$(PY) tools/dashboard.py
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py --replicas 1,3
 
 # The operator image as an OCI archive, built without a Docker engine (as root; image/README.md).
 # The last line of output is the archive's path. With Docker instead: docker build -t $(IMAGE) .

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import endpoints, floorplan
+from bench import endpoints, floorplan, replicas
 from bench.kube import TOKEN, Kube, start_control_plane
 from bench.observe import (
     AuditTail,
+    LeaseWatcher,
     Watcher,
-    metric_sum,
     path_delta,
     requests_by_kind,
     startup_results,
@@ -27,7 +27,7 @@ from bench.processes import (
     cpu_of,
     finish_profile,
     measure_empty_operator,
-    run_floor,
+    run_floors,
     start_profile,
 )
 from bench.report import RESULTS, log, percentile
@@ -54,11 +54,10 @@ class Options:
     profile_min_n: int = 0
     #: Stop each case once every resource has a status (no steady window, changes or floor).
     startup_only: bool = False
-    #: Endpoints use a handful of ClusterInferenceProviders (spec.providerRef) instead of
-    #: inline URLs and credentials.
+    #: Endpoints use a few ClusterInferenceProviders (providerRef), not inline URLs/credentials.
     provider_objects: bool = False
-    #: With provider_objects: each one's spec.inventory interval (None: no inventory).
-    inventory: str | None = None
+    inventory: str | None = None  # with provider_objects: their spec.inventory interval
+    replicas: int = 1  # operator processes with the same arguments, sharing via Leases
     workdir: Path = RESULTS
 
 
@@ -101,12 +100,15 @@ class Case:
         self.interval_text = interval_text
         self.interval = parse_duration(interval_text)
         self.opts = opts
-        self.tag = f"n{n}-{interval_text}-r{repeat}"
+        self.tag = f"n{n}-{interval_text}-r{repeat}" + (
+            f"-x{opts.replicas}" if opts.replicas > 1 else ""
+        )
         self.result: dict[str, Any] = {
             "n": n,
             "interval": interval_text,
             "interval_s": self.interval,
             "repeat": repeat,
+            "replicas": opts.replicas,
         }
         self.layout = endpoints.make_layout(
             n, opts.mix, workspaces=opts.workspaces, teams=opts.teams, namespaces=opts.namespaces
@@ -119,8 +121,9 @@ class Case:
         )
         self.cp: Any = None
         self.kube: Kube | None = None
-        self.op: OperatorProc | None = None
+        self.ops: list[OperatorProc] = []
         self.watcher: Watcher | None = None
+        self.leases: LeaseWatcher | None = None
         self.audit: AuditTail | None = None
         #: The emulator's request summary before the operator starts.
         self.summary0: dict[str, Any] = {}
@@ -174,6 +177,8 @@ class Case:
 
         self.watcher = Watcher(kube, kube.list_rv())
         self.watcher.start()
+        self.leases = LeaseWatcher(kube)
+        self.leases.start()
         self.audit = AuditTail(self.cp.audit_log)
         self.audit.poll()
         self.summary0 = self.emu.request_summary()
@@ -188,14 +193,15 @@ class Case:
         args = list(self.opts.operator_args)
         if self.opts.provider_objects:  # where the shared providers' Secret is
             args.append(f"--cluster-secret-namespace={self.namespaces[0]}")
-        self.op = OperatorProc(
-            self.cp.kubeconfig, self.opts.workdir / f"operator-{self.tag}.log", args
+        self.ops = replicas.start(
+            self.cp.kubeconfig, self.opts.workdir, self.tag, args, self.opts.replicas
         )
-        self.result["healthy_s"] = round(self.op.wait_healthy(), 2)
+        self.result["healthy_s"] = round(max(op.wait_healthy() for op in self.ops), 2)
 
     def wait_for_statuses(self) -> None:
         """Start-up: time to every resource having a status, and who spent the CPU on it."""
-        op, watcher = _started(self.op, "the operator"), _started(self.watcher, "the watch")
+        ops, watcher = replicas.running(self.ops), _started(self.watcher, "the watch")
+        op = ops[0]  # its start is the case's; the profile (if any) is of this one
         n, case = self.n, self.result
         limit = max(120.0, 6 * self.interval + n / 50)
         profile = self.opts.workdir / f"profile-startup-{self.tag}"
@@ -205,7 +211,7 @@ class Case:
         def all_have_status() -> bool:
             count = watcher.with_status()
             elapsed = round(time.time() - op.started, 1)
-            # every second: bench/figures.py draws the start-up curve from these points
+            # each second: bench/figures.py draws the start-up curve from these
             if not timeline or elapsed - timeline[-1][0] >= 1.0:
                 timeline.append((elapsed, count))
             return count >= n
@@ -214,8 +220,10 @@ class Case:
             wait_until(f"{n} statuses", all_have_status, limit, every=0.2)
         except AssertionError:
             log(f"{self.tag}: only {watcher.with_status()}/{n} have a status after {limit:.0f} s")
+        if len(ops) > 1:
+            case["startup_cpu_s_by_replica"] = [round(o.cpu(), 2) for o in ops]
         case["startup_cpu_s"] = {
-            "operator": round(op.cpu(), 2),
+            "operator": round(sum(o.cpu() for o in ops), 2),
             **{name: round(cpu_of(ps) - self._cpu0[name], 2) for name, ps in self._others.items()},
         }
         case["startup_timeline"] = timeline
@@ -235,22 +243,24 @@ class Case:
 
     def measure_steady_state(self, empty: dict[str, Any] | None) -> None:
         """Provider requests, status writes, CPU and RSS over `steady_cycles` intervals."""
-        op, emu, case = _started(self.op, "the operator"), self.emu, self.result
+        ops, emu, case = replicas.running(self.ops), self.emu, self.result
         time.sleep(5.0)  # trailing Events of the first writes
         window = self.opts.steady_cycles * self.interval
-        s0, m0, c0, w0 = emu.request_summary(), op.metrics(), op.cpu(), time.time()
+        s0, w0 = emu.request_summary(), time.time()
+        m0, c0 = [op.metrics() for op in ops], [op.cpu() for op in ops]
         profile = self.opts.workdir / f"profile-{self.tag}"
-        profiler = start_profile(op.proc.pid, window, profile) if self._profiling() else None
+        profiler = start_profile(ops[0].proc.pid, window, profile) if self._profiling() else None
         time.sleep(window)
-        s1, m1, c1, w1 = emu.request_summary(), op.metrics(), op.cpu(), time.time()
+        s1, w1 = emu.request_summary(), time.time()
+        m1, c1 = [op.metrics() for op in ops], [op.cpu() for op in ops]
         if profiler is not None:
             case["profile"] = finish_profile(profiler, profile)
         cycles = (w1 - w0) / self.interval
         self.steady = (s0, s1, cycles)
-        cpu = c1 - c0
+        cpu = sum(c1) - sum(c0)
 
         def delta(name: str, **labels: str) -> float:
-            return metric_sum(m1, name, **labels) - metric_sum(m0, name, **labels)
+            return replicas.summed_delta(m0, m1, name, **labels)
 
         polls = delta("inferenceops_polls_total")
         polls_ok = delta("inferenceops_polls_total", outcome="ok")
@@ -259,7 +269,9 @@ class Case:
         list_req = sum(by_kind.get(k, 0) for k in endpoints.LIST_KINDS)
         steady_writes = _started(self.audit, "the audit log reader").between(w0, w1)
         writes_metric = delta("inferenceops_status_writes_total")
-        rss = op.rss()
+        rss_each = [op.rss() for op in ops]
+        rss = max(rss_each)  # several replicas: the largest member's (each must stay small)
+        lease_writes = _started(self.leases, "the Lease watch").between(w0, w1)
         lag_sum = delta("inferenceops_scheduler_lag_seconds_sum")
         lag_count = delta("inferenceops_scheduler_lag_seconds_count")
         n = self.n
@@ -281,14 +293,18 @@ class Case:
             cpu_util=round(cpu / (w1 - w0), 4),
             rss_mb=round(rss / 2**20, 1),
             scheduler_lag_mean_s=round(lag_sum / lag_count, 3) if lag_count else None,
+            lease_writes_per_s=round(len(lease_writes) / (w1 - w0), 3),
         )
-        if empty:
+        if len(ops) > 1:
+            case["rss_mb_total"] = round(sum(rss_each) / 2**20, 1)
+            case["by_replica"] = replicas.steady_by_replica(m0, m1, c0, c1, rss_each, cycles)
+        elif empty:
             case["rss_per_resource_kb"] = round((rss / 2**20 - empty["rss_mb"]) * 1024 / n, 2)
         log(
             f"{self.tag}: steady {case['requests_per_cycle']} req/cycle, "
             f"{case['steady_writes_per_cycle']} writes/cycle, "
             f"{case['cpu_per_1k_polls']} CPU s/1k polls, "
-            f"RSS {case['rss_mb']} MB"
+            f"RSS {case['rss_mb']} MB, {case['lease_writes_per_s']} Lease writes/s"
         )
 
     def measure_freshness(self) -> None:
@@ -340,13 +356,8 @@ class Case:
         )
 
     def stop_operator(self) -> None:
-        op = _started(self.op, "the operator")
-        self.result["peak_rss_mb"] = round(op.peak_rss / 2**20, 1)
-        step = max(1, len(op.rss_timeline) // 120)  # at most ~120 points in the JSON
-        self.result["rss_timeline_mb"] = op.rss_timeline[::step]
-        op.stop()
-        self.result["operator_exit"] = op.proc.returncode
-        self.op = None
+        self.result.update(replicas.stop(replicas.running(self.ops)))
+        self.ops = []
 
     def measure_floor(self) -> None:
         """bench/floor.py over the requests the operator made in its steady window."""
@@ -358,31 +369,19 @@ class Case:
         )
         plan_file = self.opts.workdir / f"plan-{self.tag}.json"
         plan_file.write_text(json.dumps(plan.to_json()))
-        floor_cycles = max(1, round(cycles))
-        pace_of = {"burst": [0.0], "interval": [interval], "both": [0.0, interval]}
-        paces = pace_of[self.opts.floor_pace]
-        for pace in paces:
-            fl = run_floor(plan_file, floor_cycles, pace, interval)
-            # The verdict's floor is the first (burst when measured: the stricter bound); a
-            # paced floor spaces its cycles over the interval as the operator must.
-            prefix = "floor" if pace == paces[0] else "floor_paced"
-            case[prefix] = fl
-            case[f"{prefix}_cpu_per_1k_polls"] = fl["cpu_per_1k_polls"]
-            ratio_key = "cpu_ratio" if prefix == "floor" else "cpu_ratio_paced"
-            if fl["cpu_per_1k_polls"] and case["cpu_per_1k_polls"]:
-                case[ratio_key] = round(case["cpu_per_1k_polls"] / fl["cpu_per_1k_polls"], 2)
-            log(
-                f"{self.tag}: {prefix} (pace {pace:g} s) {fl['cpu_per_1k_polls']} CPU s/1k "
-                f"polls, {fl['requests_per_cycle']} req/cycle"
-            )
+        run_floors(case, plan_file, max(1, round(cycles)), self.opts.floor_pace, interval, self.tag)
 
     def close(self) -> None:
         """Stop whatever the steps started, whichever step failed."""
         if self.watcher is not None:
             self.watcher.stop()
             self.result["watch_errors"] = self.watcher.errors[:5]
-        if self.op is not None:
-            self.op.stop()
+        if self.leases is not None:
+            self.leases.stop()
+            if self.leases.errors:
+                self.result["lease_watch_errors"] = self.leases.errors[:5]
+        for op in self.ops:
+            op.stop()
         if self.kube is not None:
             self.kube.close()
         if self.cp is not None:

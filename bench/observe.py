@@ -113,6 +113,91 @@ class Watcher(threading.Thread):
         self.join(10)
 
 
+#: Where the operator's membership Leases are (every namespace: the bench does not pick the
+#: lease namespace) and the label every one of them carries.
+LEASES_PATH = "/apis/coordination.k8s.io/v1/leases"
+LEASE_SELECTOR = "app.kubernetes.io/managed-by=inferenceops"
+
+
+class LeaseWatcher(threading.Thread):
+    """Watches the operator's membership Leases from a resourceVersion; records the time of every
+    Lease write (created, renewed or otherwise changed, deleted) by the wall clock of this
+    process, so a window's writes per second can be counted."""
+
+    def __init__(self, kube: Kube) -> None:
+        super().__init__(name="lease-watch", daemon=True)
+        self.kube = kube
+        listing = kube.request("GET", LEASES_PATH, params={"labelSelector": LEASE_SELECTOR})
+        self.rv: str = listing["metadata"]["resourceVersion"]
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        #: (time, event type, namespace/name) per Lease write seen.
+        self.writes: list[tuple[float, str, str]] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(
+            base_url=self.kube.server,
+            verify=self.kube._ssl(),
+            headers={"User-Agent": BENCH_UA + "-lease-watch"},
+            timeout=httpx.Timeout(connect=10.0, read=2.0, write=10.0, pool=10.0),
+        ) as client:
+            while not self.stopping.is_set():
+                params = {
+                    "watch": "1",
+                    "resourceVersion": self.rv,
+                    "labelSelector": LEASE_SELECTOR,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": "300",
+                }
+                try:
+                    with client.stream("GET", LEASES_PATH, params=params) as r:
+                        if r.status_code != 200:
+                            self.errors.append(f"lease watch HTTP {r.status_code}")
+                            time.sleep(0.5)
+                            continue
+                        for line in r.iter_lines():
+                            if self.stopping.is_set():
+                                return
+                            if line:
+                                self._event(json.loads(line))
+                except httpx.ReadTimeout:
+                    continue  # quiet for 2 s: check `stopping`, re-watch from the last RV
+                except httpx.HTTPError as err:
+                    self.errors.append(repr(err))
+                    time.sleep(0.5)
+
+    def _event(self, event: Mapping[str, Any]) -> None:
+        obj = event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if meta.get("resourceVersion"):
+            self.rv = meta["resourceVersion"]
+        kind = str(event.get("type"))
+        if kind == "ERROR":
+            self.errors.append(str(obj)[:200])
+            if obj.get("code") == 410:  # too old: go on from now (a gap, counted as errors)
+                listing = self.kube.request(
+                    "GET", LEASES_PATH, params={"labelSelector": LEASE_SELECTOR}
+                )
+                self.rv = listing["metadata"]["resourceVersion"]
+            return
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            with self.lock:
+                self.writes.append(
+                    (time.time(), kind, f"{meta.get('namespace')}/{meta.get('name')}")
+                )
+
+    def between(self, start: float, end: float) -> list[tuple[float, str, str]]:
+        with self.lock:
+            return [w for w in self.writes if start <= w[0] < end]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
 class AuditTail:
     """Status writes (patch/update of inferenceendpoints/status) from the API server's audit log,
     read incrementally. Each: (stageTimestamp epoch, namespace/name, HTTP code)."""

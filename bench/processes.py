@@ -99,6 +99,28 @@ def run_floor(plan_file: Path, cycles: int, pace: float, interval: float) -> dic
     return fl
 
 
+def run_floors(
+    case: dict[str, Any], plan_file: Path, cycles: int, pace_mode: str, interval: float, tag: str
+) -> None:
+    """The floor at each pace `pace_mode` names, into `case` with its ratio to the operator."""
+    pace_of = {"burst": [0.0], "interval": [interval], "both": [0.0, interval]}
+    paces = pace_of[pace_mode]
+    for pace in paces:
+        fl = run_floor(plan_file, cycles, pace, interval)
+        # The verdict's floor is the first (burst when measured: the stricter bound); a
+        # paced floor spaces its cycles over the interval as the operator must.
+        prefix = "floor" if pace == paces[0] else "floor_paced"
+        case[prefix] = fl
+        case[f"{prefix}_cpu_per_1k_polls"] = fl["cpu_per_1k_polls"]
+        ratio_key = "cpu_ratio" if prefix == "floor" else "cpu_ratio_paced"
+        if fl["cpu_per_1k_polls"] and case["cpu_per_1k_polls"]:
+            case[ratio_key] = round(case["cpu_per_1k_polls"] / fl["cpu_per_1k_polls"], 2)
+        log(
+            f"{tag}: {prefix} (pace {pace:g} s) {fl['cpu_per_1k_polls']} CPU s/1k "
+            f"polls, {fl['requests_per_cycle']} req/cycle"
+        )
+
+
 def cpu_of(ps: Any) -> float:
     t = ps.cpu_times()
     return float(t.user + t.system)

@@ -27,6 +27,10 @@ TARGETS = {
     "first_status_intervals": 2.0,
 }
 
+#: Several replicas against one at the same N and interval (issue 23): each member's RSS and
+#: the members' total CPU per poll, as a share of one replica's.
+REPLICA_TARGETS = {"member_rss_ratio": 0.6, "total_cpu_per_poll_ratio": 1.2}
+
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -68,18 +72,43 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("fresh p99 s", "freshness_p99_s", ".1f"),
 ]
 
+#: Shown only when a row ran several replicas; then RSS MB is the largest member's and CPU s/1k
+#: polls the members' total CPU over their total polls.
+REPLICA_COLUMNS: list[tuple[str, str, str]] = [
+    ("replicas", "replicas", "d"),
+    ("RSS MB sum", "rss_mb_total", ".0f"),
+    ("Lease writes/s", "lease_writes_per_s", ".2f"),
+]
+
+
+def _replicas(row: Mapping[str, Any]) -> int:
+    """Results from before issue 23 have no `replicas`: one operator."""
+    return int(row.get("replicas") or 1)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    if any(_replicas(r) > 1 for r in rows):
+        return COLUMNS + REPLICA_COLUMNS
+    return COLUMNS
+
 
 def summarize(cases: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (N, interval): the median of every numeric column over the repeats."""
-    groups: dict[tuple[int, str], list[Mapping[str, Any]]] = {}
+    """One row per (N, interval, replicas): the median of every numeric column over the
+    repeats."""
+    groups: dict[tuple[int, str, int], list[Mapping[str, Any]]] = {}
     for case in cases:
-        groups.setdefault((int(case["n"]), str(case["interval"])), []).append(case)
+        groups.setdefault((int(case["n"]), str(case["interval"]), _replicas(case)), []).append(case)
     rows = []
-    for (n, interval), group in sorted(
-        groups.items(), key=lambda x: (x[0][0], parse_duration(x[0][1]))
+    for (n, interval, replicas), group in sorted(
+        groups.items(), key=lambda x: (x[0][0], parse_duration(x[0][1]), x[0][2])
     ):
-        row: dict[str, Any] = {"n": n, "interval": interval, "repeats": len(group)}
-        for _, key, _fmt in COLUMNS:
+        row: dict[str, Any] = {
+            "n": n,
+            "interval": interval,
+            "replicas": replicas,
+            "repeats": len(group),
+        }
+        for _, key, _fmt in COLUMNS + REPLICA_COLUMNS:
             if key in row:
                 continue
             values = [c.get(key) for c in group]
@@ -98,8 +127,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False) -> s
             return str(value)
         return format(float(value), fmt)
 
-    header = [h for h, _, _ in COLUMNS]
-    body = [[cell(r.get(k), f) for _, k, f in COLUMNS] for r in rows]
+    columns = _columns(rows)
+    header = [h for h, _, _ in columns]
+    body = [[cell(r.get(k), f) for _, k, f in columns] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
         lines += ["| " + " | ".join(b) + " |" for b in body]
@@ -137,11 +167,54 @@ def verdicts(row: Mapping[str, Any]) -> dict[str, tuple[bool | None, str]]:
     }
 
 
+def row_name(row: Mapping[str, Any]) -> str:
+    replicas = _replicas(row)
+    return f"{row['n']}@{row['interval']}" + (f"x{replicas}" if replicas > 1 else "")
+
+
+def replica_comparisons(
+    rows: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, dict[str, Any]]:
+    """Each several-replica row against the one-replica row of the same N and interval (from
+    this run, else from `baseline`, an earlier results file's rows): the largest member's RSS
+    and the members' total CPU per 1k polls as ratios of one replica's, with their verdicts."""
+    single = {
+        (r["n"], r["interval"]): r for r in [*baseline, *rows] if _replicas(r) == 1
+    }  # this run's rows last: they win over the baseline's
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if _replicas(row) == 1:
+            continue
+        one = single.get((row["n"], row["interval"]))
+        if one is None:
+            out[row_name(row)] = {"error": "no one-replica row (run --replicas 1,N or --baseline)"}
+            continue
+
+        rss = _ratio(row, one, "rss_mb")
+        cpu = _ratio(row, one, "cpu_per_1k_polls")
+        out[row_name(row)] = {
+            "one_replica": {k: one.get(k) for k in ("rss_mb", "cpu_per_1k_polls")},
+            "member_rss_ratio": rss,
+            "total_cpu_per_poll_ratio": cpu,
+            "member_rss_ok": None if rss is None else rss <= REPLICA_TARGETS["member_rss_ratio"],
+            "total_cpu_ok": (
+                None if cpu is None else cpu <= REPLICA_TARGETS["total_cpu_per_poll_ratio"]
+            ),
+        }
+    return out
+
+
+def _ratio(row: Mapping[str, Any], one: Mapping[str, Any], key: str) -> float | None:
+    mine, theirs = row.get(key), one.get(key)
+    return round(mine / theirs, 3) if mine is not None and theirs else None
+
+
 def results_document(
     meta: Mapping[str, Any],
     empty: Mapping[str, Any] | None,
     cases: Sequence[Mapping[str, Any]],
     failed: Sequence[str],
+    baseline: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Everything measured, as the results file holds it."""
     rows = summarize(cases)
@@ -152,9 +225,9 @@ def results_document(
         "cases": cases,
         "failed": failed,
         "targets": TARGETS,
-        "verdicts": {
-            f"{r['n']}@{r['interval']}": {k: v for k, v in verdicts(r).items()} for r in rows
-        },
+        "verdicts": {row_name(r): {k: v for k, v in verdicts(r).items()} for r in rows},
+        "replica_targets": REPLICA_TARGETS,
+        "replicas_vs_one": replica_comparisons(rows, baseline),
     }
 
 
@@ -166,12 +239,35 @@ def print_report(doc: Mapping[str, Any]) -> None:
         print(f"\nempty operator: RSS {empty['rss_mb']} MB, idle CPU {empty['idle_cpu_per_s']} s/s")
     for r in rows:
         bad = [f"{k} ({v[1]})" for k, v in verdicts(r).items() if v[0] is False]
+        replicas = f" x{_replicas(r)} replicas" if _replicas(r) > 1 else ""
         print(
-            f"N={r['n']} {r['interval']}: "
+            f"N={r['n']} {r['interval']}{replicas}: "
             + ("all targets met" if not bad else "missed: " + "; ".join(bad))
+        )
+    for case in doc["cases"]:
+        for i, one in enumerate(case.get("by_replica") or []):
+            print(
+                f"  N={case['n']} {case['interval']} r{case['repeat']} replica {i}: "
+                f"{one['polls_per_cycle']} polls/cycle, {one['cpu_per_1k_polls']} CPU s/1k polls, "
+                f"RSS {one['rss_mb']} MB, owns {one['endpoints_owned']}"
+            )
+    for name, c in (doc.get("replicas_vs_one") or {}).items():
+        if "error" in c:
+            print(f"{name} vs one replica: {c['error']}")
+            continue
+        print(
+            f"{name} vs one replica (RSS {c['one_replica']['rss_mb']} MB, "
+            f"{c['one_replica']['cpu_per_1k_polls']} CPU s/1k polls): largest member's RSS "
+            f"{c['member_rss_ratio']}x (target <= {REPLICA_TARGETS['member_rss_ratio']}: "
+            f"{_met(c['member_rss_ok'])}), total CPU per poll {c['total_cpu_per_poll_ratio']}x "
+            f"(target <= {REPLICA_TARGETS['total_cpu_per_poll_ratio']}: {_met(c['total_cpu_ok'])})"
         )
     if failed:
         print("failed cases:\n  " + "\n  ".join(failed))
+
+
+def _met(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "MISSED")
 
 
 def save(doc: Mapping[str, Any], results: Path, stamp: str) -> None:

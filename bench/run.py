@@ -2,20 +2,27 @@
 provider emulator, at N = 100, 1,000, 10,000 InferenceEndpoints.
 
     .venv/bin/python bench/run.py [--sizes 100,1000,10000] [--intervals 30s[,60s]] [--repeats N]
+                                  [--replicas 1[,3]] [--baseline bench/results/<one replica>.json]
                                   [--mix dataarts=30,friendli=25,runpod-v1=20,runpod-v2=5,...]
 
 Per case (one N, one interval, one repeat) it starts a fresh control plane, resets the emulator,
 creates the resources, starts the operator and measures: time to every resource having a status,
 provider requests / API writes / CPU per steady cycle, RSS, freshness after K real changes and
 writes per change; then stops the operator and runs the floor (bench/floor.py) over the same
-requests. Prints one table of medians and writes bench/results/<timestamp>.json. Method and how
-to read the table: docs/performance.md.
+requests. With `--replicas N` it starts N operator processes with the same arguments (they
+share the endpoints through their Leases) and reports each one's CPU, polls and RSS, their
+totals, the Lease writes per second, and the ratios to one replica at the same N (the
+one-replica row of this run, or of `--baseline`). Prints one table of medians and writes
+bench/results/<timestamp>.json. Method and how to read the table: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import itertools
+import json
 import os
 import platform
 import signal
@@ -89,6 +96,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--operator-arg", action="append", default=[], help="extra `inferenceops run` arg"
     )
+    p.add_argument(
+        "--replicas",
+        default="1",
+        help="operator processes per case, a list: 1,3 runs every size with 1 and with 3",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="a results file whose one-replica rows the several-replica rows are compared with "
+        "when this run has none",
+    )
     p.add_argument("--results-dir", default=str(RESULTS))
     p.add_argument("--no-save", action="store_true")
     return p.parse_args(argv)
@@ -116,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     intervals = [s.strip() for s in args.intervals.split(",") if s.strip()]
+    replica_counts = [int(s) for s in args.replicas.split(",") if s.strip()]
+    if not replica_counts or min(replica_counts) < 1:
+        raise SystemExit(f"--replicas {args.replicas!r}: a list of counts >= 1, e.g. 1,3")
+    baseline: list[dict[str, Any]] = []
+    if args.baseline:
+        baseline = json.loads(Path(args.baseline).read_text())["rows"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -154,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steady_cycles": opts.steady_cycles,
         "changes": opts.changes,
         "floor_pace": opts.floor_pace,
+        "replicas": replica_counts,
+        "baseline": args.baseline,
         "logs": str(workdir),
     }
     log(f"logs and plans in {workdir}")
@@ -173,27 +199,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for n in sizes:
             repeats = args.repeats if args.repeats is not None else (3 if n <= 1000 else 1)
-            for interval in intervals:
-                for r in range(repeats):
-                    log(f"case N={n} interval={interval} repeat {r + 1}/{repeats}")
-                    t0 = time.monotonic()
-                    try:
-                        case, empty = run_case(emu, n, interval, r, opts, empty)
-                    except Exception as err:  # one failed case must not lose the others
-                        import traceback
+            for interval, replicas, r in itertools.product(
+                intervals, replica_counts, range(repeats)
+            ):
+                name = f"N={n} {interval} r{r}" + (f" x{replicas}" if replicas > 1 else "")
+                log(f"case {name} (repeat {r + 1}/{repeats}, {replicas} replica(s))")
+                t0 = time.monotonic()
+                try:
+                    case_opts = dataclasses.replace(opts, replicas=replicas)
+                    case, empty = run_case(emu, n, interval, r, case_opts, empty)
+                except Exception as err:  # one failed case must not lose the others
+                    import traceback
 
-                        traceback.print_exc()
-                        log(f"case N={n} {interval} r{r} failed: {str(err)[-3000:]}")
-                        failed.append(f"N={n} {interval} r{r}: {str(err)[-500:]}")
-                        continue
-                    case["case_wall_s"] = round(time.monotonic() - t0, 1)
-                    cases.append(case)
+                    traceback.print_exc()
+                    log(f"case {name} failed: {str(err)[-3000:]}")
+                    failed.append(f"{name}: {str(err)[-500:]}")
+                    continue
+                case["case_wall_s"] = round(time.monotonic() - t0, 1)
+                cases.append(case)
     except KeyboardInterrupt:
         log("interrupted: reporting what was measured")
     finally:
         processes.close()
     meta["loadavg_end"] = os.getloadavg()
-    doc = results_document(meta, empty, cases, failed)
+    doc = results_document(meta, empty, cases, failed, baseline)
     print_report(doc)
     if not args.no_save:
         save(doc, results, stamp)

@@ -30,8 +30,11 @@ class OperatorProcess:
         *,
         wait: bool = True,
         allow_insecure_http: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._kubeconfig = kubeconfig
+        #: Added to the environment (a replica's own HTTP proxy in tests/integration).
+        self._env = dict(env or {})
         self._extra = tuple(extra)
         self._allow_insecure_http = allow_insecure_http
         self.log = log
@@ -58,7 +61,7 @@ class OperatorProcess:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": self._kubeconfig},
+                env={**os.environ, **self._env, "KUBECONFIG": self._kubeconfig},
                 # Its own session: the caller's Ctrl-C reaches it through stop() only.
                 start_new_session=True,
             )

@@ -831,7 +831,7 @@ async def test_request_accounting(emu: Emulator, client: httpx.AsyncClient) -> N
     summary = emu.request_summary()
     assert summary["total"] == 7
     assert summary["endpoints"]["friendli"]["ep1"] == 5
-    # Requests are also counted per client address (the e2e suite tells shards apart by it).
+    # Requests are also counted per client address (the e2e suite tells replicas apart by it).
     assert summary["clients"]["friendli"]["ep1"] == {"127.0.0.1": 5}
     emu.reset_requests()
     assert emu.requests() == 0

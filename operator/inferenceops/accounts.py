@@ -76,6 +76,13 @@ class AccountSettings:
         )
 
 
+#: However few of an account's endpoints a member polls, its part of the account's budget is at
+#: least this many requests per second (or the whole budget, if smaller): one endpoint's poll is
+#: never starved behind a share rounded down to nothing. The members together may then exceed the
+#: account's budget by at most this much per extra member.
+MIN_SHARED_RATE = 1.0
+
+
 @dataclass
 class Account:
     provider: str
@@ -85,6 +92,18 @@ class Account:
     transport: BudgetedTransport
     #: The `account` label of its metrics (`account_label`).
     label: str
+    #: The account's whole budget (rate, burst) and the share of it this member uses.
+    budget: tuple[float, float] = (0.0, 0.0)
+    share: float = 1.0
+
+    def use_share(self, share: float) -> None:
+        """Use `share` (0..1] of the account's budget (members divide it: membership.py)."""
+        if share == self.share:
+            return
+        self.share = share
+        rate, burst = self.budget
+        self.bucket.rate = max(rate * share, min(rate, MIN_SHARED_RATE))
+        self.bucket.capacity = max(1.0, burst * self.bucket.rate / rate)
 
 
 def credential_fingerprint(credential: str | None) -> str:
@@ -143,15 +162,18 @@ class AccountPool:
         requests_per_second: float | None = None,
         burst: int | None = None,
         label: str | None = None,
+        share: float = 1.0,
     ) -> Account:
         """The account under `key`, opened on first use with its own budget (a provider
         object's) or the operator's; a changed budget must come with a new key. `label` names
-        it in metrics (default: a hash of `key`)."""
+        it in metrics (default: a hash of `key`); `share`: the part of the budget this member
+        uses."""
         account = self._accounts.get(key)
         if account is None:
             account = self._accounts[key] = self._open(
                 provider, requests_per_second, burst, label or account_label(None, key)
             )
+        account.use_share(share)
         account.last_used = self.clock.monotonic()
         return account
 
@@ -252,6 +274,7 @@ class AccountPool:
             last_used=self.clock.monotonic(),
             transport=transport,
             label=label,
+            budget=(bucket.rate, bucket.capacity),
         )
 
     async def close_idle(self, idle_seconds: float = 3600.0) -> None:

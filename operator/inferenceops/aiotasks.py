@@ -27,10 +27,13 @@ class Detached:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, coro: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
+    def start(
+        self, coro: Coroutine[Any, Any, None], *, name: str | None = None
+    ) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def __len__(self) -> int:
         return len(self._tasks)

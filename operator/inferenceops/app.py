@@ -12,6 +12,7 @@ the part built after them through this object, so no part needs a `bind()` after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -27,8 +28,10 @@ from .kube import client as kube_client
 from .kube import secrets as kube_secrets
 from .kube.errors import ApiError
 from .kube.informer import Informer
+from .kube.leases import GROUP_LABEL, LeaseApi, leases_path
 from .kube.secrets import Fetch, SecretCache
 from .kube.writer import ApiWriter, StatusSink
+from .membership import Membership, MembershipError, MembershipSettings, Owns, owns_all
 from .memory import keep_frozen
 from .metrics import Metrics
 from .provider_objects import ObjectKey, ProviderObjects
@@ -38,6 +41,7 @@ from .scheduler import Scheduler, SchedulerSettings
 __all__ = [
     "SECRET_FIELD_SELECTOR",
     "Core",
+    "MembershipSettings",
     "Operator",
     "OperatorSettings",
     "StartupError",
@@ -64,6 +68,8 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     #: Where ClusterInferenceProviders may read Secrets; None means anywhere.
     cluster_secret_namespaces: frozenset[str] | None = None
+    #: None: this copy works alone and holds no Lease (tests).
+    membership: MembershipSettings | None = None
 
 
 class StartupError(RuntimeError):
@@ -89,6 +95,7 @@ class Core:
         fetch: Fetch | None = None,
         cluster_secret_namespaces: frozenset[str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        owns: Owns = owns_all,
     ) -> None:
         self.providers = ProviderObjects(
             cluster_secret_namespaces,
@@ -96,6 +103,10 @@ class Core:
             status_changed=self._provider_status_changed,
         )
         self.secrets = SecretCache(fetch, changed=self._secret_changed)
+
+        def provider_owns(key: ObjectKey) -> bool:
+            return owns(f"provider:{key[1]}/{key[2]}")
+
         self.inventory = Inventory(
             self.providers,
             accounts,
@@ -104,9 +115,15 @@ class Core:
             self._provider_status_changed,
             allow_insecure_http=settings.allow_insecure_http,
             clock=clock,
+            owns=provider_owns,
         )
         self.provider_status = ProviderStatus(
-            self.providers, self._provider_users, writer, clock=clock, inventory=self.inventory
+            self.providers,
+            self._provider_users,
+            writer,
+            clock=clock,
+            inventory=self.inventory,
+            owns=provider_owns,
         )
         self.scheduler = Scheduler(
             writer,
@@ -116,7 +133,20 @@ class Core:
             providers=self.providers,
             provider_status=self.provider_status,
             clock=clock,
+            owns=owns,
         )
+
+    # --- membership.Assignee: what a hand-over asks of the polling core ----------------------
+
+    async def release(self) -> int:
+        released = await self.scheduler.handover.release()
+        self.provider_status.changed()  # objects it no longer writes, or counts that moved
+        return released
+
+    async def acquire(self) -> int:
+        acquired = await self.scheduler.handover.acquire()
+        self.provider_status.changed()
+        return acquired
 
     def _secret_changed(self, namespace: str, name: str) -> None:
         self.scheduler.secret_changed(namespace, name)
@@ -155,7 +185,26 @@ class Operator:
         self._api = api
         self._stop = stop
         self._stopping = False
-        self.writer = ApiWriter(api, metrics, clock=clock)
+        self.membership: Membership | None = None
+        owns: Owns = owns_all
+        write_timeout = None
+        if (member := settings.membership) is not None:
+            self.membership = Membership(
+                LeaseApi(api, member.lease_namespace, timeout=member.lease_duration / 3),
+                member.group,
+                member.member_id,
+                duration=member.lease_duration,
+                metrics=metrics,
+                clock=clock,
+            )
+            owns = self.membership.owns
+            # Under the third of the duration between this member's fencing and anyone else's
+            # takeover (membership.py).
+            write_timeout = member.lease_duration / 4
+        held = self.membership.owns_anything if self.membership else (lambda: True)
+        self.writer = ApiWriter(
+            api, metrics, clock=clock, may_write=held, write_timeout=write_timeout
+        )
         self.accounts = AccountPool(settings.accounts, metrics, clock=clock)
         self.core = Core(
             self.writer,
@@ -164,10 +213,15 @@ class Operator:
             fetch=functools.partial(kube_secrets.get_secret, api),
             cluster_secret_namespaces=settings.cluster_secret_namespaces,
             clock=clock,
+            owns=owns,
         )
         self.scheduler = self.core.scheduler
+        metrics.endpoints_owned.set_function(lambda: len(self.scheduler))
+        if self.membership is not None:
+            self.membership.assignee = self.core
         #: The tasks that must all run for the operator to be alive.
         self._tasks: list[asyncio.Task[None]] = []
+        self._membership_task: asyncio.Task[None] | None = None
 
     # --- start ------------------------------------------------------------------------------
 
@@ -175,6 +229,8 @@ class Operator:
         """List and watch everything, then start polling. Raises `StartupError` when a watch
         stops before its first listing."""
         settings, api = self.settings, self._api
+        if self.membership is not None:
+            await self._join(self.membership)
         # Provider objects (and namespace labels, for ClusterInferenceProvider conditions)
         # first: an endpoint naming one then resolves when it is listed, not ProviderMissing.
         if await _served(api, NAMESPACED_PLURAL, CLUSTER_PLURAL):
@@ -190,10 +246,9 @@ class Operator:
         # Endpoints first, so that the Secret listing knows which Secrets to keep; polling
         # starts when both are listed, so no endpoint reports a Secret missing that is merely
         # unread.
-        await self._watch(
-            "inferenceops-informer",
-            Informer(api, endpoint_paths(settings.namespaces), self.scheduler.observe),
-        )
+        endpoints = Informer(api, endpoint_paths(settings.namespaces), self.scheduler.observe)
+        self.scheduler.handover.relist = endpoints.relist
+        await self._watch("inferenceops-informer", endpoints)
         await self._watch(
             "inferenceops-secret-informer",
             Informer(
@@ -215,12 +270,33 @@ class Operator:
         )
         self.spawn(self.scheduler.run(), "inferenceops-scheduler")
         self.spawn(keep_frozen(), "inferenceops-gc")
-        if settings.scheduler.shard_index == 0:
-            # One writer per provider object: shards writing their own shares would overwrite
-            # each other at every change. Shard 0's status covers its share of the endpoints.
-            self.spawn(self.core.provider_status.run(), "inferenceops-provider-status")
-            # Listed where its status is written: one listing per account per interval.
-            self.spawn(self.core.inventory.run(), "inferenceops-inventory")
+        # Each provider object's status is written by the one member that owns its key.
+        self.spawn(self.core.provider_status.run(), "inferenceops-provider-status")
+        # Listed by the member that writes the object's status: one listing per account per
+        # interval, whatever the number of members.
+        self.spawn(self.core.inventory.run(), "inferenceops-inventory")
+
+    async def _join(self, membership: Membership) -> None:
+        """Hold a Lease, watch the group's, and wait (at most a lease duration) until the members
+        acked a view with this one in it: the endpoint listing then keeps only its share."""
+        try:
+            await membership.start()
+        except MembershipError as err:
+            raise StartupError(str(err)) from None
+        namespace = self.settings.membership.lease_namespace if self.settings.membership else ""
+        await self._watch(
+            "inferenceops-lease-informer",
+            Informer(
+                self._api,
+                [leases_path(namespace)],
+                membership.observe,
+                params={"labelSelector": f"{GROUP_LABEL}={membership.group}"},
+            ),
+        )
+        self._membership_task = self.spawn(membership.run(), "inferenceops-membership")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(membership.settled.wait(), membership.duration)
+        log.info("member %s of %s: %d members", membership.name, namespace, len(membership.view))
 
     async def _watch_provider_objects(self) -> None:
         api, store, base = self._api, self.core.providers, f"/apis/{GROUP}/{VERSION}"
@@ -276,12 +352,19 @@ class Operator:
         for task in self._tasks:
             if task.done():
                 raise RuntimeError(f"{task.get_name()} is not running")
+        if self.membership is not None:
+            self.membership.alive()
         return len(self.scheduler)
 
     async def aclose(self) -> None:
         """Stop every root task, in-flight polls, the accounts' clients, pending Event counts
         and the API session."""
         self._stopping = True
+        if self.membership is not None and self._membership_task is not None:
+            # Hand over first: release, then delete the Lease, so the others take over at once.
+            self._membership_task.cancel()
+            await asyncio.gather(self._membership_task, return_exceptions=True)
+            await self.membership.leave()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -118,12 +120,30 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus metrics port (GET /metrics); 0 disables it",
     )
     _allow_insecure_http(run)
-    run.add_argument("--shard-index", type=int, default=0)
     run.add_argument(
-        "--shard-count",
+        "--group",
+        default="inferenceops",
+        help="copies started with the same group (and arguments) share the endpoints between "
+        "them through Leases (default inferenceops; the chart passes its fullname)",
+    )
+    run.add_argument(
+        "--member-id",
+        default=None,
+        help="this copy's id in its group (default: env POD_NAME, else <hostname>-<pid>)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=None,
+        help="where this copy's Lease is held (default: env POD_NAMESPACE, else the pod's "
+        "service-account namespace, else the kubeconfig context's, else default)",
+    )
+    run.add_argument(
+        "--lease-duration",
         type=int,
-        default=1,
-        help="poll only resources whose stable hash falls in this shard",
+        default=15,
+        metavar="SECONDS",
+        help="a copy that has not renewed its Lease for this long is taken for gone and its "
+        "endpoints are taken over (default 15; renewed every third of it)",
     )
     run.add_argument(
         "--requests-per-second",
@@ -254,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def default_member_id() -> str:
+    """Outside a pod: unique per process on a host, readable in `kubectl get leases`."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def _fail(code: int, message: str) -> int:
     sys.stderr.write(f"inferenceops: {message}\n")
     return code
@@ -285,7 +310,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from .app import OperatorSettings
+    from .app import MembershipSettings, OperatorSettings
     from .handlers import Launch, registry
     from .kube.client import own_namespace
     from .metrics import Metrics
@@ -296,8 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     except InvalidSpecError as err:
         return _fail(EXIT_USAGE, f"--poll-time-refresh: {err}")
     refresh = timedelta(seconds=refresh_seconds) if refresh_seconds else None
-    if not 0 <= args.shard_index < args.shard_count:
-        return _fail(EXIT_USAGE, "--shard-index must be in [0, --shard-count)")
+    if args.lease_duration < 3:
+        return _fail(EXIT_USAGE, "--lease-duration must be at least 3 (seconds)")
     try:
         account_settings = _with_transport_flags(
             args, AccountSettings.at_rate(args.requests_per_second)
@@ -312,8 +337,6 @@ def _run(args: argparse.Namespace) -> int:
     quiet_noisy_loggers()
     settings = OperatorSettings(
         scheduler=SchedulerSettings(
-            shard_index=args.shard_index,
-            shard_count=args.shard_count,
             poll_time_refresh=refresh,
             allow_insecure_http=args.allow_insecure_http,
             policy=PollPolicy(
@@ -325,6 +348,14 @@ def _run(args: argparse.Namespace) -> int:
         accounts=account_settings,
         namespaces=tuple(args.namespace),
         cluster_secret_namespaces=frozenset(args.cluster_secret_namespace or [own_namespace()]),
+        membership=MembershipSettings(
+            group=args.group,
+            member_id=args.member_id or os.environ.get("POD_NAME") or default_member_id(),
+            lease_namespace=args.lease_namespace
+            or os.environ.get("POD_NAMESPACE")
+            or own_namespace(),
+            lease_duration=args.lease_duration,
+        ),
     )
     metrics = Metrics()
     # kopf stops (clean-up included) when this is set: by a root task that ended unexpectedly.

@@ -135,6 +135,9 @@ class Endpoints:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self) -> list[Endpoint]:
+        return list(self._entries.values())
+
     def track(self, body: Mapping[str, Any], *, since: datetime) -> tuple[Endpoint, bool]:
         """Start tracking a resource not tracked under its key; also True when its status is
         already current (for its generation and any reconcile request)."""

@@ -116,9 +116,11 @@ class Inventory:
         *,
         allow_insecure_http: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        owns: Callable[[ObjectKey], bool] = lambda key: True,
     ) -> None:
         """`users`: the specs of the endpoints naming a provider object; `changed`: asks for
-        provider statuses to be recomputed."""
+        provider statuses to be recomputed; `owns`: whether this member writes the object's
+        status (membership.py), so lists its account."""
         self._objects = objects
         self._accounts = accounts
         self._secrets = secrets
@@ -126,6 +128,7 @@ class Inventory:
         self._changed = changed
         self._allow_insecure_http = allow_insecure_http
         self._clock = clock
+        self._owns = owns
         self._listings: dict[ObjectKey, Listing] = {}
         self._due: dict[ObjectKey, float] = {}
         self._listed_specs: dict[ObjectKey, Mapping[str, Any] | None] = {}
@@ -152,7 +155,7 @@ class Inventory:
     async def sweep(self) -> int:
         """List every account whose inventory is due; how many were listed."""
         now = self._clock.monotonic()
-        keys = set(self._objects.all_keys())
+        keys = {key for key in self._objects.all_keys() if self._owns(key)}
         for gone in (self._due.keys() | self._wanted.keys()) - keys:
             self._forget(gone)
         due: list[tuple[ObjectKey, float]] = []

@@ -111,6 +111,29 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        # Membership (membership.py): replicas sharing the work through Leases.
+        self.members = Gauge(
+            "inferenceops_members", "Live members of this operator's group seen.", registry=r
+        )
+        self.endpoints_owned = Gauge(
+            "inferenceops_endpoints_owned", "Endpoints this member polls.", registry=r
+        )
+        self.handovers = Counter(
+            "inferenceops_handovers",
+            "Endpoints this member took over (gained) or gave up (lost) on membership changes.",
+            ["direction"],
+            registry=r,
+        )
+        self.lease_renew_failures = Counter(
+            "inferenceops_lease_renew_failures",
+            "Failed renewals of this member's Lease.",
+            registry=r,
+        )
+        self.lease_held = Gauge(
+            "inferenceops_lease_held",
+            "1 while this member holds its Lease (renewed within the renew deadline), else 0.",
+            registry=r,
+        )
         self._accounts: dict[tuple[str, str], AccountMetrics] = {}
 
     def account(

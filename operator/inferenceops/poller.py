@@ -181,7 +181,10 @@ class Poller:
 
     # --- observe → redact ---------------------------------------------------------------
 
-    async def observe(self, batch: Batch[P]) -> list[tuple[P, Observation | st.Failure]]:
+    async def observe(
+        self, batch: Batch[P], *, share: float = 1.0
+    ) -> list[tuple[P, Observation | st.Failure]]:
+        """`share`: the part of the account's budget this member may use (membership.py)."""
         provider = batch.parsed.provider
         source = batch.parsed.account
         account = self.accounts.get(
@@ -190,6 +193,7 @@ class Poller:
             requests_per_second=source.requests_per_second if source else None,
             burst=source.burst if source else None,
             label=account_label(source, batch.account),
+            share=share,
         )
         targets = [target for _, target in batch.members]
         # Every string the provider sent is bounded and has the credential (and any fragment of

@@ -201,10 +201,13 @@ class ProviderStatus:
         success_refresh: timedelta = timedelta(minutes=5),
         clock: Clock = SYSTEM_CLOCK,
         inventory: InventorySource | None = None,
+        owns: Callable[[ObjectKey], bool] = lambda key: True,
     ) -> None:
         """`inventory`: each object's `status.inventory` (inventory.py), when it has one."""
         self._inventory = inventory
         self._objects = objects
+        #: Whether this member writes the object's status (one writer per object among members).
+        self._owns = owns
         self._users = users
         self._sink = sink
         self._success_refresh = success_refresh
@@ -260,7 +263,7 @@ class ProviderStatus:
         now = self._clock.now()
         for key in self._objects.all_keys():
             identity = self._objects.identity(key)
-            if identity is None:
+            if identity is None or not self._owns(key):
                 continue
             uid, generation = identity
             prev = self._objects.status(key)

@@ -77,6 +77,12 @@ class Recorder:
     def forget(self, key: Key) -> None:
         self._deadlines.forget(key)
 
+    async def settle(self, keys: list[Key]) -> None:
+        """Wait until no status write of these keys is in flight (a forgotten key starts none)."""
+        for key in keys:
+            async with self._locks.held(key):
+                pass
+
     def gone_stale(self, now: float) -> list[Endpoint]:
         """The endpoints whose staleness deadline passed by `now` with no success since; one
         that succeeded meanwhile has its deadline pushed back now (not at each success)."""

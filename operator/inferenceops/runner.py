@@ -41,6 +41,8 @@ class PollRunner:
         slots: PollSlots,
         clock: Clock,
         account_outcome: AccountOutcome,
+        *,
+        share: Callable[[Endpoint], float] = lambda entry: 1.0,
     ) -> None:
         self._poller = poller
         self._recorder = recorder
@@ -50,6 +52,8 @@ class PollRunner:
         self._clock = clock.monotonic
         self._wallclock = clock.now
         self._account_outcome = account_outcome
+        #: The share of an endpoint's account budget this member may use (members divide it).
+        self._share = share
 
     async def run(self, entries: list[Endpoint]) -> None:
         """Poll a due group: its early outcomes recorded, its batches polled concurrently."""
@@ -94,7 +98,7 @@ class PollRunner:
         host = host_of(batch.account, batch.provider)
         lane = self._accounts.lane(batch.account, host)
         async with self._slots.held(batch.provider, host, lane):
-            results = await self._poller.observe(batch)
+            results = await self._poller.observe(batch, share=self._share(batch.members[0][0]))
         if batch.parsed.account is not None:
             self._report_call(batch, [r for _, r in results])
         # One clock reading and one jitter draw for the batch: its members stay due together

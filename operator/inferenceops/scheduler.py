@@ -11,8 +11,9 @@ time, staleness) is `recorder.Recorder`'s; how long to wait is `timing.PollPolic
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,21 +21,25 @@ from typing import Any
 from .accounts import AccountPool
 from .aiotasks import Detached
 from .api import ParsedSpec
+from .arrivals import Arrivals
 from .clock import SYSTEM_CLOCK, Clock
 from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
 from .gates import PollSlots
+from .handover import Handover, Relist, due_after_takeover
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
+from .membership import Owns, owns_all
 from .poller import Poller
 from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import AccountOutcomes, NoProviderStatus
 from .providers import Phase
 from .recorder import Recorder
+from .remote import Others, budget_key, remote_of
 from .runner import PollRunner
-from .timing import PollPolicy, shard_of
+from .timing import PollPolicy
 from .workqueue import ScheduledQueue
 
-__all__ = ["RECONCILE_ANNOTATION", "PollPolicy", "Scheduler", "SchedulerSettings", "shard_of"]
+__all__ = ["RECONCILE_ANNOTATION", "Owns", "PollPolicy", "Relist", "Scheduler", "SchedulerSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -70,47 +75,12 @@ class SchedulerSettings:
     #: After a restart, polls of resources that already have a status are spread over this
     #: fraction of their phase's interval instead of all firing at once.
     restart_spread: float = 1.0
-    shard_index: int = 0
-    shard_count: int = 1
+    #: The longest a hand-over waits for in-flight status writes of the keys it gives up.
+    release_timeout: float = 2.5
     #: Write lastPollTime on its own at most this often; None: only along with a real change.
     poll_time_refresh: timedelta | None = None
     #: Send credentials to plain http:// URLs (--allow-insecure-http; emulators and tests).
     allow_insecure_http: bool = False
-
-
-class _Arrivals:
-    """New or edited resources of listing groups arriving in bursts: a group's first poll waits
-    until none has arrived for `arrival_quiet` seconds, at most `arrival_max_wait` after the
-    first (see `SchedulerSettings`)."""
-
-    def __init__(self, settings: SchedulerSettings) -> None:
-        self._quiet, self._max_wait = settings.arrival_quiet, settings.arrival_max_wait
-        #: (first, last) arrival time of each group's burst.
-        self._bursts: dict[Hashable, tuple[float, float]] = {}
-
-    def arrived(self, group: Hashable, now: float) -> float:
-        """One more of `group` arrived at `now`: when the group's poll is due."""
-        first, _ = self._bursts.get(group, (now, now))
-        self._bursts[group] = (first, now)
-        return self._due(first, now)
-
-    def holding(self, group: Hashable, now: float) -> float | None:
-        """When `group`'s poll is due if its burst is still arriving at `now`; else None (and
-        the burst, if any, is over)."""
-        burst = self._bursts.get(group)
-        if burst is None:
-            return None
-        due = self._due(*burst)
-        if now < due:
-            return due
-        del self._bursts[group]
-        return None
-
-    def end(self, group: Hashable) -> None:
-        self._bursts.pop(group, None)
-
-    def _due(self, first: float, last: float) -> float:
-        return min(last + self._quiet, first + self._max_wait)
 
 
 class Scheduler:
@@ -124,8 +94,15 @@ class Scheduler:
         providers: ProviderObjects | None = None,
         provider_status: AccountOutcomes | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        owns: Owns = owns_all,
+        relist: Relist | None = None,
     ) -> None:
         self.settings = settings or SchedulerSettings()
+        self._owns = owns
+        #: What another member polls: identity only (remote.py), for provider-object status
+        #: and budgets; the full object is fetched again when this member takes it over.
+        self._others = Others(changed=self._provider_counts_changed)
+
         self._accounts = accounts
         if providers is None:  # its own, telling it of changes (app.Core shares one)
             providers = ProviderObjects(changed=self.provider_changed)
@@ -143,7 +120,7 @@ class Scheduler:
         # Give the account pool the same clock: its Retry-After pauses are added to this one's.
         self._clock = clock.monotonic
         self._wallclock = clock.now
-        self._arrivals = _Arrivals(self.settings)
+        self._arrivals = Arrivals(self.settings.arrival_quiet, self.settings.arrival_max_wait)
         self._endpoints = Endpoints(
             secrets,
             self.providers,
@@ -180,14 +157,27 @@ class Scheduler:
             slots,
             clock,
             self._account_outcome,
+            share=self.budget_share,
         )
         self._running = False
+        self.handover = Handover(
+            self._endpoints,
+            self._recorder,
+            self._others,
+            self._metrics,
+            owns=lambda key: self.owns(*key),
+            forget=lambda key: self.forget(*key),
+            take=lambda body: self.upsert(body, taken=True),
+            changed=self._provider_counts_changed,
+            release_timeout=self.settings.release_timeout,
+        )
+        #: Set once the endpoints are watched: fetches the full objects of keys taken over.
+        self.handover.relist = relist
 
     # --- what the informer tells us -------------------------------------------------------
 
     def owns(self, namespace: str, name: str) -> bool:
-        s = self.settings
-        return shard_of(namespace, name, s.shard_count) == s.shard_index
+        return self._owns(f"{namespace}/{name}")
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event (`kube.informer`): type None for an object of a listing."""
@@ -197,15 +187,20 @@ class Scheduler:
         else:
             self.upsert(body, initial=event_type is None)
 
-    def upsert(self, body: Mapping[str, Any], *, initial: bool = False) -> None:
-        """A resource was listed, added or modified. `initial` marks the start-up listing."""
+    def upsert(
+        self, body: Mapping[str, Any], *, initial: bool = False, taken: bool = False
+    ) -> None:
+        """A resource was listed, added or modified. `initial` marks the start-up listing,
+        `taken` one this member has just taken over from another."""
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        if not self.owns(namespace, name):
-            return
         if meta.get("deletionTimestamp"):
             self.forget(namespace, name)
             return
+        if not self.owns(namespace, name):
+            self._remember(body)
+            return
+        self._others.forget((namespace, name))
         entry = self._endpoints.get((namespace, name))
         if entry is not None and entry.uid == str(meta.get("uid", "")):
             if self._endpoints.update(entry, body):
@@ -214,9 +209,14 @@ class Scheduler:
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
         entry, current = self._endpoints.track(body, since=self._wallclock())
+        self._others.count(entry.key, budget_key(namespace, entry.spec), owned=True)
         self._recorder.count_phase(None, entry.status.get("phase"))
         self._recorder.track(entry)
-        if initial and current:
+        if taken and current:
+            self._schedule(
+                entry, due_after_takeover(self.settings.policy, entry, self._wallclock())
+            )
+        elif initial and current:
             phase = _phase(entry.status.get("phase"))
             delay = self.settings.policy.after_restart(
                 phase, entry.interval, self.settings.restart_spread
@@ -241,13 +241,17 @@ class Scheduler:
                 self._poll_soon(entry)
 
     def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
-        """The statuses of the endpoints naming a provider object (for its status)."""
-        return [entry.status for entry in self._endpoints.provider_users(key)]
+        """The statuses of the endpoints naming a provider object (for its status), whichever
+        member polls them."""
+        own = [entry.status for entry in self._endpoints.provider_users(key)]
+        return own + self._others.provider_users(key)
 
     def forget(self, namespace: str, name: str) -> None:
+        self._others.forget((namespace, name))
         entry = self._endpoints.forget((namespace, name))
         if entry is None:
             return
+        self._others.count(entry.key, None, owned=False)
         self._polls.forget(entry.key)
         self._recorder.forget(entry.key)
         self._recorder.count_phase(entry.status.get("phase"), None)
@@ -287,6 +291,16 @@ class Scheduler:
             wake_at = min(max(upcoming, now + self.settings.timer_slack), now + 60.0)
             await self._polls.wait(wake_at - now, until=wake_at)
 
+    def budget_share(self, entry: Endpoint) -> float:
+        return self._others.share(entry.key)
+
+    def _remember(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if self._endpoints.get(key) is not None:
+            self.forget(*key)
+        self._others.remember(key, remote_of(body))
+
     async def stop(self) -> None:
         """Cancel in-flight polls: they must not write through clients about to be closed."""
         self._running = False
@@ -318,12 +332,19 @@ class Scheduler:
         for entry, lag in zip(members, lags, strict=True):
             self._polls.begin(entry.key)
             self._metrics.scheduler_lag.observe(max(0.0, lag))
-        self._tasks.start(self._poll(members), name=f"poll {first.group!r}")
+        task = self._tasks.start(self._poll(members), name=f"poll {first.group!r}")
+        self.handover.polling(members, task)
 
     async def _poll(self, entries: list[Endpoint]) -> None:
+        cancelled = False
         try:
             await self._runner.run(entries)
+        except asyncio.CancelledError:
+            # A hand-over cancelled it for endpoints given up; the others of its batch poll again.
+            cancelled = True
+            raise
         finally:
+            self.handover.polled(entries)
             for entry in entries:
                 dirty = self._polls.done(entry.key)
                 current = self._endpoints.get(entry.key)
@@ -333,7 +354,8 @@ class Scheduler:
                     # Changed meanwhile, or deleted and created again: poll what it is now.
                     self._schedule(current, 0.0)
                 elif entry.key not in self._polls and entry.parsed is not None:
-                    self._schedule(entry, entry.interval)  # no result was recorded
+                    # No result was recorded; cancelled by a hand-over: poll it again now.
+                    self._schedule(entry, 0.0 if cancelled else entry.interval)
 
     # --- bookkeeping ----------------------------------------------------------------------
 

@@ -8,13 +8,12 @@ factors to users.
 from __future__ import annotations
 
 import random
-import zlib
 from dataclasses import dataclass
 
 from .providers import ErrorReason, Phase
 from .status import STALLED_REASONS, TRANSITIONAL_PHASES, stale_after
 
-__all__ = ["PollPolicy", "shard_of", "stale_after"]
+__all__ = ["PollPolicy", "stale_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +58,3 @@ class PollPolicy:
     def jitter_factor(self) -> float:
         # Only ever earlier: a change must show within one interval, never 1.1 intervals.
         return random.uniform(1 - self.jitter, 1.0)
-
-
-def shard_of(namespace: str, name: str, count: int) -> int:
-    """A stable shard for a resource; crc32 is stable across processes, unlike hash()."""
-    return zlib.crc32(f"{namespace}/{name}".encode()) % count if count > 1 else 0

@@ -1,7 +1,8 @@
 """The path users take, on a real node: the image built by `make image`, `helm install`, a pod
 the kubelet starts and probes, the examples reaching their conditions, metrics through the
 chart's Service, a pod replaced, the operator's own security settings and token rotation,
-sharding, an image upgrade and `helm uninstall`.
+three replicas sharing the endpoints (one poller and writer each, a force-deleted pod covered),
+an image upgrade rolled with no endpoint going stale, and `helm uninstall`.
 
 The steps share one release and run in file order; each says what it proves. Status writes are
 counted in the API server's audit log, where a bound service-account token names the pod that
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,6 @@ import pytest
 from examples.demo.demo import pointed_at_emulator
 
 from inferenceops.api import API_VERSION
-from inferenceops.scheduler import shard_of
 from tests.integration.conftest import TOKEN, EmulatorClient, wait_until
 
 from .conftest import CHART, NEXT_TAG, VERSION
@@ -36,7 +37,11 @@ USERS_NS = "e2e"
 SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
 EXAMPLES_READY = ("llama-friendli", "sdxl-runpod", "mistral-takeoff", "qwen-dataarts")
 EXAMPLE_FAILED = "classifier-ns"
-SHARDED = tuple(f"shard-{i}" for i in range(8))
+#: Enough endpoints that each of 3 members owns some (a member owns none with p = 3 (2/3)^24,
+#: 2e-4).
+SHARED = tuple(f"shared-{i}" for i in range(24))
+REPLICAS = 3
+LEASE_DURATION = 15.0  # the chart's leaseDuration
 POD_NAME = "authentication.kubernetes.io/pod-name"
 POLL = 5.0  # the examples' pollInterval in this suite
 
@@ -197,8 +202,11 @@ def install_args(*values: str) -> list[str]:
 
 
 def test_helm_install_pod_ready_through_its_probe(node: Any, image: None) -> None:
+    # One replica until step 8 (three): the steps before look at "the" pod.
     node.helm(
-        "install", *install_args("--set-string", f"image.tag={VERSION}"), "--create-namespace"
+        "install",
+        *install_args("--set-string", f"image.tag={VERSION}", "--set", "replicaCount=1"),
+        "--create-namespace",
     )
     (pod,) = ready_operator_pods(node, 1)
     container = pod["spec"]["containers"][0]
@@ -490,65 +498,133 @@ def test_operator_keeps_working_when_its_token_is_rotated(
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. sharding: two pods, each polls and writes only its own half
+# 8. three replicas: each endpoint polled and written by one pod; a force-deleted pod covered
 # ---------------------------------------------------------------------------------------------
 
 
-def test_sharded_pods_each_poll_and_write_only_their_half(
+def pod_by_ip(pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p["status"]["podIP"]: p for p in pods}
+
+
+def pollers(emulator: EmulatorClient, names: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """Per NS model server endpoint: the client addresses that polled it (and how often) since
+    the emulator's counts were last reset."""
+    clients = emulator.summary()["clients"].get("nsModelServer", {})
+    return {name: dict(clients.get(name, {})) for name in names}
+
+
+def lease_holders(node: Any) -> dict[str, str]:
+    """The release's membership Leases: holder (pod name) -> Lease name."""
+    leases = _json(
+        node, "get", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}"
+    )["items"]
+    return {lease["spec"]["holderIdentity"]: lease["metadata"]["name"] for lease in leases}
+
+
+def members_seen(node: Any, pod: str) -> float:
+    return metric_total(metrics(node, pod), "inferenceops_members")
+
+
+def test_three_replicas_share_the_endpoints_and_cover_a_force_deleted_pod(
     node: Any, emulator: EmulatorClient
 ) -> None:
-    node.helm(
-        "upgrade",
-        *install_args("--reuse-values", "--set", "sharding.enabled=true"),
-        "--set",
-        "sharding.replicas=2",
+    node.helm("upgrade", *install_args("--reuse-values", "--set", f"replicaCount={REPLICAS}"))
+    pods = ready_operator_pods(node, REPLICAS)
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicaSet"}
+    names = [p["metadata"]["name"] for p in pods]
+    wait_until(
+        "every member seeing the others",
+        lambda: all(members_seen(node, n) == REPLICAS for n in names),
+        2 * LEASE_DURATION,
     )
-    pods = ready_operator_pods(node, 2)
-    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"StatefulSet"}
-    index = {p["metadata"]["labels"]["apps.kubernetes.io/pod-index"]: p for p in pods}
-    assert sorted(index) == ["0", "1"]
+    assert sorted(lease_holders(node)) == sorted(names)
 
+    for name in SHARED:
+        emulator.put("nsModelServer", name, stage="READY", progress=100)
     base = f"{emulator.base_url}/ns"
-    items = [
-        {
-            "apiVersion": "inferenceops.io/v1alpha1",
-            "kind": "InferenceEndpoint",
-            "metadata": {"name": name, "namespace": USERS_NS},
-            "spec": {"pollInterval": "5s", "nsModelServer": {"url": f"{base}/{name}"}},
-        }
-        for name in SHARDED
-    ]
-    apply(node, items)
-    kubectl_wait(node, "Ready", *SHARDED)
-    expected = {name: index[str(shard_of(USERS_NS, name, 2))] for name in SHARDED}
-    assert {p["metadata"]["name"] for p in expected.values()} == set(
-        p["metadata"]["name"] for p in pods
-    ), "both shards must own some endpoints for this test to mean anything"
+    apply(
+        node,
+        [
+            {
+                "apiVersion": "inferenceops.io/v1alpha1",
+                "kind": "InferenceEndpoint",
+                "metadata": {"name": name, "namespace": USERS_NS},
+                "spec": {"pollInterval": "5s", "nsModelServer": {"url": f"{base}/{name}"}},
+            }
+            for name in SHARED
+        ],
+    )
+    kubectl_wait(node, "Ready", *SHARED)
 
-    # Polls: every endpoint's requests come from its own shard's pod address only.
+    # Polls: every endpoint's requests come from exactly one pod's address; every pod has some.
+    by_ip = pod_by_ip(pods)
     emulator.reset_requests()
     time.sleep(3 * POLL)
-    clients = emulator.summary()["clients"]["nsModelServer"]
-    for name in SHARDED:
-        assert set(clients.get(name, {})) == {expected[name]["status"]["podIP"]}, (name, clients)
+    polled = pollers(emulator, SHARED)
+    for name, clients in polled.items():
+        assert len(clients) == 1 and set(clients) <= set(by_ip), (name, polled)
+    owner = {
+        name: by_ip[next(iter(clients))]["metadata"]["name"] for name, clients in polled.items()
+    }
+    share = Counter(owner.values())
+    print(f"\nendpoints per replica: {dict(share)}")
+    assert set(share) == set(names), f"a member owns nothing: {share}"
+    for pod in names:  # each pod's own metric agrees with what the emulator saw
+        assert metric_total(metrics(node, pod), "inferenceops_endpoints_owned") >= share[pod]
 
-    # Writes: a real change on every endpoint is written once, by its own shard's pod.
+    # Writes: a real change on every endpoint is written once, by the pod that polls it.
     since = now()
-    for name in SHARDED:
+    for name in SHARED:
         emulator.patch("nsModelServer", name, stage="LOADING_MODEL", progress=50)
     wait_until(
         "every change in .status",
-        lambda: all(endpoint(node, n)["status"]["phase"] == "Provisioning" for n in SHARDED),
+        lambda: all(endpoint(node, n)["status"]["phase"] == "Provisioning" for n in SHARED),
         6 * POLL,
     )
     time.sleep(POLL)
     writes = status_writes(node, since)
-    assert writes == Counter({(n, expected[n]["metadata"]["name"]): 1 for n in SHARDED})
-    # Each pod's own metrics agree: it tracks only its half.
-    for pod in pods:
-        text = metrics(node, pod["metadata"]["name"])
-        mine = sum(1 for p in expected.values() if p["metadata"]["name"] == pod["metadata"]["name"])
-        assert metric_total(text, "inferenceops_endpoints") >= mine
+    assert writes == Counter({(n, owner[n]): 1 for n in SHARED})
+
+    # A pod force-deleted (no grace): its endpoints are polled by the others within one lease
+    # duration plus one interval.
+    victim = share.most_common(1)[0][0]
+    (victim_ip,) = [ip for ip, p in by_ip.items() if p["metadata"]["name"] == victim]
+    orphans = tuple(n for n in SHARED if owner[n] == victim)
+    before = summaries(node)
+    emulator.reset_requests()
+    deleted = time.monotonic()
+    node.kubectl(
+        "delete", "pod", victim, "-n", OPERATOR_NS, "--grace-period=0", "--force", "--wait=false"
+    )
+    covered_at: dict[str, float] = {}
+    lease_gone: list[float] = []
+
+    def covered() -> bool:
+        for name, clients in pollers(emulator, orphans).items():
+            if name not in covered_at and set(clients) - {victim_ip}:
+                covered_at[name] = time.monotonic() - deleted
+        if not lease_gone and victim not in lease_holders(node):
+            lease_gone.append(time.monotonic() - deleted)
+        return len(covered_at) == len(orphans)
+
+    bound = LEASE_DURATION + POLL
+    wait_until("the force-deleted pod's endpoints polled by others", covered, bound + 30, 0.5)
+    worst = max(covered_at.values())
+    print(
+        f"force-deleted {victim} ({len(orphans)} endpoints): all polled by others after "
+        f"{worst:.1f} s (first {min(covered_at.values()):.1f} s; bound: lease {LEASE_DURATION:g} "
+        f"s + interval {POLL:g} s = {bound:g} s); its Lease "
+        + (f"deleted after {lease_gone[0]:.1f} s" if lease_gone else "left to expire")
+        + " (the kubelet still sends SIGTERM with a 2 s minimum grace on a forced delete)"
+    )
+    # Measured on the node, then asserted with a margin for the 2-core machine: at most the
+    # issue's 30 s for a 15 s lease and a 5 s interval.
+    assert worst <= bound + 10, covered_at
+    ready_operator_pods(node, REPLICAS)  # the Deployment's replacement joins
+    time.sleep(2 * POLL)
+    after = summaries(node)
+    for name in SHARED:
+        assert after[name] == before[name], name  # nothing regressed across the takeover
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,23 +632,87 @@ def test_sharded_pods_each_poll_and_write_only_their_half(
 # ---------------------------------------------------------------------------------------------
 
 
-def test_new_image_tag_rolls_the_pods(node: Any) -> None:
+class RollWatch(threading.Thread):
+    """Once a second during a rolling upgrade: every endpoint whose Ready condition says
+    ObservationStale (or whose phase left its value before the roll), and for each shared
+    endpoint the longest time between two polls the emulator counted."""
+
+    def __init__(self, node: Any, emulator: EmulatorClient, before: dict[str, tuple[Any, ...]]):
+        super().__init__(name="roll-watch", daemon=True)
+        self.node, self.emulator, self.before = node, emulator, before
+        self.stopping = threading.Event()
+        self.stale: dict[str, str] = {}
+        self.changed: dict[str, tuple[Any, ...]] = {}
+        self.last_poll: dict[str, tuple[int, float]] = {}
+        self.longest_gap: dict[str, float] = {}
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stopping.wait(1.0):
+            now_ = time.monotonic()
+            items = _json(self.node, "get", "ie", "-n", USERS_NS)["items"]
+            for obj in items:
+                name = obj["metadata"]["name"]
+                if condition(obj, "Ready").get("reason") == "ObservationStale":
+                    self.stale.setdefault(name, condition(obj, "Ready").get("message", ""))
+                if name in self.before and summary(obj) != self.before[name]:
+                    self.changed.setdefault(name, summary(obj))
+            for name, clients in pollers(self.emulator, SHARED).items():
+                count = sum(clients.values())
+                last = self.last_poll.get(name)
+                if last is None or count > last[0]:
+                    if last is not None:
+                        gap = now_ - last[1]
+                        self.longest_gap[name] = max(self.longest_gap.get(name, 0.0), gap)
+                    self.last_poll[name] = (count, now_)
+            self.samples += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+
+
+def test_new_image_tag_rolls_the_pods(node: Any, emulator: EmulatorClient) -> None:
+    """Three replicas roll one at a time (maxSurge 1, maxUnavailable 0); each stopping pod hands
+    its endpoints over, so no endpoint turns ObservationStale and none regresses."""
     before = {p["metadata"]["uid"] for p in operator_pods(node)}
+    assert len(before) == REPLICAS
     statuses = summaries(node)
-    node.helm("upgrade", *install_args("--reuse-values", "--set-string", f"image.tag={NEXT_TAG}"))
-    node.kubectl(
-        "rollout",
-        "status",
-        f"statefulset/{RELEASE}",
-        "-n",
-        OPERATOR_NS,
-        "--timeout=240s",
-        timeout=270,
-    )
-    pods = ready_operator_pods(node, 2)
+    watch = RollWatch(node, emulator, statuses)
+    watch.start()
+    started = time.monotonic()
+    try:
+        node.helm(
+            "upgrade", *install_args("--reuse-values", "--set-string", f"image.tag={NEXT_TAG}")
+        )
+        node.kubectl(
+            "rollout",
+            "status",
+            f"deployment/{RELEASE}",
+            "-n",
+            OPERATOR_NS,
+            "--timeout=300s",
+            timeout=330,
+        )
+        pods = ready_operator_pods(node, REPLICAS)
+        rolled = time.monotonic() - started
+        # Three more intervals: a stale mark shows only after 3 intervals without a poll.
+        time.sleep(3 * POLL + 2)
+    finally:
+        watch.stop()
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {f"inferenceops:{NEXT_TAG}"}
     assert not before & {p["metadata"]["uid"] for p in pods}
-    time.sleep(2 * POLL)
+    gaps = sorted(watch.longest_gap.values())
+    print(
+        f"\nrolled {REPLICAS} replicas in {rolled:.0f} s; {watch.samples} samples; "
+        f"ObservationStale: {len(watch.stale)}; longest gap between two polls of one endpoint: "
+        f"{gaps[-1] if gaps else float('nan'):.1f} s (interval {POLL:g} s)"
+    )
+    assert watch.samples >= 10, "the watch must have seen the roll"
+    # Each old pod deleted its Lease as it stopped (SIGTERM): only the new pods are members.
+    assert sorted(lease_holders(node)) == sorted(p["metadata"]["name"] for p in pods)
+    assert watch.stale == {}, watch.stale
+    assert watch.changed == {}, watch.changed
     after = summaries(node)
     for name in EXAMPLES_READY:
         assert after[name] == statuses[name], name
@@ -580,16 +720,26 @@ def test_new_image_tag_rolls_the_pods(node: Any) -> None:
 
 def test_helm_uninstall_keeps_the_crd_and_the_users_resources(node: Any) -> None:
     endpoints_before = sorted(summaries(node))
+    members = {p["metadata"]["name"] for p in operator_pods(node)}
     node.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", "--timeout", "3m")
     wait_until("the operator pods gone", lambda: not operator_pods(node), 120)
 
     instance = f"app.kubernetes.io/instance={RELEASE}"
     for kinds, scope in (
-        ("deployments,statefulsets,services,serviceaccounts,roles,rolebindings", ["-A"]),
+        (
+            "deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets",
+            ["-A"],
+        ),
         ("clusterroles,clusterrolebindings", []),
     ):
         left = node.kubectl("get", kinds, *scope, "-l", instance, "-o", "name").stdout.split()
         assert left == [], left
+    # The members' Leases outlive them here: the uninstall deletes their Lease Role together with
+    # the Deployment, so a stopping pod may no longer delete its own (charts/inferenceops/README.md
+    # says to delete them). Nothing but the last members' Leases is there, and nobody renews them.
+    left = lease_holders(node)
+    assert set(left) <= members, left
+    node.kubectl("delete", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}")
     node.kubectl("get", "crd", "inferenceendpoints.inferenceops.io")
     assert sorted(summaries(node)) == endpoints_before
     ready = [n for n in EXAMPLES_READY if condition(endpoint(node, n), "Ready")["status"] == "True"]

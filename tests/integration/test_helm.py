@@ -35,6 +35,10 @@ FULLNAME = "iops-inferenceops"
 GROUP = "inferenceops.io"
 IE = f"inferenceendpoints.{GROUP}"
 SM_KIND = "ServiceMonitor"
+LEASES = "leases.coordination.k8s.io"
+# The last commit whose chart had `sharding` (a StatefulSet with --shard-index/--shard-count):
+# upgrades from it must work.
+SHARDED_CHART_COMMIT = "48f0eef6293710b427fa1ad701395c417e0e78ed"
 CLUSTER_SCOPED = (
     "CustomResourceDefinition",
     "ClusterRole",
@@ -111,6 +115,12 @@ def _dry_run_apply(cp: Any, docs: list[dict[str, Any]]) -> str:
     return out
 
 
+def _not_leases(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Roles/RoleBindings other than the membership Lease ones (always in the release
+    namespace)."""
+    return [o for o in objects if not o["metadata"]["name"].endswith("-leases")]
+
+
 def _container(workload: dict[str, Any]) -> dict[str, Any]:
     containers = workload["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -154,7 +164,7 @@ LINT_VALUE_SETS: dict[str, dict[str, Any]] = {
     "service-monitor": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "p"}}}
     },
-    "sharding": {"sharding": {"enabled": True, "replicas": 3}},
+    "replicas": {"replicaCount": 3, "topologySpread": {"whenUnsatisfiable": "DoNotSchedule"}},
     "dashboard-and-kube-state-metrics": {
         "grafanaDashboard": {"enabled": True},
         "kubeStateMetrics": {
@@ -199,6 +209,9 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
             "ClusterRoleBinding",
             "Service",
             "Deployment",
+            "PodDisruptionBudget",  # replicaCount 2
+            "Role",  # leases, in the release namespace
+            "RoleBinding",
             *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
         ]
     ), kinds
@@ -217,8 +230,7 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
     }
 
     dep = _one(docs, "Deployment")
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
     c = _container(dep)
     assert c["image"] == "inferenceops:0.1.0"
@@ -228,6 +240,8 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
         "--log-level=info",
         "--health-port=8081",
         "--metrics-port=9090",
+        f"--group={FULLNAME}",
+        "--lease-duration=15",
         f"--cluster-secret-namespace={ns}",  # clusterSecretNamespaces: the release namespace
     ]
     assert "command" not in c  # the image's ENTRYPOINT is `inferenceops`
@@ -272,8 +286,64 @@ def test_defaults(control_plane: Any, tmp_path: Path, ns: str) -> None:
     crb = _one(docs, "ClusterRoleBinding")
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
     assert crb["roleRef"]["name"] == cr["metadata"]["name"]
+    _assert_replicas(docs, ns, 2)
 
     _dry_run_apply(control_plane, docs)
+
+
+SPREAD_KEYS = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+
+
+def _assert_replicas(docs: list[dict[str, Any]], ns: str, replicas: int) -> None:
+    """What N pods sharing the work need: a rolling update that adds a pod before removing one,
+    the downward-API env naming the member and its Lease namespace, the Lease Role, a PDB (N > 1)
+    and the default spread over nodes and zones."""
+    dep = _one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == replicas
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = dep["spec"]["template"]["spec"]
+    # Longer than a hand-over: stop polling, finish in-flight requests (request deadline 15 s
+    # by default), delete the Lease.
+    assert pod["terminationGracePeriodSeconds"] == 60
+    c = _container(dep)
+    assert f"--group={FULLNAME}" in c["args"]
+    env = {e["name"]: e.get("valueFrom") for e in c["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert not [a for a in c["args"] if a.startswith("--shard")]
+    assert "INFERENCEOPS_SHARD_INDEX" not in env
+    selector = dep["spec"]["selector"]["matchLabels"]
+    spread = pod["topologySpreadConstraints"]
+    assert [t["topologyKey"] for t in spread] == SPREAD_KEYS
+    for t in spread:
+        assert t["labelSelector"] == {"matchLabels": selector}
+        assert t["maxSkew"] == 1 and t["matchLabelKeys"] == ["pod-template-hash"]
+
+    (role,) = [r for r in _by_kind(docs, "Role") if r["metadata"]["name"] == f"{FULLNAME}-leases"]
+    assert role["metadata"]["namespace"] == ns
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
+    (binding,) = [
+        b for b in _by_kind(docs, "RoleBinding") if b["metadata"]["name"] == f"{FULLNAME}-leases"
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
+
+    pdbs = _by_kind(docs, "PodDisruptionBudget")
+    if replicas > 1:
+        (pdb,) = pdbs
+        assert pdb["metadata"]["namespace"] == ns
+        assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    else:
+        assert not pdbs  # one pod (or none): a PDB with maxUnavailable 1 would mean nothing
 
 
 def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
@@ -288,7 +358,7 @@ def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
         f"--namespace={b}",
     ]
 
-    roles = _by_kind(docs, "Role")
+    roles = _not_leases(_by_kind(docs, "Role"))
     # a and b (watched), and the release namespace: ClusterInferenceProviders' Secrets, only.
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted([a, b, ns])
     (secrets_only,) = [r for r in roles if r["metadata"]["namespace"] == ns]
@@ -296,7 +366,7 @@ def test_watch_namespaces(control_plane: Any, tmp_path: Path, ns: str) -> None:
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
     ]
     assert f"--cluster-secret-namespace={ns}" in args
-    bindings = _by_kind(docs, "RoleBinding")
+    bindings = _not_leases(_by_kind(docs, "RoleBinding"))
     assert sorted(r["metadata"]["namespace"] for r in bindings) == sorted([a, b, ns])
     for rb in bindings:
         assert rb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": ns}]
@@ -478,27 +548,52 @@ def test_dashboard_and_kube_state_metrics_config(
     ]
 
 
-def test_sharding(control_plane: Any, tmp_path: Path, ns: str) -> None:
-    docs = _docs(
-        _template(
-            control_plane, tmp_path, ns, {"sharding": {"enabled": True, "replicas": 3}}
-        ).stdout
-    )
-    assert not _by_kind(docs, "Deployment")
-    sts = _one(docs, "StatefulSet")
-    assert sts["spec"]["replicas"] == 3
-    assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    headless = [s for s in _by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
-    assert [s["metadata"]["name"] for s in headless] == [sts["spec"]["serviceName"]]
-    c = _container(sts)
-    assert "--shard-count=3" in c["args"]
-    assert "--shard-index=$(INFERENCEOPS_SHARD_INDEX)" in c["args"]
-    env = {e["name"]: e for e in c["env"]}
-    assert env["INFERENCEOPS_SHARD_INDEX"]["valueFrom"] == {
-        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
-    }
-
+def test_replicas_pdb_and_spread(control_plane: Any, tmp_path: Path, ns: str) -> None:
+    docs = _docs(_template(control_plane, tmp_path, ns, {"replicaCount": 3}).stdout)
+    assert not _by_kind(docs, "StatefulSet")
+    _assert_replicas(docs, ns, 3)
     _dry_run_apply(control_plane, docs)
+
+    for replicas in (1, 0):  # 0: installed but stopped
+        docs = _docs(_template(control_plane, tmp_path, ns, {"replicaCount": replicas}).stdout)
+        _assert_replicas(docs, ns, replicas)
+    off = {"replicaCount": 3, "podDisruptionBudget": {"enabled": False}}
+    assert not _by_kind(
+        _docs(_template(control_plane, tmp_path, ns, off).stdout), "PodDisruptionBudget"
+    )
+
+    # The spread: required instead of preferred, other keys, none, or the user's own list.
+    values: dict[str, Any] = {
+        "topologySpread": {"whenUnsatisfiable": "DoNotSchedule", "topologyKeys": ["rack"]},
+        "leaseDuration": 30,
+        "podDisruptionBudget": {"maxUnavailable": "50%"},
+    }
+    docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
+    dep = _one(docs, "Deployment")
+    (spread,) = dep["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("rack", "DoNotSchedule")
+    assert "--lease-duration=30" in _container(dep)["args"]
+    assert _one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == "50%"
+    _dry_run_apply(control_plane, docs)
+    none = {"topologySpread": {"topologyKeys": []}}
+    dep = _one(_docs(_template(control_plane, tmp_path, ns, none).stdout), "Deployment")
+    assert "topologySpreadConstraints" not in dep["spec"]["template"]["spec"]
+    own = [{"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]
+    values = {"topologySpreadConstraints": own}
+    dep = _one(_docs(_template(control_plane, tmp_path, ns, values).stdout), "Deployment")
+    assert dep["spec"]["template"]["spec"]["topologySpreadConstraints"] == own
+
+
+def test_the_removed_sharding_values_are_refused_saying_what_to_set(
+    control_plane: Any, tmp_path: Path, ns: str
+) -> None:
+    """The StatefulSet is gone; old values naming `sharding` fail with one line saying to set
+    replicaCount (the schema accepts the key only so that this message, not a generic
+    "additional property", is what the user reads)."""
+    for values in ({"sharding": {"enabled": True, "replicas": 3}}, {"sharding": {}}):
+        bad = _template(control_plane, tmp_path, ns, values, check=False)
+        assert bad.returncode != 0, bad.stdout
+        assert "sharding was removed" in bad.stderr and "replicaCount" in bad.stderr, bad.stderr
 
 
 def test_scheduling_env_and_image(control_plane: Any, tmp_path: Path, ns: str) -> None:
@@ -555,7 +650,7 @@ def test_scheduling_env_and_image(control_plane: Any, tmp_path: Path, ns: str) -
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert c["args"][1:3] == ["--log-format=text", "--log-level=debug"]
     assert c["args"][-1] == "--some-flag=1"
-    assert c["env"] == values["extraEnv"]
+    assert c["env"][2:] == values["extraEnv"]  # after POD_NAME and POD_NAMESPACE
     assert pod["nodeSelector"] == values["nodeSelector"]
     assert pod["tolerations"] == values["tolerations"]
     assert pod["affinity"] == values["affinity"]
@@ -579,6 +674,7 @@ def test_no_rbac_no_service_account(control_plane: Any, tmp_path: Path, ns: str)
     docs = _docs(_template(control_plane, tmp_path, ns, values).stdout)
     assert sorted(d["kind"] for d in docs if "AdmissionPolicy" not in d["kind"]) == [
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
     ]
     assert _one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
@@ -625,7 +721,7 @@ def test_cluster_secret_namespaces_get_a_secret_reading_role_each(
         f"--cluster-secret-namespace={platform}",
         f"--cluster-secret-namespace={a}",
     ]
-    roles = {r["metadata"]["namespace"]: r for r in _by_kind(docs, "Role")}
+    roles = {r["metadata"]["namespace"]: r for r in _not_leases(_by_kind(docs, "Role"))}
     assert sorted(roles) == sorted([a, platform])  # not the release namespace: not listed
     assert roles[platform]["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
@@ -638,7 +734,7 @@ def test_cluster_secret_namespaces_get_a_secret_reading_role_each(
     docs = _docs(
         _template(control_plane, tmp_path, ns, {"clusterSecretNamespaces": [platform]}).stdout
     )
-    assert not _by_kind(docs, "Role")
+    assert not _not_leases(_by_kind(docs, "Role"))
     assert f"--cluster-secret-namespace={platform}" in _container(_one(docs, "Deployment"))["args"]
 
 
@@ -723,7 +819,9 @@ def test_the_egress_network_policy(control_plane: Any, tmp_path: Path, ns: str) 
         (["--set", "logLevel=loud"], "logLevel"),
         (["--set", "noSuchValue=1"], "noSuchValue"),
         (["--set", "image.tagg=1"], "tagg"),
-        (["--set", "replicaCount=2"], "replicaCount"),
+        (["--set", "replicaCount=-1"], "replicaCount"),
+        (["--set", "leaseDuration=1"], "leaseDuration"),
+        (["--set", "topologySpread.whenUnsatisfiable=Sometimes"], "whenUnsatisfiable"),
         (["--set", "watchNamespaces={Bad_NS}"], "watchNamespaces"),
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
         (["--set", "clusterSecretNamespaces={Bad_NS}"], "clusterSecretNamespaces"),
@@ -832,6 +930,11 @@ def test_install_cluster_wide_rbac(control_plane: Any, installed: Any) -> None:
         control_plane, sa, "list", "customresourcedefinitions.apiextensions.k8s.io", namespace=None
     )
     assert _can_i(control_plane, sa, "watch", "namespaces", namespace=None)
+    # Membership Leases: in the release namespace only.
+    for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+        assert _can_i(control_plane, sa, verb, LEASES, namespace=ns)
+    assert not _can_i(control_plane, sa, "update", LEASES, namespace=other)
+    assert not _can_i(control_plane, sa, "list", LEASES, namespace=None)
     assert not _can_i(
         control_plane,
         sa,
@@ -887,3 +990,60 @@ def test_install_watch_namespaces_rbac(control_plane: Any, installed: Any) -> No
         control_plane.kubectl(
             "rollout", "status", f"deployment/{FULLNAME}", "-n", ns, "--timeout=180s", timeout=200
         )
+
+
+def _sharded_chart(tmp_path: Path) -> Path:
+    """The chart as it was with sharding, from git history, extracted into tmp_path."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", SHARDED_CHART_COMMIT, "charts/inferenceops"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"the sharded chart ({SHARDED_CHART_COMMIT[:12]}) is not in git history: {e}")
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    chart = tmp_path / "charts" / "inferenceops"
+    assert (chart / "templates" / "statefulset.yaml").exists()
+    return chart
+
+
+def test_upgrade_from_the_sharded_chart(control_plane: Any, tmp_path: Path) -> None:
+    """`helm upgrade` from the sharded chart: the StatefulSet and its headless Service go, the
+    Deployment has N replicas, and old values still naming `sharding` are refused saying why."""
+    ns = f"helm-{_suffix()}"
+    old = _sharded_chart(tmp_path)
+    sharded = _values_args(tmp_path, {"sharding": {"enabled": True, "replicas": 3}})
+    control_plane.helm("install", RELEASE, str(old), "-n", ns, "--create-namespace", *sharded)
+    try:
+        assert _objects(control_plane, "statefulset", ns) == [FULLNAME]
+        assert _objects(control_plane, "deployment", ns) == []
+
+        # --reuse-values keeps `sharding` from the sharded release: refused, release unchanged.
+        bad = control_plane.helm(
+            "upgrade", RELEASE, str(CHART), "-n", ns, "--reuse-values", check=False
+        )
+        assert bad.returncode != 0
+        assert "sharding was removed" in bad.stderr and "replicaCount" in bad.stderr, bad.stderr
+        assert _objects(control_plane, "statefulset", ns) == [FULLNAME]
+
+        control_plane.helm(
+            "upgrade", RELEASE, str(CHART), "-n", ns, "--reset-values", "--set", "replicaCount=3"
+        )
+        assert _objects(control_plane, "statefulset", ns) == []
+        assert f"{FULLNAME}-shards" not in _objects(control_plane, "service", ns)
+        dep = json.loads(
+            control_plane.kubectl("get", "deployment", FULLNAME, "-n", ns, "-o", "json").stdout
+        )
+        assert dep["spec"]["replicas"] == 3
+        assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+        args = _container(dep)["args"]
+        assert f"--group={FULLNAME}" in args
+        assert not [a for a in args if a.startswith("--shard")]
+        assert _objects(control_plane, "poddisruptionbudget", ns) == [FULLNAME]
+        sa = f"system:serviceaccount:{ns}:{FULLNAME}"
+        assert _can_i(control_plane, sa, "update", LEASES, namespace=ns)
+        status = json.loads(control_plane.helm("status", RELEASE, "-n", ns, "-o", "json").stdout)
+        assert status["info"]["status"] == "deployed"
+    finally:
+        control_plane.helm("uninstall", RELEASE, "--namespace", ns, check=False)

@@ -331,3 +331,63 @@ def test_inventory_case_asks_every_provider_object_for_its_inventory() -> None:
     shared = resources.provider_objects("http://127.0.0.1:1", "bench-0", "10m")
     assert [o["spec"]["inventory"] for o in shared] == [{"interval": "10m"}] * len(shared)
     assert all("inventory" not in o["spec"] for o in resources.provider_objects("x", "b"))
+
+
+def test_replica_rows_are_compared_with_one_replica() -> None:
+    """--replicas 1,3: one row per replica count; the table gains the replica columns only then,
+    and each several-replica row is held to issue 23's ratios against the one-replica row (or a
+    baseline results file's)."""
+    base = {"n": 10000, "interval": "30s", "interval_s": 30.0, "repeat": 0}
+    one = {**base, "replicas": 1, "rss_mb": 200.0, "cpu_per_1k_polls": 0.4}
+    three = {
+        **base,
+        "replicas": 3,
+        "rss_mb": 110.0,  # the largest member
+        "rss_mb_total": 300.0,
+        "cpu_per_1k_polls": 0.5,  # the members' total CPU over their total polls
+        "lease_writes_per_s": 0.6,
+        "by_replica": [
+            {
+                "polls_per_cycle": 3300.0,
+                "cpu_per_1k_polls": 0.5,
+                "rss_mb": 110.0,
+                "endpoints_owned": 3300.0,
+            }
+        ],
+    }
+    assert [report.format_table(report.summarize([one])).splitlines()[0].count("replicas")] == [0]
+    rows = report.summarize([one, three])
+    assert [(r["n"], r["replicas"]) for r in rows] == [(10000, 1), (10000, 3)]
+    header = report.format_table(rows).splitlines()[0]
+    assert "replicas" in header and "Lease writes/s" in header
+    compared = report.replica_comparisons(rows)
+    assert set(compared) == {"10000@30sx3"}
+    c = compared["10000@30sx3"]
+    assert c["member_rss_ratio"] == 0.55 and c["member_rss_ok"] is True
+    assert c["total_cpu_per_poll_ratio"] == 1.25 and c["total_cpu_ok"] is False
+    # Without a one-replica row in the run: from a baseline (a results file made before
+    # replicas existed has rows without `replicas`), else said.
+    alone = report.summarize([three])
+    assert "error" in report.replica_comparisons(alone)["10000@30sx3"]
+    old_row = {k: v for k, v in report.summarize([one])[0].items() if k != "replicas"}
+    assert report.replica_comparisons(alone, [old_row])["10000@30sx3"]["member_rss_ok"] is True
+    doc = report.results_document({}, None, [one, three], [])
+    assert set(doc["verdicts"]) == {"10000@30s", "10000@30sx3"}
+    json.dumps(doc)
+
+
+def test_lease_watcher_counts_every_lease_write() -> None:
+    import threading
+
+    # No API server: __init__ would list the Leases; feed the events straight in.
+    watcher = object.__new__(observe.LeaseWatcher)
+    watcher.lock = threading.Lock()
+    watcher.writes = []
+    watcher.errors = []
+    watcher.rv = "1"
+    lease = {"metadata": {"namespace": "default", "name": "inferenceops-a", "resourceVersion": "2"}}
+    for kind in ("ADDED", "MODIFIED", "MODIFIED", "BOOKMARK", "DELETED"):
+        watcher._event({"type": kind, "object": lease})
+    assert [w[1] for w in watcher.writes] == ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
+    assert watcher.rv == "2"
+    assert len(watcher.between(0, 2**40)) == 4

@@ -11,7 +11,7 @@ import pytest
 
 from inferenceops.accounts import AccountPool
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.scheduler import RECONCILE_ANNOTATION, Scheduler, SchedulerSettings, shard_of
+from inferenceops.scheduler import RECONCILE_ANNOTATION, Scheduler, SchedulerSettings
 from inferenceops.status import condition
 from inferenceops.timing import PollPolicy
 
@@ -150,15 +150,6 @@ async def test_resume_spreads_polls_of_resources_with_status(
     await asyncio.sleep(0.2)
     # Only the never-polled resource goes at once; the others are spread over 30 s.
     assert len(provider.requests) <= 3
-
-
-def test_shards_partition_resources() -> None:
-    names = [f"ep-{i}" for i in range(1000)]
-    shards = [shard_of("ml", n, 3) for n in names]
-    assert set(shards) == {0, 1, 2}
-    assert all(250 < shards.count(s) < 420 for s in range(3))
-    assert shard_of("ml", "ep-1", 3) == shard_of("ml", "ep-1", 3)
-    assert shard_of("ml", "x", 1) == 0
 
 
 async def test_a_coalesced_workspace_costs_one_listing_per_cycle(

@@ -1,4 +1,4 @@
-"""timing.py: when to poll next, when a status goes stale, where a resource shards."""
+"""timing.py: when to poll next, when a status goes stale."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from inferenceops import status as st
 from inferenceops.providers import ErrorReason, Observation, Phase
 from inferenceops.providers.http import MAX_RETRY_AFTER_SECONDS, parse_retry_after
-from inferenceops.timing import PollPolicy, shard_of, stale_after
+from inferenceops.timing import PollPolicy, stale_after
 
 
 def test_phase_sets_the_pace() -> None:
@@ -68,9 +68,3 @@ def test_retry_after_is_capped() -> None:
     assert parse_retry_after("nan") == 0.0
     assert parse_retry_after("12") == 12.0
     assert parse_retry_after("7", limit=5) == 5
-
-
-def test_shards_are_stable_and_cover_every_index() -> None:
-    names = [f"ep-{i}" for i in range(300)]
-    assert {shard_of("ml", n, 3) for n in names} == {0, 1, 2}
-    assert shard_of("ml", "x", 1) == 0

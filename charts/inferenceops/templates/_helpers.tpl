@@ -129,10 +129,8 @@ Secrets they reference, and emits Events.
 - --log-level={{ .Values.logLevel }}
 - --health-port={{ .Values.healthPort }}
 - --metrics-port={{ if .Values.metrics.enabled }}{{ .Values.metrics.port }}{{ else }}0{{ end }}
-{{- if .Values.sharding.enabled }}
-- --shard-index=$(INFERENCEOPS_SHARD_INDEX)
-- --shard-count={{ .Values.sharding.replicas }}
-{{- end }}
+- --group={{ include "inferenceops.fullname" . }}
+- --lease-duration={{ .Values.leaseDuration | default 15 }}
 {{- range include "inferenceops.clusterSecretNamespaces" . | fromJsonArray }}
 - --cluster-secret-namespace={{ . }}
 {{- end }}
@@ -141,7 +139,7 @@ Secrets they reference, and emits Events.
 {{- end }}
 {{- end }}
 
-{{/* Pod template shared by the Deployment and the sharded StatefulSet. */}}
+{{/* Pod template of the Deployment. */}}
 {{- define "inferenceops.podTemplate" -}}
 {{- /* podLabels can add labels but never override the selector labels. */}}
 {{- $labels := merge (include "inferenceops.selectorLabels" . | fromYaml) (dict "app.kubernetes.io/version" .Chart.AppVersion) (deepCopy (.Values.podLabels | default dict)) -}}
@@ -173,18 +171,19 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         {{- include "inferenceops.args" . | nindent 8 }}
-      {{- if or .Values.sharding.enabled .Values.extraEnv }}
       env:
-        {{- if .Values.sharding.enabled }}
-        - name: INFERENCEOPS_SHARD_INDEX
+        # The member id (the Lease is named after it) and the Lease namespace.
+        - name: POD_NAME
           valueFrom:
             fieldRef:
-              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
-        {{- end }}
+              fieldPath: metadata.name
+        - name: POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- end }}
       ports:
         - name: health
           containerPort: {{ .Values.healthPort }}
@@ -236,6 +235,35 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with include "inferenceops.topologySpreadConstraints" . | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Spread the pods over nodes and zones, so that losing one takes only a share of the
+   members: the user's list when set, else one constraint per topologySpread key. */}}
+{{- define "inferenceops.topologySpreadConstraints" -}}
+{{- if .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml .Values.topologySpreadConstraints | nindent 2 }}
+{{- else }}
+{{- /* dig: `helm upgrade --reuse-values` from an older chart brings none of these defaults. */}}
+{{- $spread := .Values.topologySpread | default dict }}
+{{- $keys := dig "topologyKeys" (list "kubernetes.io/hostname" "topology.kubernetes.io/zone") $spread }}
+{{- if $keys }}
+topologySpreadConstraints:
+  {{- range $keys }}
+  - maxSkew: 1
+    topologyKey: {{ . | quote }}
+    whenUnsatisfiable: {{ dig "whenUnsatisfiable" "ScheduleAnyway" $spread }}
+    labelSelector:
+      matchLabels:
+        {{- include "inferenceops.selectorLabels" $ | nindent 8 }}
+    matchLabelKeys:
+      - pod-template-hash
+  {{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* A CIDR as JSON {"v6", "prefix", "width", "groups"}: its address as 4 octets (IPv4) or 8

@@ -184,8 +184,8 @@ class Accounting:
         self.by_provider: Counter[str] = Counter()
         self.by_key: Counter[tuple[str, str]] = Counter()
         self.by_path: Counter[tuple[str, str]] = Counter()
-        # Who asked: the e2e suite checks that each shard of a sharded operator polls only its
-        # own endpoints, and a shard is told apart by its pod's address.
+        # Who asked: the e2e suite checks that each replica of the operator polls only its own
+        # endpoints, and a replica is told apart by its pod's address.
         self.by_client: Counter[tuple[str, str, str]] = Counter()
 
     def record(self, provider: str, keys: Iterable[str], path: str, client: str = "") -> None:

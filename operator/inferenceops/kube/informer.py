@@ -103,6 +103,22 @@ class Informer:
                 delay = min(self._backoff_max, 0.5 * 2**failures) * (0.5 + random.random() / 2)
                 await asyncio.sleep(delay)
 
+    async def relist(self, handler: ObjectHandler) -> None:
+        """List every path once more, paged, handing each object to `handler` (a member
+        taking over endpoints needs their full objects); the watches go on as they were."""
+        for path in self._paths:
+            token: str | None = None
+            while True:
+                params = {**self._params, "limit": str(self._page_size)}
+                if token:
+                    params["continue"] = token
+                page = await self._api.get_json(path, params)
+                for item in page.get("items") or []:
+                    handler(None, item)
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
+
     async def _relist(self, path: str, known: set[_Key]) -> str:
         seen: set[_Key] = set()
         version = ""

@@ -7,7 +7,7 @@ import json
 import logging
 import socket
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,8 +62,17 @@ class ApiWriter:
         event_window: float = EVENT_WINDOW_SECONDS,
         max_events: int = MAX_RECENT_EVENTS,
         clock: Clock = SYSTEM_CLOCK,
+        may_write: Callable[[], bool] = lambda: True,
+        write_timeout: float | None = None,
     ) -> None:
         self._api = api
+        #: False while this member does not hold its Lease (membership.py): nothing is written.
+        self._may_write = may_write
+        #: A status write sent just before the Lease was lost must end before another member
+        #: may take over (membership.py: a third of the lease duration later).
+        self._write_timeout = (
+            aiohttp.ClientTimeout(total=write_timeout) if write_timeout is not None else None
+        )
         self._metrics = metrics
         self._gate = asyncio.Semaphore(concurrency)
         self._component = component
@@ -99,9 +108,11 @@ class ApiWriter:
     async def _patch(self, path: str, what: str, patch: Mapping[str, Any]) -> bool:
         body = json.dumps({"status": patch}, separators=(",", ":"))
         async with self._gate:
+            if not self._may_write():
+                raise WriteError(f"{what} skipped: this member does not hold its Lease")
             try:
                 async with self._api.session.patch(
-                    self._api.url(path), data=body, headers=MERGE_PATCH
+                    self._api.url(path), data=body, headers=MERGE_PATCH, timeout=self._write_timeout
                 ) as response:
                     await check(response, what)
             except ApiNotFound:

@@ -1,0 +1,153 @@
+"""What a member keeps of an endpoint another member polls (membership.py): its identity, the
+provider object it names, its budget and its Ready/Synced status only, never its spec or full
+status. That is what a provider object's status (endpoint counts) and the division of an
+account's budget between members need; the full object is listed again on taking it over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .endpoints import Key, ReverseIndex
+from .provider_objects import ObjectKey, ref_key
+
+__all__ = ["Others", "Remote", "budget_key", "remote_of"]
+
+
+def budget_key(namespace: str, spec: Mapping[str, Any]) -> Hashable:
+    """Which account budget an endpoint draws from, from its spec alone (no Secret read): the
+    provider object it names, else its namespace, provider block, URL and Secret names."""
+    ref = ref_key(namespace, spec)
+    if ref is not None:
+        return ref
+    blocks = []
+    for name, block in sorted(spec.items()):
+        if not isinstance(block, Mapping):
+            continue
+        secrets = sorted(
+            json.dumps(value, sort_keys=True)
+            for field, value in block.items()
+            if field.endswith("SecretRef") or field.endswith("secretRef")
+        )
+        blocks.append((name, str(block.get("url") or ""), tuple(secrets)))
+    return (namespace, tuple(blocks))
+
+
+class _Tracked(Protocol):
+    namespace: str
+    uid: str
+    spec: Mapping[str, Any]
+    status: dict[str, Any]
+    provider_object: ObjectKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    uid: str
+    provider: ObjectKey | None
+    budget: Hashable
+    #: The Ready condition's status ("True", "False", "Unknown") or None.
+    ready: str | None
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        """As much of a status as a provider object's status reads (its Ready count)."""
+        if self.ready is None:
+            return {}
+        return {"conditions": [{"type": "Ready", "status": self.ready}]}
+
+    @classmethod
+    def of_entry(cls, entry: _Tracked) -> Remote:
+        return cls(
+            entry.uid,
+            entry.provider_object,
+            budget_key(entry.namespace, entry.spec),
+            _ready(entry.status),
+        )
+
+
+def remote_of(body: Mapping[str, Any]) -> Remote:
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace", ""))
+    spec = body.get("spec") or {}
+    return Remote(
+        str(meta.get("uid", "")),
+        ref_key(namespace, spec),
+        budget_key(namespace, spec),
+        _ready(body.get("status") or {}),
+    )
+
+
+def _ready(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            return str(cond.get("status"))
+    return None
+
+
+class Others:
+    """The endpoints other members poll (`Remote` each), indexed by provider object, and the
+    endpoints per account budget, owned here and in all, whoever polls them."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        #: A provider object's endpoints (or their Ready) changed.
+        self._changed = changed
+        self._remote: dict[Key, Remote] = {}
+        self._by_provider: ReverseIndex[ObjectKey, Key] = ReverseIndex()
+        #: Endpoints per budget: [owned here, all]; and each key's (budget, owned here).
+        self._budgets: dict[Hashable, list[int]] = {}
+        self._budget_of: dict[Key, tuple[Hashable, int]] = {}
+
+    def get(self, key: Key) -> Remote | None:
+        return self._remote.get(key)
+
+    def remote_keys(self) -> list[Key]:
+        return list(self._remote)
+
+    def __len__(self) -> int:
+        return len(self._remote)
+
+    def remember(self, key: Key, remote: Remote) -> None:
+        old = self._remote.get(key)
+        self._remote[key] = remote
+        self._by_provider.move(key, old.provider if old else None, remote.provider)
+        self.count(key, remote.budget, owned=False)
+        if old is None or old.provider != remote.provider or old.ready != remote.ready:
+            self._changed()
+
+    def forget(self, key: Key) -> None:
+        old = self._remote.pop(key, None)
+        if old is not None:
+            self._by_provider.move(key, old.provider, None)
+            self.count(key, None, owned=False)
+            self._changed()
+
+    def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        return [self._remote[k].status for k in self._by_provider.items_of(key)]
+
+    def count(self, key: Key, budget: Hashable | None, *, owned: bool) -> None:
+        """`key` now draws from `budget` (None: from none), polled here or not."""
+        old = self._budget_of.pop(key, None)
+        if old is not None:
+            counts = self._budgets[old[0]]
+            counts[0] -= old[1]
+            counts[1] -= 1
+            if counts[1] <= 0:
+                del self._budgets[old[0]]
+        if budget is not None:
+            self._budget_of[key] = (budget, int(owned))
+            counts = self._budgets.setdefault(budget, [0, 0])
+            counts[0] += int(owned)
+            counts[1] += 1
+
+    def share(self, key: Key) -> float:
+        """The part of `key`'s account budget this member may use: the part of that account's
+        endpoints it polls (at least one; accounts.MIN_SHARED_RATE is the floor of the rate)."""
+        budget = self._budget_of.get(key)
+        counts = self._budgets.get(budget[0]) if budget else None
+        if not counts or counts[1] <= 0:
+            return 1.0
+        return min(1.0, max(counts[0], 1) / counts[1])
