@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .accounts import AccountPool, AccountSettings
-from .api import GROUP, PLURAL, VERSION
+from .api import GROUP, VERSION
 from .api.provider_kinds import CLUSTER_PLURAL, NAMESPACED_PLURAL
 from .clock import SYSTEM_CLOCK, Clock
 from .inventory import Inventory
 from .kube import client as kube_client
 from .kube import secrets as kube_secrets
-from .kube.errors import ApiError
 from .kube.informer import Informer
 from .kube.leases import GROUP_LABEL, LeaseApi, leases_path
 from .kube.secrets import Fetch, SecretCache
@@ -37,6 +36,7 @@ from .metrics import Metrics
 from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import ProviderStatus, ProviderStatusSink
 from .scheduler import Scheduler, SchedulerSettings
+from .watches import endpoint_paths, provider_paths, secret_paths, served, watching
 
 __all__ = [
     "SECRET_FIELD_SELECTOR",
@@ -233,7 +233,7 @@ class Operator:
             await self._join(self.membership)
         # Provider objects (and namespace labels, for ClusterInferenceProvider conditions)
         # first: an endpoint naming one then resolves when it is listed, not ProviderMissing.
-        if await _served(api, NAMESPACED_PLURAL, CLUSTER_PLURAL):
+        if await served(api, NAMESPACED_PLURAL, CLUSTER_PLURAL):
             await self._watch_provider_objects()
         else:
             # Helm installs CRDs only on first install: after an upgrade they may be missing,
@@ -372,50 +372,3 @@ class Operator:
         await self.accounts.aclose()
         await self.writer.aclose()  # the Event counts not written yet
         await self._api.aclose()
-
-
-async def _served(api: kube_client.ApiSession, *plurals: str) -> bool:
-    """Whether the API server serves all of these resources of our group (discovery)."""
-    try:
-        found = await api.get_json(f"/apis/{GROUP}/{VERSION}", {})
-    except ApiError as err:
-        log.warning("discovery of %s/%s failed: %s", GROUP, VERSION, err)
-        return False
-    served = {r.get("name") for r in found.get("resources") or []}
-    return all(p in served for p in plurals)
-
-
-def watching(namespaces: tuple[str, ...]) -> str:
-    """The start-up line's first words: where an endpoint must live to be polled (an endpoint in
-    a namespace the operator does not watch would otherwise stay silently empty)."""
-    if not namespaces:
-        return "watching InferenceEndpoints in all namespaces"
-    return (
-        f"watching InferenceEndpoints in {', '.join(namespaces)} only "
-        "(--namespace; endpoints in other namespaces are not polled)"
-    )
-
-
-def secret_paths(
-    namespaces: tuple[str, ...], cluster_secret_namespaces: frozenset[str] | None = None
-) -> list[str]:
-    """Where Secrets are watched: everywhere, or the watched namespaces and those where
-    ClusterInferenceProviders may read Secrets (their Secrets are kept current the same way)."""
-    if not namespaces:
-        return ["/api/v1/secrets"]
-    extra = sorted((cluster_secret_namespaces or frozenset()) - set(namespaces))
-    return [f"/api/v1/namespaces/{ns}/secrets" for ns in (*namespaces, *extra)]
-
-
-def provider_paths(namespaces: tuple[str, ...]) -> list[str]:
-    base = f"/apis/{GROUP}/{VERSION}"
-    if not namespaces:
-        return [f"{base}/{NAMESPACED_PLURAL}"]
-    return [f"{base}/namespaces/{ns}/{NAMESPACED_PLURAL}" for ns in namespaces]
-
-
-def endpoint_paths(namespaces: tuple[str, ...]) -> list[str]:
-    base = f"/apis/{GROUP}/{VERSION}"
-    if not namespaces:
-        return [f"{base}/{PLURAL}"]
-    return [f"{base}/namespaces/{ns}/{PLURAL}" for ns in namespaces]

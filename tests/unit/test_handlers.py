@@ -10,16 +10,10 @@ from types import SimpleNamespace
 import kopf
 import pytest
 
-from inferenceops.app import (
-    Operator,
-    OperatorSettings,
-    endpoint_paths,
-    provider_paths,
-    secret_paths,
-    watching,
-)
+from inferenceops.app import Operator, OperatorSettings
 from inferenceops.handlers import scheduler_alive
 from inferenceops.metrics import Metrics
+from inferenceops.watches import endpoint_paths, provider_paths, secret_paths, watching
 
 
 class _NoApi:
