@@ -270,7 +270,8 @@ class Operator:
         )
         self._membership_task = self.spawn(membership.run(), "inferenceops-membership")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(membership.settled.wait(), membership.duration)
+            async with asyncio.timeout(membership.duration):
+                await membership.settled.wait()
         log.info("member %s of %s: %d members", membership.name, namespace, len(membership.view))
 
     async def _watch_provider_objects(self) -> None:

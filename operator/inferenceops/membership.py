@@ -236,7 +236,8 @@ class Membership:
             await asyncio.sleep(self.renew_every)
             was_held = self.held
             try:
-                await asyncio.wait_for(self._renew(), self.renew_every)
+                async with asyncio.timeout(self.renew_every):
+                    await self._renew()
             except Exception as err:  # an API error, a network error, a timeout: try again
                 self._count_failure(err)
                 continue
@@ -265,7 +266,8 @@ class Membership:
             while True:
                 await self._step()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self._next_deadline())
+                    async with asyncio.timeout(self._next_deadline()):
+                        await self._changed.wait()
                 self._changed.clear()
         finally:
             renewing.cancel()
@@ -300,7 +302,8 @@ class Membership:
             if self.member in view:
                 self._ack = view_hash(view)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._renew(), self.renew_every)
+                    async with asyncio.timeout(self.renew_every):
+                        await self._renew()
             self._publish()
         if self._acquired != self.view and self._all_acked():
             self._acquired = self.view
@@ -326,5 +329,6 @@ class Membership:
         self.view, self._acquired = (), None
         await self.assignee.release()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._lease.store.delete(self.name), self.renew_every)
+            async with asyncio.timeout(self.renew_every):
+                await self._lease.store.delete(self.name)
         self._publish()

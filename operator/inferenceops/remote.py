@@ -7,7 +7,7 @@ account's budget between members need; the full object is listed again on taking
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,14 +119,17 @@ class Others:
             self._changed()
 
     def forget(self, key: Key) -> None:
+        """`key` is gone, or polled here now: neither remembered nor counted."""
+        self.count(key, None, owned=False)
         old = self._remote.pop(key, None)
         if old is not None:
             self._by_provider.move(key, old.provider, None)
-            self.count(key, None, owned=False)
             self._changed()
 
-    def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
-        return [self._remote[k].status for k in self._by_provider.items_of(key)]
+    def provider_users(self, key: ObjectKey, own: Sequence[_Tracked]) -> list[Mapping[str, Any]]:
+        """The statuses of provider object `key`'s endpoints: `own` (polled here) and others'."""
+        remote = [self._remote[k].status for k in self._by_provider.items_of(key)]
+        return [entry.status for entry in own] + remote
 
     def count(self, key: Key, budget: Hashable | None, *, owned: bool) -> None:
         """`key` now draws from `budget` (None: from none), polled here or not."""
