@@ -266,6 +266,9 @@ class Operator:
                 [leases_path(namespace)],
                 membership.observe,
                 params={"labelSelector": f"{GROUP_LABEL}={membership.group}"},
+                # Hand-overs wait for every member to see the others' acks: back soon after
+                # an outage, not after the informer's usual 30 s backoff.
+                backoff_max=membership.renew_every,
             ),
         )
         self._membership_task = self.spawn(membership.run(), "inferenceops-membership")

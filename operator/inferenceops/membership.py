@@ -141,6 +141,9 @@ class Membership:
         self._self_seen_at = -float("inf")
         self._renewed_at = -float("inf")  # when the last successful renewal was sent
         self._ack: str | None = None  # the view hash our Lease shows
+        #: (ack, renewTime of the first write that showed it): acks of others count only once
+        #: the watch has shown us that write, so none is read from a stale watch.
+        self._ack_written: tuple[str | None, str] = (None, "")
         self.view: tuple[str, ...] = ()
         self._acquired: tuple[str, ...] | None = None
         self._changed = asyncio.Event()
@@ -198,12 +201,16 @@ class Membership:
         self._changed.set()
 
     def _live(self, now: float) -> tuple[str, ...]:
-        watching = now - self._self_seen_at < self.duration
-        live = {
-            m
-            for m, s in self._seen.items()
-            if m != self.member and (not watching or s.observed_at + s.duration > now)
-        }
+        if now - self._self_seen_at < self.duration:
+            live = {
+                m
+                for m, s in self._seen.items()
+                if m != self.member and s.observed_at + s.duration > now
+            }
+        else:
+            # Our own renewals do not show in the watch: others' silence means nothing. Keep
+            # whom the last view had (and is not deleted); drop no one, bring no one back.
+            live = {m for m in self.view if m != self.member and m in self._seen}
         if self.held:
             live.add(self.member)
         return tuple(sorted(live))
@@ -228,7 +235,9 @@ class Membership:
     async def _renew(self, *, create: bool = False) -> None:
         async with self._writing:
             sent = self._clock.monotonic()
-            await self._lease.write(self._ack, create=create)
+            renewed = await self._lease.write(self._ack, create=create)
+            if self._ack_written[0] != self._ack:
+                self._ack_written = (self._ack, renewed)
             self._renewed_at = sent
 
     async def _keep_renewing(self) -> None:
@@ -314,8 +323,11 @@ class Membership:
         if not self.held or self.member not in self.view:
             return False
         ack = view_hash(self.view)
-        if self._ack != ack:
+        mine = self._seen.get(self.member)
+        if self._ack != ack or self._ack_written[0] != ack:
             return False
+        if mine is None or mine.view != ack or mine.renewed < self._ack_written[1]:
+            return False  # the watch has not caught up with our own ack yet
         return all(
             (seen := self._seen.get(m)) is not None and seen.view == ack
             for m in self.view
