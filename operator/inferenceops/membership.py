@@ -121,7 +121,6 @@ class Membership:
         duration: int = 15,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        release_timeout: float | None = None,
     ) -> None:
         self._lease = HeldLease(store, group, member, duration, clock)
         self.member = member
@@ -133,8 +132,6 @@ class Membership:
         self._metrics = metrics
         self._clock = clock
         self.assignee: Assignee = _Nobody()
-        #: Releasing (writes finishing) must end well before the others could take over.
-        self.release_timeout = release_timeout or duration / 6
         self._seen: dict[str, _Seen] = {}
         #: When our own renewals were last seen through the watch: if the watch stops, others'
         #: silence means nothing and nobody is dropped on it.
