@@ -181,3 +181,15 @@ async def test_account_rate_follows_the_share_with_a_floor(clock: VirtualClock) 
         assert small.bucket.rate == pytest.approx(0.5)
     finally:
         await pool.aclose()
+
+
+async def test_provider_users_count_the_endpoints_other_members_poll(
+    member: tuple[Scheduler, set[str], Listing],
+) -> None:
+    sched, _, _ = member
+    acct = ("InferenceProvider", "ml", "acct")
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    sched.upsert(body("b", {"providerRef": {"name": "acct"}}, status=ready))
+    assert sched.provider_users(acct) == [ready]
+    sched.forget("ml", "b")
+    assert sched.provider_users(acct) == []
