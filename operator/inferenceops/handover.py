@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .provider_status import AccountOutcomes
 from .providers import Phase
 from .recorder import Recorder
-from .remote import Others, Remote, remote_of
+from .remote import Others, Remote, updated
 from .timestamps import parse_timestamp
 from .timing import PollPolicy
 
@@ -107,7 +107,7 @@ class Handover:
             return True
         if self._endpoints.get(key) is not None:
             self._intake.forget(*key)
-        self._others.remember(key, remote_of(body))
+        self._others.remember(key, updated(self._others.get(key), body))
         return False
 
     def due(self, entry: Endpoint, now: datetime) -> float:

@@ -13,7 +13,7 @@ import pytest
 
 from inferenceops.accounts import AccountPool, AccountSettings
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.remote import Others, Remote
+from inferenceops.remote import Others, Remote, remote_of, updated
 from inferenceops.scheduler import Scheduler
 from inferenceops.timestamps import format_timestamp
 
@@ -193,3 +193,15 @@ async def test_provider_users_count_the_endpoints_other_members_poll(
     assert sched.provider_users(acct) == [ready]
     sched.forget("ml", "b")
     assert sched.provider_users(acct) == []
+
+
+def test_a_status_write_of_another_members_endpoint_only_moves_its_ready() -> None:
+    spec = {"providerRef": {"name": "acct"}}
+    first = remote_of(body("b", spec))
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    same = updated(first, body("b", spec))
+    assert same is first, "nothing computed again for an unchanged object"
+    moved = updated(first, body("b", spec, status=ready))
+    assert (moved.ready, moved.provider, moved.budget) == ("True", first.provider, first.budget)
+    edited = updated(first, body("b", {"providerRef": {"name": "other"}}, generation=2))
+    assert edited.provider == ("InferenceProvider", "ml", "other")
