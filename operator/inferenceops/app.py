@@ -291,11 +291,15 @@ class Operator:
                 [leases_path(namespace)],
                 membership.observe,
                 params={"labelSelector": f"{GROUP_LABEL}={membership.group}"},
+                # Hand-overs wait for every member to see the others' acks: back soon after
+                # an outage, not after the informer's usual 30 s backoff.
+                backoff_max=membership.renew_every,
             ),
         )
         self._membership_task = self.spawn(membership.run(), "inferenceops-membership")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(membership.settled.wait(), membership.duration)
+            async with asyncio.timeout(membership.duration):
+                await membership.settled.wait()
         log.info("member %s of %s: %d members", membership.name, namespace, len(membership.view))
 
     async def _watch_provider_objects(self) -> None:

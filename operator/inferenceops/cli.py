@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
         "--requests-per-second",
         type=float,
         default=AccountSettings().requests_per_second,
-        help="request budget per provider account (token bucket; burst = 2 s)",
+        help="request budget per provider account (token bucket; burst = 2 s); replicas of one "
+        "--group divide it by their share of the account's endpoints",
     )
     _add_transport_flags(run)
     run.add_argument(

@@ -15,13 +15,15 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .endpoints import Endpoint, Endpoints, Key
+from .membership import Owns
 from .metrics import Metrics
+from .provider_status import AccountOutcomes
 from .providers import Phase
 from .recorder import Recorder
-from .remote import Others, Remote
+from .remote import Others, Remote, updated
 from .timestamps import parse_timestamp
 from .timing import PollPolicy
 
@@ -45,28 +47,39 @@ def due_after_takeover(policy: PollPolicy, entry: Endpoint, now: datetime) -> fl
     return min(max(0.0, interval - (now - last).total_seconds()), interval)
 
 
+class Intake(Protocol):
+    """The scheduler, as the hand-over uses it."""
+
+    settings: Any
+    #: Told when a provider object's endpoints (or their Ready) changed: its status counts them.
+    provider_status: AccountOutcomes
+
+    def forget(self, namespace: str, name: str) -> None: ...
+
+    def upsert(
+        self, body: Mapping[str, Any], *, initial: bool = False, taken: bool = False
+    ) -> None: ...
+
+
 class Handover:
     def __init__(
         self,
+        intake: Intake,
         endpoints: Endpoints,
         recorder: Recorder,
-        others: Others,
         metrics: Metrics,
-        *,
-        owns: Callable[[Key], bool],
-        forget: Callable[[Key], None],
-        take: Callable[[Mapping[str, Any]], None],
-        changed: Callable[[], None],
-        release_timeout: float,
+        owns: Owns,
     ) -> None:
+        self._intake = intake
+        #: Whether this member owns a key (membership.Membership.owns).
+        self._owns_key = owns
         self._endpoints = endpoints
         self._recorder = recorder
-        self._others = others
+        #: What other members poll, by identity, and every account's endpoints (budgets).
+        self.others = self._others = Others(changed=lambda: intake.provider_status.changed())
         self._metrics = metrics
-        self._owns, self._forget, self._take_up = owns, forget, take
-        #: A provider object's endpoints moved (its status counts them).
-        self._changed = changed
-        self._release_timeout = release_timeout
+        #: The longest a release waits for in-flight status writes.
+        self._release_timeout: float = intake.settings.release_timeout
         self.relist: Relist | None = None
         #: The poll task each endpoint is in, while it runs.
         self._poll_tasks: dict[Key, asyncio.Task[None]] = {}
@@ -81,20 +94,39 @@ class Handover:
             if self._poll_tasks.get(entry.key) is asyncio.current_task():
                 del self._poll_tasks[entry.key]
 
+    def _owns(self, key: Key) -> bool:
+        return self._owns_key(f"{key[0]}/{key[1]}")
+
+    def accepts(self, body: Mapping[str, Any]) -> bool:
+        """Whether this member polls the endpoint listed, added or modified; one another member
+        polls is remembered by identity only (and forgotten here if it was tracked)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if self._owns(key):
+            self._others.forget(key)
+            return True
+        if self._endpoints.get(key) is not None:
+            self._intake.forget(*key)
+        self._others.remember(key, updated(self._others.get(key), body))
+        return False
+
+    def due(self, entry: Endpoint, now: datetime) -> float:
+        return due_after_takeover(self._intake.settings.policy, entry, now)
+
     async def release(self) -> int:
         """Give up every tracked endpoint this member no longer owns; how many."""
         released = [e for e in self._endpoints.entries() if not self._owns(e.key)]
         for entry in released:
-            self._forget(entry.key)
+            self._intake.forget(*entry.key)
             self._others.remember(entry.key, Remote.of_entry(entry))
         if not released:
             return 0
         keys = [entry.key for entry in released]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._recorder.settle(keys), self._release_timeout)
+            async with asyncio.timeout(self._release_timeout):
+                await self._recorder.settle(keys)
         for task in {t for k in keys if (t := self._poll_tasks.get(k)) is not None}:
             task.cancel()  # the batch's endpoints still owned are polled again at once
-        self._changed()
         self._metrics.handovers.labels("lost").inc(len(released))
         return len(released)
 
@@ -119,4 +151,4 @@ class Handover:
         remote = self._others.get(key)
         # Only what is still remembered as listed: a newer watch event may have come meanwhile.
         if key in self._taking and remote is not None and remote.uid == str(meta.get("uid")):
-            self._take_up(body)
+            self._intake.upsert(body, taken=True)

@@ -121,7 +121,6 @@ class Membership:
         duration: int = 15,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        release_timeout: float | None = None,
     ) -> None:
         self._lease = HeldLease(store, group, member, duration, clock)
         self.member = member
@@ -133,14 +132,15 @@ class Membership:
         self._metrics = metrics
         self._clock = clock
         self.assignee: Assignee = _Nobody()
-        #: Releasing (writes finishing) must end well before the others could take over.
-        self.release_timeout = release_timeout or duration / 6
         self._seen: dict[str, _Seen] = {}
         #: When our own renewals were last seen through the watch: if the watch stops, others'
         #: silence means nothing and nobody is dropped on it.
         self._self_seen_at = -float("inf")
         self._renewed_at = -float("inf")  # when the last successful renewal was sent
         self._ack: str | None = None  # the view hash our Lease shows
+        #: (ack, renewTime of the first write that showed it): acks of others count only once
+        #: the watch has shown us that write, so none is read from a stale watch.
+        self._ack_written: tuple[str | None, str] = (None, "")
         self.view: tuple[str, ...] = ()
         self._acquired: tuple[str, ...] | None = None
         self._changed = asyncio.Event()
@@ -198,12 +198,16 @@ class Membership:
         self._changed.set()
 
     def _live(self, now: float) -> tuple[str, ...]:
-        watching = now - self._self_seen_at < self.duration
-        live = {
-            m
-            for m, s in self._seen.items()
-            if m != self.member and (not watching or s.observed_at + s.duration > now)
-        }
+        if now - self._self_seen_at < self.duration:
+            live = {
+                m
+                for m, s in self._seen.items()
+                if m != self.member and s.observed_at + s.duration > now
+            }
+        else:
+            # Our own renewals do not show in the watch: others' silence means nothing. Keep
+            # whom the last view had (and is not deleted); drop no one, bring no one back.
+            live = {m for m in self.view if m != self.member and m in self._seen}
         if self.held:
             live.add(self.member)
         return tuple(sorted(live))
@@ -228,7 +232,9 @@ class Membership:
     async def _renew(self, *, create: bool = False) -> None:
         async with self._writing:
             sent = self._clock.monotonic()
-            await self._lease.write(self._ack, create=create)
+            renewed = await self._lease.write(self._ack, create=create)
+            if self._ack_written[0] != self._ack:
+                self._ack_written = (self._ack, renewed)
             self._renewed_at = sent
 
     async def _keep_renewing(self) -> None:
@@ -236,7 +242,8 @@ class Membership:
             await asyncio.sleep(self.renew_every)
             was_held = self.held
             try:
-                await asyncio.wait_for(self._renew(), self.renew_every)
+                async with asyncio.timeout(self.renew_every):
+                    await self._renew()
             except Exception as err:  # an API error, a network error, a timeout: try again
                 self._count_failure(err)
                 continue
@@ -265,7 +272,8 @@ class Membership:
             while True:
                 await self._step()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self._next_deadline())
+                    async with asyncio.timeout(self._next_deadline()):
+                        await self._changed.wait()
                 self._changed.clear()
         finally:
             renewing.cancel()
@@ -300,7 +308,8 @@ class Membership:
             if self.member in view:
                 self._ack = view_hash(view)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._renew(), self.renew_every)
+                    async with asyncio.timeout(self.renew_every):
+                        await self._renew()
             self._publish()
         if self._acquired != self.view and self._all_acked():
             self._acquired = self.view
@@ -311,8 +320,11 @@ class Membership:
         if not self.held or self.member not in self.view:
             return False
         ack = view_hash(self.view)
-        if self._ack != ack:
+        mine = self._seen.get(self.member)
+        if self._ack != ack or self._ack_written[0] != ack:
             return False
+        if mine is None or mine.view != ack or mine.renewed < self._ack_written[1]:
+            return False  # the watch has not caught up with our own ack yet
         return all(
             (seen := self._seen.get(m)) is not None and seen.view == ack
             for m in self.view
@@ -326,5 +338,6 @@ class Membership:
         self.view, self._acquired = (), None
         await self.assignee.release()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._lease.store.delete(self.name), self.renew_every)
+            async with asyncio.timeout(self.renew_every):
+                await self._lease.store.delete(self.name)
         self._publish()

@@ -7,14 +7,14 @@ account's budget between members need; the full object is listed again on taking
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .endpoints import Key, ReverseIndex
 from .provider_objects import ObjectKey, ref_key
 
-__all__ = ["Others", "Remote", "budget_key", "remote_of"]
+__all__ = ["Others", "Remote", "budget_key", "remote_of", "updated"]
 
 
 def budget_key(namespace: str, spec: Mapping[str, Any]) -> Hashable:
@@ -39,6 +39,7 @@ def budget_key(namespace: str, spec: Mapping[str, Any]) -> Hashable:
 class _Tracked(Protocol):
     namespace: str
     uid: str
+    generation: int
     spec: Mapping[str, Any]
     status: dict[str, Any]
     provider_object: ObjectKey | None
@@ -51,6 +52,9 @@ class Remote:
     budget: Hashable
     #: The Ready condition's status ("True", "False", "Unknown") or None.
     ready: str | None
+    #: The spec's generation: an event of the same uid and generation (a status write, the
+    #: most common event) changes nothing but `ready`, so nothing else is computed again.
+    generation: int = 0
 
     @property
     def status(self) -> Mapping[str, Any]:
@@ -66,6 +70,7 @@ class Remote:
             entry.provider_object,
             budget_key(entry.namespace, entry.spec),
             _ready(entry.status),
+            entry.generation,
         )
 
 
@@ -78,7 +83,21 @@ def remote_of(body: Mapping[str, Any]) -> Remote:
         ref_key(namespace, spec),
         budget_key(namespace, spec),
         _ready(body.get("status") or {}),
+        int(meta.get("generation") or 0),
     )
+
+
+def updated(old: Remote | None, body: Mapping[str, Any]) -> Remote:
+    """`old` as `body` shows it now: only its Ready when the spec did not change."""
+    meta = body.get("metadata") or {}
+    if (
+        old is None
+        or old.uid != str(meta.get("uid", ""))
+        or old.generation != int(meta.get("generation") or 0)
+    ):
+        return remote_of(body)
+    ready = _ready(body.get("status") or {})
+    return old if ready == old.ready else replace(old, ready=ready)
 
 
 def _ready(status: Mapping[str, Any]) -> str | None:
@@ -112,6 +131,8 @@ class Others:
 
     def remember(self, key: Key, remote: Remote) -> None:
         old = self._remote.get(key)
+        if old is remote:
+            return
         self._remote[key] = remote
         self._by_provider.move(key, old.provider if old else None, remote.provider)
         self.count(key, remote.budget, owned=False)
@@ -119,14 +140,17 @@ class Others:
             self._changed()
 
     def forget(self, key: Key) -> None:
+        """`key` is gone, or polled here now: neither remembered nor counted."""
+        self.count(key, None, owned=False)
         old = self._remote.pop(key, None)
         if old is not None:
             self._by_provider.move(key, old.provider, None)
-            self.count(key, None, owned=False)
             self._changed()
 
-    def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
-        return [self._remote[k].status for k in self._by_provider.items_of(key)]
+    def provider_users(self, key: ObjectKey, own: Sequence[_Tracked]) -> list[Mapping[str, Any]]:
+        """The statuses of provider object `key`'s endpoints: `own` (polled here) and others'."""
+        remote = [self._remote[k].status for k in self._by_provider.items_of(key)]
+        return [entry.status for entry in own] + remote
 
     def count(self, key: Key, budget: Hashable | None, *, owned: bool) -> None:
         """`key` now draws from `budget` (None: from none), polled here or not."""

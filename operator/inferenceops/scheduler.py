@@ -12,6 +12,7 @@ time, staleness) is `recorder.Recorder`'s; how long to wait is `timing.PollPolic
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from .arrivals import Arrivals
 from .clock import SYSTEM_CLOCK, Clock
 from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
 from .gates import PollSlots
-from .handover import Handover, Relist, due_after_takeover
+from .handover import Handover, Relist
 from .kube.secrets import SecretCache
 from .kube.writer import StatusSink
 from .membership import Owns, owns_all
@@ -34,7 +35,7 @@ from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import AccountOutcomes, NoProviderStatus
 from .providers import Phase
 from .recorder import Recorder
-from .remote import Others, budget_key, remote_of
+from .remote import budget_key
 from .runner import PollRunner
 from .timing import PollPolicy
 from .workqueue import ScheduledQueue
@@ -95,14 +96,8 @@ class Scheduler:
         provider_status: AccountOutcomes | None = None,
         clock: Clock = SYSTEM_CLOCK,
         owns: Owns = owns_all,
-        relist: Relist | None = None,
     ) -> None:
         self.settings = settings or SchedulerSettings()
-        self._owns = owns
-        #: What another member polls: identity only (remote.py), for provider-object status
-        #: and budgets; the full object is fetched again when this member takes it over.
-        self._others = Others(changed=self._provider_counts_changed)
-
         self._accounts = accounts
         if providers is None:  # its own, telling it of changes (app.Core shares one)
             providers = ProviderObjects(changed=self.provider_changed)
@@ -156,28 +151,13 @@ class Scheduler:
             accounts,
             slots,
             clock,
-            self._account_outcome,
-            share=self.budget_share,
+            functools.partial(_account_outcome, self),
+            share=lambda entry: self.handover.others.share(entry.key),
         )
         self._running = False
-        self.handover = Handover(
-            self._endpoints,
-            self._recorder,
-            self._others,
-            self._metrics,
-            owns=lambda key: self.owns(*key),
-            forget=lambda key: self.forget(*key),
-            take=lambda body: self.upsert(body, taken=True),
-            changed=self._provider_counts_changed,
-            release_timeout=self.settings.release_timeout,
-        )
-        #: Set once the endpoints are watched: fetches the full objects of keys taken over.
-        self.handover.relist = relist
+        self.handover = Handover(self, self._endpoints, self._recorder, self._metrics, owns)
 
     # --- what the informer tells us -------------------------------------------------------
-
-    def owns(self, namespace: str, name: str) -> bool:
-        return self._owns(f"{namespace}/{name}")
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event (`kube.informer`): type None for an object of a listing."""
@@ -190,17 +170,14 @@ class Scheduler:
     def upsert(
         self, body: Mapping[str, Any], *, initial: bool = False, taken: bool = False
     ) -> None:
-        """A resource was listed, added or modified. `initial` marks the start-up listing,
-        `taken` one this member has just taken over from another."""
+        """A resource was listed (`initial`: at start; `taken`: on taking it over), or changed."""
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         if meta.get("deletionTimestamp"):
             self.forget(namespace, name)
             return
-        if not self.owns(namespace, name):
-            self._remember(body)
+        if not self.handover.accepts(body):
             return
-        self._others.forget((namespace, name))
         entry = self._endpoints.get((namespace, name))
         if entry is not None and entry.uid == str(meta.get("uid", "")):
             if self._endpoints.update(entry, body):
@@ -209,13 +186,11 @@ class Scheduler:
         if entry is not None:  # same name, new object: the old one was deleted meanwhile
             self.forget(namespace, name)
         entry, current = self._endpoints.track(body, since=self._wallclock())
-        self._others.count(entry.key, budget_key(namespace, entry.spec), owned=True)
+        self.handover.others.count(entry.key, budget_key(namespace, entry.spec), owned=True)
         self._recorder.count_phase(None, entry.status.get("phase"))
         self._recorder.track(entry)
         if taken and current:
-            self._schedule(
-                entry, due_after_takeover(self.settings.policy, entry, self._wallclock())
-            )
+            self._schedule(entry, self.handover.due(entry, self._wallclock()))
         elif initial and current:
             phase = _phase(entry.status.get("phase"))
             delay = self.settings.policy.after_restart(
@@ -241,17 +216,14 @@ class Scheduler:
                 self._poll_soon(entry)
 
     def provider_users(self, key: ObjectKey) -> list[Mapping[str, Any]]:
-        """The statuses of the endpoints naming a provider object (for its status), whichever
-        member polls them."""
-        own = [entry.status for entry in self._endpoints.provider_users(key)]
-        return own + self._others.provider_users(key)
+        """The statuses of the endpoints naming a provider object, whoever polls them."""
+        return self.handover.others.provider_users(key, self._endpoints.provider_users(key))
 
     def forget(self, namespace: str, name: str) -> None:
-        self._others.forget((namespace, name))
+        self.handover.others.forget((namespace, name))
         entry = self._endpoints.forget((namespace, name))
         if entry is None:
             return
-        self._others.count(entry.key, None, owned=False)
         self._polls.forget(entry.key)
         self._recorder.forget(entry.key)
         self._recorder.count_phase(entry.status.get("phase"), None)
@@ -291,16 +263,6 @@ class Scheduler:
             wake_at = min(max(upcoming, now + self.settings.timer_slack), now + 60.0)
             await self._polls.wait(wake_at - now, until=wake_at)
 
-    def budget_share(self, entry: Endpoint) -> float:
-        return self._others.share(entry.key)
-
-    def _remember(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        if self._endpoints.get(key) is not None:
-            self.forget(*key)
-        self._others.remember(key, remote_of(body))
-
     async def stop(self) -> None:
         """Cancel in-flight polls: they must not write through clients about to be closed."""
         self._running = False
@@ -336,13 +298,8 @@ class Scheduler:
         self.handover.polling(members, task)
 
     async def _poll(self, entries: list[Endpoint]) -> None:
-        cancelled = False
         try:
             await self._runner.run(entries)
-        except asyncio.CancelledError:
-            # A hand-over cancelled it for endpoints given up; the others of its batch poll again.
-            cancelled = True
-            raise
         finally:
             self.handover.polled(entries)
             for entry in entries:
@@ -354,20 +311,10 @@ class Scheduler:
                     # Changed meanwhile, or deleted and created again: poll what it is now.
                     self._schedule(current, 0.0)
                 elif entry.key not in self._polls and entry.parsed is not None:
-                    # No result was recorded; cancelled by a hand-over: poll it again now.
-                    self._schedule(entry, 0.0 if cancelled else entry.interval)
+                    # No result was recorded (cancelled by a hand-over: poll it again now).
+                    self._schedule(entry, 0.0 if _cancelled() else entry.interval)
 
     # --- bookkeeping ----------------------------------------------------------------------
-
-    def _account_outcome(
-        self,
-        parsed: ParsedSpec | None,
-        reason: str | None,
-        message: str,
-        paused_until: datetime | None = None,
-    ) -> None:
-        if parsed is not None and parsed.account:
-            self.provider_status.record(parsed.account, reason, message, paused_until)
 
     def _provider_counts_changed(self) -> None:
         self.provider_status.changed()  # its endpoint count
@@ -385,6 +332,23 @@ class Scheduler:
 
     def _schedule(self, entry: Endpoint, delay: float, *, base: float | None = None) -> None:
         self._polls.add(entry.key, (self._clock() if base is None else base) + delay)
+
+
+def _account_outcome(
+    scheduler: Scheduler,
+    parsed: ParsedSpec | None,
+    reason: str | None,
+    message: str,
+    paused_until: datetime | None = None,
+) -> None:
+    """A provider object's account call outcome (runner.AccountOutcome), told to its status."""
+    if parsed is not None and parsed.account:
+        scheduler.provider_status.record(parsed.account, reason, message, paused_until)
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _phase(value: object) -> Phase | None:

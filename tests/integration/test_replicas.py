@@ -4,7 +4,8 @@ emulator through its own HTTP proxy (below), which records which replica polled 
 and when; one replica reaches the API server through a TCP forwarder the test can cut.
 
 The tests run in file order on one set of replicas: balance, a join, fencing, SIGTERM, SIGKILL.
-Run this file on its own: the session operator of other files polls the same endpoints.
+Their group is their own namespace's name: the session operator of the other files (group
+`inferenceops`) may poll the same endpoints too, but not through these proxies.
 """
 
 from __future__ import annotations

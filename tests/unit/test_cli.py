@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -253,3 +255,45 @@ def test_run_help_says_where_the_default_comes_from() -> None:
     flat = " ".join(out.split())
     assert "--cluster-secret-namespace NAMESPACE" in flat
     assert "the service-account namespace file" in flat and "else default" in flat
+
+
+# --- run: membership (issue 23) ----------------------------------------------------------
+
+
+def test_run_membership_flags_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "inferenceops-7d9c-x2")
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    member = _launch_of(monkeypatch).settings.membership
+    assert member is not None
+    assert (member.group, member.member_id, member.lease_namespace) == (
+        "inferenceops",
+        "inferenceops-7d9c-x2",
+        "ops",
+    )
+    assert member.lease_duration == 15
+    flags = ("--group=g", "--member-id=m", "--lease-namespace=ns", "--lease-duration=9")
+    member = _launch_of(monkeypatch, *flags).settings.membership
+    assert member is not None
+    assert (member.group, member.member_id, member.lease_namespace) == ("g", "m", "ns")
+    assert member.lease_duration == 9
+    monkeypatch.delenv("POD_NAME")
+    member = _launch_of(monkeypatch).settings.membership
+    assert member is not None and member.member_id.endswith(f"-{os.getpid()}")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lease-duration=2"], "--lease-duration must be at least 3"),
+        (["--shard-count=3"], "unrecognized arguments: --shard-count=3"),
+    ],
+)
+def test_run_membership_usage_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inferenceops import cli
+
+    with contextlib.suppress(SystemExit):
+        code = cli.main(["run", "--metrics-port=0", "--health-port=0", *flags])
+        assert code == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err

@@ -214,3 +214,17 @@ async def test_list_pages_and_watch_events_stamp_the_resource_time(
 
 
 SAMPLE = "inferenceops_watch_last_event_timestamp_seconds"
+
+
+async def test_relist_hands_every_object_of_every_page_to_the_given_handler(
+    fake: tuple[FakeApi, ApiSession],
+) -> None:
+    api, session = fake
+    api.lists = [[_obj("a", 1), _obj("b", 2), _obj("c", 3)]]
+    watched: list[str] = []
+    informer = Informer(session, [PATH], lambda kind, obj: watched.append(obj["metadata"]["name"]))
+    relisted: list[tuple[str | None, str]] = []
+    await informer.relist(lambda kind, obj: relisted.append((kind, obj["metadata"]["name"])))
+    assert relisted == [(None, "a"), (None, "b"), (None, "c")]
+    assert len(api.list_params) == 2, "paged: two objects per page"
+    assert watched == [] and not api.watch_params, "the informer's own handler and watch untouched"

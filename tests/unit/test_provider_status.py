@@ -176,3 +176,19 @@ async def test_the_writer_shows_a_cluster_providers_disallowed_secret_namespace(
     assert ready(patch) == ("False", "SecretNamespaceNotAllowed")
     assert "kube-system" in (condition(patch, "Ready") or {})["message"]
     assert (condition(patch, "Stalled") or {}).get("status") == "True"
+
+
+async def test_only_the_member_owning_a_provider_object_writes_its_status() -> None:
+    store = ProviderObjects()
+    store.observe_namespaced(None, obj("InferenceProvider", "acct", FRIENDLI))
+    clock = ManualClock(0.0, epoch=NOW)
+    owned: set[tuple[str, str, str]] = set()
+    sinks = FakeSink(), FakeSink()
+    other = ProviderStatus(
+        store, lambda key: [READY], sinks[0], clock=clock, owns=owned.__contains__
+    )
+    assert await other.sync() == 0 and not sinks[0].patches
+    owner = ProviderStatus(store, lambda key: [READY], sinks[1], clock=clock, owns=lambda key: True)
+    assert await owner.sync() == 1
+    # Counted over every endpoint naming it, whichever member polls them (remote.Remote).
+    assert sinks[1].patches[0][1]["endpoints"] == 1

@@ -144,7 +144,8 @@ class HeldLease:
         self._acquired = clock.now()
         self._version: str | None = None
 
-    async def write(self, view: str | None, *, create: bool = False) -> None:
+    async def write(self, view: str | None, *, create: bool = False) -> str:
+        """Create or renew it showing `view`; the renewTime written."""
         body = lease_body(
             self.name,
             self.group,
@@ -165,6 +166,7 @@ class HeldLease:
             self._version = str(found["metadata"].get("resourceVersion"))
             raise
         self._version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        return str(body["spec"]["renewTime"])
 
     async def _create(self, body: dict[str, Any]) -> Mapping[str, Any]:
         try:
