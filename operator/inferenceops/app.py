@@ -164,7 +164,8 @@ class Core:
         # The scheduler's endpoint index, read directly: the Scheduler class is at its size
         # limit (test_layout) and its provider_users hands out statuses, not specs.
         users = self.scheduler._endpoints.provider_users(key)
-        return [{"spec": entry.spec} for entry in users]
+        others = self.scheduler.handover.others.provider_specs(key)
+        return [{"spec": entry.spec} for entry in users] + others
 
 
 class Operator:

@@ -7,6 +7,7 @@ account's budget between members need; the full object is listed again on taking
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -55,6 +56,9 @@ class Remote:
     #: The spec's generation: an event of the same uid and generation (a status write, the
     #: most common event) changes nothing but `ready`, so nothing else is computed again.
     generation: int = 0
+    #: (provider block, remote id) of an endpoint naming a provider object: what its inventory
+    #: counts as watched (inventory.py), whoever polls it.
+    declared: tuple[str, str] | None = None
 
     @property
     def status(self) -> Mapping[str, Any]:
@@ -71,6 +75,7 @@ class Remote:
             budget_key(entry.namespace, entry.spec),
             _ready(entry.status),
             entry.generation,
+            _declared(entry.provider_object, entry.spec),
         )
 
 
@@ -78,13 +83,26 @@ def remote_of(body: Mapping[str, Any]) -> Remote:
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
     spec = body.get("spec") or {}
+    provider = ref_key(namespace, spec)
     return Remote(
         str(meta.get("uid", "")),
-        ref_key(namespace, spec),
+        provider,
         budget_key(namespace, spec),
         _ready(body.get("status") or {}),
         int(meta.get("generation") or 0),
+        _declared(provider, spec),
     )
+
+
+def _declared(provider: ObjectKey | None, spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    if provider is None:
+        return None
+    for name, block in spec.items():
+        if isinstance(block, Mapping):
+            ident = block.get("endpointId", block.get("consumerGroup"))
+            if isinstance(ident, str):
+                return sys.intern(str(name)), ident
+    return None
 
 
 def updated(old: Remote | None, body: Mapping[str, Any]) -> Remote:
@@ -146,6 +164,16 @@ class Others:
         if old is not None:
             self._by_provider.move(key, old.provider, None)
             self._changed()
+
+    def provider_specs(self, key: ObjectKey) -> list[Mapping[str, Any]]:
+        """As much of the specs of provider object `key`'s endpoints others poll as its
+        inventory reads: each one's remote id in its provider block."""
+        out: list[Mapping[str, Any]] = []
+        for k in self._by_provider.items_of(key):
+            declared = self._remote[k].declared
+            if declared is not None:
+                out.append({"spec": {declared[0]: {"endpointId": declared[1]}}})
+        return out
 
     def provider_users(self, key: ObjectKey, own: Sequence[_Tracked]) -> list[Mapping[str, Any]]:
         """The statuses of provider object `key`'s endpoints: `own` (polled here) and others'."""

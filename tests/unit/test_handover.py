@@ -205,3 +205,16 @@ def test_a_status_write_of_another_members_endpoint_only_moves_its_ready() -> No
     assert (moved.ready, moved.provider, moved.budget) == ("True", first.provider, first.budget)
     edited = updated(first, body("b", {"providerRef": {"name": "other"}}, generation=2))
     assert edited.provider == ("InferenceProvider", "ml", "other")
+
+
+def test_an_inventory_counts_as_watched_the_endpoints_other_members_poll() -> None:
+    """A provider object's inventory is listed by the member writing its status: the remote ids
+    of the endpoints other members poll must still count as watched, not unmanaged."""
+    acct = ("InferenceProvider", "ml", "acct")
+    others = Others(lambda: None)
+    spec = {"providerRef": {"name": "acct"}, "friendli": {"endpointId": "ep-7"}}
+    others.remember(("ml", "b"), remote_of(body("b", spec)))
+    others.remember(("ml", "c"), remote_of(body("c", {"friendli": {"endpointId": "ep-8"}})))
+    assert others.provider_specs(acct) == [{"spec": {"friendli": {"endpointId": "ep-7"}}}]
+    moved = updated(others.get(("ml", "b")), body("b", spec, status={"conditions": []}))
+    assert moved.declared == ("friendli", "ep-7"), "kept across status writes"
