@@ -124,6 +124,8 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        for direction in ("gained", "lost"):  # both series from the start, at 0
+            self.handovers.labels(direction)
         self.lease_renew_failures = Counter(
             "inferenceops_lease_renew_failures",
             "Failed renewals of this member's Lease.",

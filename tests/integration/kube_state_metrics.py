@@ -42,8 +42,11 @@ def binary() -> str:
 
 
 @contextlib.contextmanager
-def kube_state_metrics(kubeconfig: str, log: Path) -> Iterator[str]:
-    """Run it for InferenceEndpoints only; yields its metrics URL. Stopped on exit."""
+def kube_state_metrics(
+    kubeconfig: str, log: Path, namespaces: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Run it for InferenceEndpoints only (in `namespaces`, default all); yields its metrics URL.
+    Stopped on exit."""
     port, telemetry = free_port(), free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -56,6 +59,7 @@ def kube_state_metrics(kubeconfig: str, log: Path) -> Iterator[str]:
                 f"--telemetry-port={telemetry}",
                 "--custom-resource-state-only=true",
                 f"--custom-resource-state-config-file={CONFIG}",
+                *([f"--namespaces={','.join(namespaces)}"] if namespaces else []),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1014,7 +1014,11 @@ def test_upgrade_from_the_sharded_chart(control_plane: Any, tmp_path: Path) -> N
     ns = f"helm-{_suffix()}"
     old = _sharded_chart(tmp_path)
     sharded = _values_args(tmp_path, {"sharding": {"enabled": True, "replicas": 3}})
-    control_plane.helm("install", RELEASE, str(old), "-n", ns, "--create-namespace", *sharded)
+    # --skip-crds: this tree's CRDs are installed for the session already (Helm never upgrades
+    # CRDs either); the old chart's copies would conflict with them.
+    control_plane.helm(
+        "install", RELEASE, str(old), "-n", ns, "--create-namespace", "--skip-crds", *sharded
+    )
     try:
         assert _objects(control_plane, "statefulset", ns) == [FULLNAME]
         assert _objects(control_plane, "deployment", ns) == []

@@ -92,7 +92,8 @@ def endpoints(control_plane: Any, crds: None) -> Iterator[None]:
 @pytest.fixture
 def scrape(control_plane: Any, endpoints: None, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "kube-state-metrics.log"
-    with kube_state_metrics(control_plane.kubeconfig, log) as url:
+    # Its own namespace only: the session's control plane holds other tests' endpoints too.
+    with kube_state_metrics(control_plane.kubeconfig, log, (NS,)) as url:
         deadline = time.monotonic() + 60
         text = ""
         while time.monotonic() < deadline:
