@@ -33,7 +33,10 @@ FLOOR_COLOR = "#999999"
 
 
 def _label(case: Case) -> str:
-    return f"N={case['n']} @ {case['interval']}"
+    replicas = int(case.get("replicas") or 1)
+    return f"N={case['n']} @ {case['interval']}" + (
+        f", {replicas} replicas" if replicas > 1 else ""
+    )
 
 
 def _stamp(doc: Doc) -> str:

@@ -76,3 +76,10 @@ def test_the_command_line_draws_from_a_results_file(tmp_path: Path) -> None:
         "latest-cpu-per-poll.png",
         "latest-startup.png",
     ]
+
+
+def test_a_several_replica_case_is_labelled_with_its_replicas() -> None:
+    """`--replicas 1,3` draws two bars of the same N and interval: the label tells them apart."""
+    one = {"n": 10000, "interval": "30s"}
+    assert figures._label(one) == "N=10000 @ 30s"
+    assert figures._label({**one, "replicas": 3}) == "N=10000 @ 30s, 3 replicas"
