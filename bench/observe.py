@@ -18,22 +18,17 @@ from inferenceops.api import PLURAL
 from inferenceops.status import parse_timestamp
 
 
-class Watcher(threading.Thread):
-    """Watches every InferenceEndpoint from a resourceVersion; records, per object, when it first
-    had a status and every phase change, by the wall clock of this process (as the emulator's
-    changed_at is)."""
+class _Watch(threading.Thread):
+    """One watch from a resourceVersion, re-opened from the last one seen until stopped; each
+    event goes to `_event` (the subclass's)."""
 
-    def __init__(self, kube: Kube, resource_version: str) -> None:
-        super().__init__(name="ie-watch", daemon=True)
-        self.kube = kube
-        self.rv = resource_version
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.first_status: dict[str, float] = {}
-        self.phase: dict[str, str | None] = {}
-        self.changes: list[tuple[float, str, str | None, str | None]] = []
-        self.events = 0
-        self.errors: list[str] = []
+    path: str
+    agent: str
+    selector: Mapping[str, str] = {}
+    kube: Kube
+    rv: str
+    stopping: threading.Event
+    errors: list[str]
 
     def run(self) -> None:
         import httpx
@@ -41,20 +36,21 @@ class Watcher(threading.Thread):
         with httpx.Client(
             base_url=self.kube.server,
             verify=self.kube._ssl(),
-            headers={"User-Agent": BENCH_UA + "-watch"},
+            headers={"User-Agent": f"{BENCH_UA}-{self.agent}"},
             timeout=httpx.Timeout(connect=10.0, read=2.0, write=10.0, pool=10.0),
         ) as client:
             while not self.stopping.is_set():
                 params = {
                     "watch": "1",
                     "resourceVersion": self.rv,
+                    **self.selector,
                     "allowWatchBookmarks": "true",
                     "timeoutSeconds": "300",
                 }
                 try:
-                    with client.stream("GET", f"{IE_PATH}/{PLURAL}", params=params) as r:
+                    with client.stream("GET", self.path, params=params) as r:
                         if r.status_code != 200:
-                            self.errors.append(f"watch HTTP {r.status_code}")
+                            self.errors.append(f"{self.agent} HTTP {r.status_code}")
                             time.sleep(0.5)
                             continue
                         for line in r.iter_lines():
@@ -67,6 +63,33 @@ class Watcher(threading.Thread):
                 except httpx.HTTPError as err:
                     self.errors.append(repr(err))
                     time.sleep(0.5)
+
+    def _event(self, event: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+class Watcher(_Watch):
+    """Watches every InferenceEndpoint from a resourceVersion; records, per object, when it first
+    had a status and every phase change, by the wall clock of this process (as the emulator's
+    changed_at is)."""
+
+    path, agent = f"{IE_PATH}/{PLURAL}", "watch"
+
+    def __init__(self, kube: Kube, resource_version: str) -> None:
+        super().__init__(name="ie-watch", daemon=True)
+        self.kube = kube
+        self.rv = resource_version
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.first_status: dict[str, float] = {}
+        self.phase: dict[str, str | None] = {}
+        self.changes: list[tuple[float, str, str | None, str | None]] = []
+        self.events = 0
+        self.errors: list[str] = []
 
     def _event(self, event: Mapping[str, Any]) -> None:
         now = time.time()
@@ -108,10 +131,6 @@ class Watcher(threading.Thread):
         with self.lock:
             return len(self.first_status)
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(10)
-
 
 #: Where the operator's membership Leases are (every namespace: the bench does not pick the
 #: lease namespace) and the label every one of them carries.
@@ -119,10 +138,12 @@ LEASES_PATH = "/apis/coordination.k8s.io/v1/leases"
 LEASE_SELECTOR = "app.kubernetes.io/managed-by=inferenceops"
 
 
-class LeaseWatcher(threading.Thread):
+class LeaseWatcher(_Watch):
     """Watches the operator's membership Leases from a resourceVersion; records the time of every
     Lease write (created, renewed or otherwise changed, deleted) by the wall clock of this
     process, so a window's writes per second can be counted."""
+
+    path, agent, selector = LEASES_PATH, "lease-watch", {"labelSelector": LEASE_SELECTOR}
 
     def __init__(self, kube: Kube) -> None:
         super().__init__(name="lease-watch", daemon=True)
@@ -134,40 +155,6 @@ class LeaseWatcher(threading.Thread):
         #: (time, event type, namespace/name) per Lease write seen.
         self.writes: list[tuple[float, str, str]] = []
         self.errors: list[str] = []
-
-    def run(self) -> None:
-        import httpx
-
-        with httpx.Client(
-            base_url=self.kube.server,
-            verify=self.kube._ssl(),
-            headers={"User-Agent": BENCH_UA + "-lease-watch"},
-            timeout=httpx.Timeout(connect=10.0, read=2.0, write=10.0, pool=10.0),
-        ) as client:
-            while not self.stopping.is_set():
-                params = {
-                    "watch": "1",
-                    "resourceVersion": self.rv,
-                    "labelSelector": LEASE_SELECTOR,
-                    "allowWatchBookmarks": "true",
-                    "timeoutSeconds": "300",
-                }
-                try:
-                    with client.stream("GET", LEASES_PATH, params=params) as r:
-                        if r.status_code != 200:
-                            self.errors.append(f"lease watch HTTP {r.status_code}")
-                            time.sleep(0.5)
-                            continue
-                        for line in r.iter_lines():
-                            if self.stopping.is_set():
-                                return
-                            if line:
-                                self._event(json.loads(line))
-                except httpx.ReadTimeout:
-                    continue  # quiet for 2 s: check `stopping`, re-watch from the last RV
-                except httpx.HTTPError as err:
-                    self.errors.append(repr(err))
-                    time.sleep(0.5)
 
     def _event(self, event: Mapping[str, Any]) -> None:
         obj = event.get("object") or {}
@@ -192,10 +179,6 @@ class LeaseWatcher(threading.Thread):
     def between(self, start: float, end: float) -> list[tuple[float, str, str]]:
         with self.lock:
             return [w for w in self.writes if start <= w[0] < end]
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(10)
 
 
 class AuditTail:

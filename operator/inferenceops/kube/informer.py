@@ -107,36 +107,32 @@ class Informer:
         """List every path once more, paged, handing each object to `handler` (a member
         taking over endpoints needs their full objects); the watches go on as they were."""
         for path in self._paths:
-            token: str | None = None
-            while True:
-                params = {**self._params, "limit": str(self._page_size)}
-                if token:
-                    params["continue"] = token
-                page = await self._api.get_json(path, params)
+            async for page in self._pages(path):
                 for item in page.get("items") or []:
                     handler(None, item)
-                token = (page.get("metadata") or {}).get("continue")
-                if not token:
-                    break
 
-    async def _relist(self, path: str, known: set[_Key]) -> str:
-        seen: set[_Key] = set()
-        version = ""
+    async def _pages(self, path: str) -> AsyncIterator[Mapping[str, Any]]:
+        """The pages of one LIST of `path` (`limit`/`continue`)."""
         token: str | None = None
         while True:
             params = {**self._params, "limit": str(self._page_size)}
             if token:
                 params["continue"] = token
             page = await self._api.get_json(path, params)
+            yield page
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    async def _relist(self, path: str, known: set[_Key]) -> str:
+        seen: set[_Key] = set()
+        version = ""
+        async for page in self._pages(path):
             self._heard(path)
             for item in page.get("items") or []:
                 seen.add(_key(item))
                 self._handler(None, item)
-            meta = page.get("metadata") or {}
-            version = str(meta.get("resourceVersion") or version)
-            token = meta.get("continue")
-            if not token:
-                break
+            version = str((page.get("metadata") or {}).get("resourceVersion") or version)
         for namespace, name in known - seen:
             self._handler("DELETED", {"metadata": {"namespace": namespace, "name": name}})
         known.clear()
