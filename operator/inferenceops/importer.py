@@ -40,6 +40,7 @@ from .providers import (
     ProviderError,
     RemoteEndpoint,
     Target,
+    declared_id,
     too_many_listed,
 )
 from .providers import get as get_provider
@@ -151,15 +152,8 @@ def manifest_names(remotes: Sequence[RemoteEndpoint], taken: Iterable[str]) -> d
 def declared_ids(provider: Provider[Any], endpoints: Iterable[Mapping[str, Any]]) -> set[str]:
     """The ids (`RemoteEndpoint.id`: endpointId, or Takeoff's consumer group) of `provider`'s
     endpoints the InferenceEndpoints in `endpoints` already declare."""
-    found: set[str] = set()
-    for endpoint in endpoints:
-        block = (endpoint.get("spec") or {}).get(provider.name)
-        if not isinstance(block, Mapping):
-            continue
-        ident = block.get("endpointId", block.get("consumerGroup"))
-        if isinstance(ident, str):
-            found.add(ident)
-    return found
+    found = (declared_id((e.get("spec") or {}).get(provider.name)) for e in endpoints)
+    return {ident for ident in found if ident is not None}
 
 
 def selected(name: str, selectors: Sequence[str]) -> bool:

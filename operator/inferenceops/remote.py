@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from .endpoints import Key, ReverseIndex
 from .provider_objects import ObjectKey, ref_key
+from .providers import declared_id
 
 __all__ = ["Others", "Remote", "budget_key", "remote_of", "updated"]
 
@@ -98,10 +99,8 @@ def _declared(provider: ObjectKey | None, spec: Mapping[str, Any]) -> tuple[str,
     if provider is None:
         return None
     for name, block in spec.items():
-        if isinstance(block, Mapping):
-            ident = block.get("endpointId", block.get("consumerGroup"))
-            if isinstance(ident, str):
-                return sys.intern(str(name)), ident
+        if (ident := declared_id(block)) is not None:
+            return sys.intern(str(name)), ident
     return None
 
 

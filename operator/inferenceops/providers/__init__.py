@@ -13,6 +13,7 @@ from .base import (
     RemoteEndpoint,
     Target,
     Workers,
+    declared_id,
     too_many_listed,
 )
 from .config import CredentialedConfig, ProviderConfig, SecretKeyRef
@@ -35,6 +36,7 @@ __all__ = [
     "Target",
     "Workers",
     "all_providers",
+    "declared_id",
     "get",
     "too_many_listed",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "RemoteEndpoint",
     "Target",
     "Workers",
+    "declared_id",
 ]
 
 
@@ -152,6 +153,15 @@ class RemoteEndpoint:
     name: str
     #: The endpoint fields of the spec block that name it, by their spec (camelCase) names.
     fields: Mapping[str, str]
+
+
+def declared_id(block: object) -> str | None:
+    """The `RemoteEndpoint.id` an InferenceEndpoint's provider block names (`endpointId`, or
+    Takeoff's `consumerGroup`), if it names one: what counts an endpoint as declared."""
+    if not isinstance(block, Mapping):
+        return None
+    ident = block.get("endpointId", block.get("consumerGroup"))
+    return ident if isinstance(ident, str) else None
 
 
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
