@@ -40,7 +40,7 @@ from .providers import (
     ProviderError,
     RemoteEndpoint,
     Target,
-    declared_id,
+    declared_ids,
     too_many_listed,
 )
 from .providers import get as get_provider
@@ -51,7 +51,6 @@ __all__ = [
     "ID_ANNOTATION",
     "NAME_ANNOTATION",
     "Account",
-    "declared_ids",
     "import_endpoints",
     "manifest_names",
 ]
@@ -147,13 +146,6 @@ def manifest_names(remotes: Sequence[RemoteEndpoint], taken: Iterable[str]) -> d
         used.add(name)
         names[remote.id] = name
     return names
-
-
-def declared_ids(provider: Provider[Any], endpoints: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The ids (`RemoteEndpoint.id`: endpointId, or Takeoff's consumer group) of `provider`'s
-    endpoints the InferenceEndpoints in `endpoints` already declare."""
-    found = (declared_id((e.get("spec") or {}).get(provider.name)) for e in endpoints)
-    return {ident for ident in found if ident is not None}
 
 
 def selected(name: str, selectors: Sequence[str]) -> bool:

@@ -30,7 +30,6 @@ from .api.provider_kinds import (
     account_model,
 )
 from .clock import SYSTEM_CLOCK, Clock
-from .importer import declared_ids
 from .kube.secrets import SecretMissing, SecretPending
 from .provider_objects import ObjectKey, ProviderObjects
 from .providers import (
@@ -40,6 +39,7 @@ from .providers import (
     ProviderError,
     SecretKeyRef,
     Target,
+    declared_ids,
     too_many_listed,
 )
 from .providers import get as get_provider

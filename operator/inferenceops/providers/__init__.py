@@ -14,6 +14,7 @@ from .base import (
     Target,
     Workers,
     declared_id,
+    declared_ids,
     too_many_listed,
 )
 from .config import CredentialedConfig, ProviderConfig, SecretKeyRef
@@ -37,6 +38,7 @@ __all__ = [
     "Workers",
     "all_providers",
     "declared_id",
+    "declared_ids",
     "get",
     "too_many_listed",
 ]

@@ -9,7 +9,15 @@ models are in `config.py`, the batching helpers of listing adapters in `batching
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +42,7 @@ __all__ = [
     "Target",
     "Workers",
     "declared_id",
+    "declared_ids",
 ]
 
 
@@ -162,6 +171,13 @@ def declared_id(block: object) -> str | None:
         return None
     ident = block.get("endpointId", block.get("consumerGroup"))
     return ident if isinstance(ident, str) else None
+
+
+def declared_ids(provider: Provider[Any], endpoints: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ids (`RemoteEndpoint.id`: endpointId, or Takeoff's consumer group) of `provider`'s
+    endpoints the InferenceEndpoints in `endpoints` already declare."""
+    found = (declared_id((e.get("spec") or {}).get(provider.name)) for e in endpoints)
+    return {ident for ident in found if ident is not None}
 
 
 ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
