@@ -9,6 +9,7 @@ No time and no asyncio: when anything is polled is the scheduler's.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -103,7 +104,8 @@ class Endpoint:
 
 def _names(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
     meta = body.get("metadata") or {}
-    return meta, str(meta.get("namespace", "")), str(meta.get("name", ""))
+    # Interned: a few namespaces, thousands of endpoints each keeping its own copy otherwise.
+    return meta, sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))
 
 
 class Endpoints:

@@ -5,7 +5,7 @@ member acked it.
 Giving up: the endpoint is forgotten (nothing polls or writes it from then on: a write checks
 that its endpoint is still tracked, under the endpoint's write lock), its in-flight status write
 is waited for (bounded), its in-flight poll cancelled, and only its identity is kept
-(`remote.Remote`). Taking up: one paged listing of the endpoints hands back the full objects of
+(`remote.Others`). Taking up: one paged listing of the endpoints hands back the full objects of
 the keys taken over, each then polled when its freshness needs it (`due_after_takeover`).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from .metrics import Metrics
 from .provider_status import AccountOutcomes
 from .providers import Phase
 from .recorder import Recorder
-from .remote import Others, Remote, updated
+from .remote import Others
 from .timestamps import parse_timestamp
 from .timing import PollPolicy
 
@@ -101,13 +102,13 @@ class Handover:
         """Whether this member polls the endpoint listed, added or modified; one another member
         polls is remembered by identity only (and forgotten here if it was tracked)."""
         meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        key = (sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
         if self._owns(key):
             self._others.forget(key)
             return True
         if self._endpoints.get(key) is not None:
             self._intake.forget(*key)
-        self._others.remember(key, updated(self._others.get(key), body))
+        self._others.remember(key, body)
         return False
 
     def due(self, entry: Endpoint, now: datetime) -> float:
@@ -118,7 +119,7 @@ class Handover:
         released = [e for e in self._endpoints.entries() if not self._owns(e.key)]
         for entry in released:
             self._intake.forget(*entry.key)
-            self._others.remember(entry.key, Remote.of_entry(entry))
+            self._others.remember_entry(entry)
         if not released:
             return 0
         keys = [entry.key for entry in released]
@@ -147,8 +148,7 @@ class Handover:
 
     def _take(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        remote = self._others.get(key)
+        key = (sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
         # Only what is still remembered as listed: a newer watch event may have come meanwhile.
-        if key in self._taking and remote is not None and remote.uid == str(meta.get("uid")):
+        if key in self._taking and self._others.same_object(key, str(meta.get("uid"))):
             self._intake.upsert(body, taken=True)

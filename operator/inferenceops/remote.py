@@ -1,7 +1,8 @@
-"""What a member keeps of an endpoint another member polls (membership.py): its identity, the
-provider object it names, its budget and its Ready/Synced status only, never its spec or full
-status. That is what a provider object's status (endpoint counts) and the division of an
-account's budget between members need; the full object is listed again on taking it over.
+"""What a member keeps of an endpoint another member polls (membership.py): its uid's hash and
+its account budget, and, if it names a provider object, that object, its Ready status and its
+remote id; never its spec or status. That is what a provider object's status (endpoint counts)
+and inventory and the division of an account's budget between members need; the full object is
+listed again on taking it over.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .endpoints import Key, ReverseIndex
 from .provider_objects import ObjectKey, ref_key
 from .providers import declared_id
 
-__all__ = ["Others", "Remote", "budget_key", "remote_of", "updated"]
+__all__ = ["Others", "Remote", "budget_key"]
 
 
 def budget_key(namespace: str, spec: Mapping[str, Any]) -> Hashable:
@@ -39,26 +40,25 @@ def budget_key(namespace: str, spec: Mapping[str, Any]) -> Hashable:
 
 
 class _Tracked(Protocol):
+    @property
+    def key(self) -> Key: ...
+
     namespace: str
     uid: str
-    generation: int
     spec: Mapping[str, Any]
     status: dict[str, Any]
-    provider_object: ObjectKey | None
 
 
 @dataclass(frozen=True, slots=True)
 class Remote:
-    uid: str
-    provider: ObjectKey | None
-    budget: Hashable
+    """What is kept of another member's endpoint that names a provider object: what that
+    object's status (its Ready count) and inventory (its remote ids) read."""
+
+    provider: ObjectKey
     #: The Ready condition's status ("True", "False", "Unknown") or None.
     ready: str | None
-    #: The spec's generation: an event of the same uid and generation (a status write, the
-    #: most common event) changes nothing but `ready`, so nothing else is computed again.
-    generation: int = 0
-    #: (provider block, remote id) of an endpoint naming a provider object: what its inventory
-    #: counts as watched (inventory.py), whoever polls it.
+    #: (provider block, remote id): what its inventory counts as watched (inventory.py),
+    #: whoever polls it.
     declared: tuple[str, str] | None = None
 
     @property
@@ -68,97 +68,116 @@ class Remote:
             return {}
         return {"conditions": [{"type": "Ready", "status": self.ready}]}
 
-    @classmethod
-    def of_entry(cls, entry: _Tracked) -> Remote:
-        return cls(
-            entry.uid,
-            entry.provider_object,
-            budget_key(entry.namespace, entry.spec),
-            _ready(entry.status),
-            entry.generation,
-            _declared(entry.provider_object, entry.spec),
-        )
 
-
-def remote_of(body: Mapping[str, Any]) -> Remote:
-    meta = body.get("metadata") or {}
-    namespace = str(meta.get("namespace", ""))
-    spec = body.get("spec") or {}
-    provider = ref_key(namespace, spec)
-    return Remote(
-        str(meta.get("uid", "")),
-        provider,
-        budget_key(namespace, spec),
-        _ready(body.get("status") or {}),
-        int(meta.get("generation") or 0),
-        _declared(provider, spec),
-    )
-
-
-def _declared(provider: ObjectKey | None, spec: Mapping[str, Any]) -> tuple[str, str] | None:
-    if provider is None:
-        return None
+def _declared(spec: Mapping[str, Any]) -> tuple[str, str] | None:
     for name, block in spec.items():
         if (ident := declared_id(block)) is not None:
             return sys.intern(str(name)), ident
     return None
 
 
-def updated(old: Remote | None, body: Mapping[str, Any]) -> Remote:
-    """`old` as `body` shows it now: only its Ready when the spec did not change."""
-    meta = body.get("metadata") or {}
-    if (
-        old is None
-        or old.uid != str(meta.get("uid", ""))
-        or old.generation != int(meta.get("generation") or 0)
-    ):
-        return remote_of(body)
-    ready = _ready(body.get("status") or {})
-    return old if ready == old.ready else replace(old, ready=ready)
-
-
 def _ready(status: Mapping[str, Any]) -> str | None:
     for cond in status.get("conditions") or []:
         if isinstance(cond, Mapping) and cond.get("type") == "Ready":
-            return str(cond.get("status"))
+            # Interned: thousands of records would each keep their own copy of "True".
+            return sys.intern(str(cond.get("status")))
     return None
 
 
+class _Budget:
+    """One account budget's endpoints: polled here, and in all."""
+
+    __slots__ = ("key", "owned", "total")
+
+    def __init__(self, key: Hashable) -> None:
+        #: The one copy of the budget key every endpoint of the account points at.
+        self.key = key
+        self.owned = 0
+        self.total = 0
+
+
 class Others:
-    """The endpoints other members poll (`Remote` each), indexed by provider object, and the
-    endpoints per account budget, owned here and in all, whoever polls them."""
+    """The endpoints other members poll, and the endpoints per account budget, owned here and
+    in all, whoever polls them.
+
+    Of another member's endpoint only its uid's hash and its account budget are kept, plus a
+    `Remote` if it names a provider object. A record of each (uid, generation, its own budget
+    key, Ready: ~1 KB) cost a member ~11 MB of RSS at 10,000 endpoints on 3 members, more than
+    their size: each pinned memory its event was parsed into (docs/performance.md, "Replicas")."""
 
     def __init__(self, changed: Callable[[], None]) -> None:
         #: A provider object's endpoints (or their Ready) changed.
         self._changed = changed
+        #: hash(uid) of each: taking one over checks the listing shows the same object.
+        self._uids: dict[Key, int] = {}
         self._remote: dict[Key, Remote] = {}
         self._by_provider: ReverseIndex[ObjectKey, Key] = ReverseIndex()
-        #: Endpoints per budget: [owned here, all]; and each key's (budget, owned here).
-        self._budgets: dict[Hashable, list[int]] = {}
-        self._budget_of: dict[Key, tuple[Hashable, int]] = {}
+        #: Endpoints per budget, each key's budget and the keys polled here. A budget key is
+        #: built anew from each event's spec; only its first copy is kept (one per account).
+        self._budgets: dict[Hashable, _Budget] = {}
+        self._budget_of: dict[Key, _Budget] = {}
+        self._owned: set[Key] = set()
 
-    def get(self, key: Key) -> Remote | None:
-        return self._remote.get(key)
-
-    def remote_keys(self) -> list[Key]:
-        return list(self._remote)
+    def __contains__(self, key: Key) -> bool:
+        return key in self._uids
 
     def __len__(self) -> int:
-        return len(self._remote)
+        return len(self._uids)
 
-    def remember(self, key: Key, remote: Remote) -> None:
+    def remote_keys(self) -> list[Key]:
+        return list(self._uids)
+
+    def get(self, key: Key) -> Remote | None:
+        """The record of `key` if it names a provider object."""
+        return self._remote.get(key)
+
+    def same_object(self, key: Key, uid: str) -> bool:
+        """Whether `uid` is the object remembered as `key` (a listing may be older)."""
+        return self._uids.get(key) == hash(uid)
+
+    def remember(self, key: Key, body: Mapping[str, Any]) -> None:
+        """`key` as a listing or watch event shows it, polled by another member."""
+        meta = body.get("metadata") or {}
+        self._note(
+            key,
+            str(meta.get("uid", "")),
+            str(meta.get("namespace", "")),
+            body.get("spec") or {},
+            body.get("status") or {},
+        )
+
+    def remember_entry(self, entry: _Tracked) -> None:
+        """`entry`, polled here until now, is another member's."""
+        self._note(entry.key, entry.uid, entry.namespace, entry.spec, entry.status)
+
+    def _note(
+        self,
+        key: Key,
+        uid: str,
+        namespace: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+    ) -> None:
+        self._uids[key] = hash(uid)
+        self.count(key, budget_key(namespace, spec), owned=False)
+        provider = ref_key(namespace, spec)
         old = self._remote.get(key)
-        if old is remote:
+        remote = None if provider is None else Remote(provider, _ready(status), _declared(spec))
+        if remote == old:
             return
-        self._remote[key] = remote
-        self._by_provider.move(key, old.provider if old else None, remote.provider)
-        self.count(key, remote.budget, owned=False)
-        if old is None or old.provider != remote.provider or old.ready != remote.ready:
-            self._changed()
+        if remote is None:
+            del self._remote[key]
+        else:
+            self._remote[key] = remote
+        self._by_provider.move(
+            key, old.provider if old else None, remote.provider if remote else None
+        )
+        self._changed()
 
     def forget(self, key: Key) -> None:
         """`key` is gone, or polled here now: neither remembered nor counted."""
         self.count(key, None, owned=False)
+        self._uids.pop(key, None)
         old = self._remote.pop(key, None)
         if old is not None:
             self._by_provider.move(key, old.provider, None)
@@ -183,22 +202,27 @@ class Others:
         """`key` now draws from `budget` (None: from none), polled here or not."""
         old = self._budget_of.pop(key, None)
         if old is not None:
-            counts = self._budgets[old[0]]
-            counts[0] -= old[1]
-            counts[1] -= 1
-            if counts[1] <= 0:
-                del self._budgets[old[0]]
-        if budget is not None:
-            self._budget_of[key] = (budget, int(owned))
-            counts = self._budgets.setdefault(budget, [0, 0])
-            counts[0] += int(owned)
-            counts[1] += 1
+            old.total -= 1
+            if key in self._owned:
+                self._owned.discard(key)
+                old.owned -= 1
+            if old.total <= 0:
+                del self._budgets[old.key]
+        if budget is None:
+            return
+        counts = self._budgets.get(budget)
+        if counts is None:
+            counts = self._budgets[budget] = _Budget(budget)
+        self._budget_of[key] = counts
+        counts.total += 1
+        if owned:
+            self._owned.add(key)
+            counts.owned += 1
 
     def share(self, key: Key) -> float:
         """The part of `key`'s account budget this member may use: the part of that account's
         endpoints it polls (at least one; accounts.MIN_SHARED_RATE is the floor of the rate)."""
-        budget = self._budget_of.get(key)
-        counts = self._budgets.get(budget[0]) if budget else None
-        if not counts or counts[1] <= 0:
+        counts = self._budget_of.get(key)
+        if counts is None or counts.total <= 0:
             return 1.0
-        return min(1.0, max(counts[0], 1) / counts[1])
+        return min(1.0, max(counts.owned, 1) / counts.total)

@@ -13,7 +13,7 @@ import pytest
 
 from inferenceops.accounts import AccountPool, AccountSettings
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.remote import Others, Remote, remote_of, updated
+from inferenceops.remote import Others
 from inferenceops.scheduler import Scheduler
 from inferenceops.timestamps import format_timestamp
 
@@ -74,9 +74,9 @@ async def test_only_owned_endpoints_are_polled_and_others_kept_by_identity(
     assert len(sched) == 1
     others = sched.handover.others
     assert others.remote_keys() == [("ml", "b")]
-    remote = others.get(("ml", "b"))
-    assert remote is not None and remote.uid == "uid-b"
-    assert not hasattr(remote, "spec"), "no spec is kept for another member's endpoint"
+    assert others.same_object(("ml", "b"), "uid-b")
+    assert not others.same_object(("ml", "b"), "uid-other")
+    assert others.get(("ml", "b")) is None, "no record of one naming no provider object"
 
 
 async def test_release_stops_polling_and_waits_for_the_write_in_flight(
@@ -103,7 +103,7 @@ async def test_release_stops_polling_and_waits_for_the_write_in_flight(
     before = len(provider.requests)
     await asyncio.sleep(120)
     assert set(polled(provider)[before:]) == {"b"}, "a is not polled after it was given up"
-    assert sched.handover.others.get(("ml", "a")) is not None
+    assert ("ml", "a") in sched.handover.others
 
 
 async def test_release_is_bounded_by_its_timeout(
@@ -160,7 +160,7 @@ def test_budget_divided_by_the_share_of_the_accounts_endpoints() -> None:
     account = ("ml", (("runpod", "https://api.runpod.test", ()),))
     others.count(("ml", "a"), account, owned=True)
     for name in ("b", "c", "d"):
-        others.remember(("ml", name), Remote(f"uid-{name}", None, account, None))
+        others.count(("ml", name), account, owned=False)
     assert others.share(("ml", "a")) == pytest.approx(0.25)
     others.forget(("ml", "b"))
     assert others.share(("ml", "a")) == pytest.approx(1 / 3)
@@ -196,15 +196,35 @@ async def test_provider_users_count_the_endpoints_other_members_poll(
 
 
 def test_a_status_write_of_another_members_endpoint_only_moves_its_ready() -> None:
-    spec = {"providerRef": {"name": "acct"}}
-    first = remote_of(body("b", spec))
-    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
-    same = updated(first, body("b", spec))
-    assert same is first, "nothing computed again for an unchanged object"
-    moved = updated(first, body("b", spec, status=ready))
-    assert (moved.ready, moved.provider, moved.budget) == ("True", first.provider, first.budget)
-    edited = updated(first, body("b", {"providerRef": {"name": "other"}}, generation=2))
-    assert edited.provider == ("InferenceProvider", "ml", "other")
+    changes: list[int] = []
+    others = Others(lambda: changes.append(1))
+    key, spec = ("ml", "b"), {"providerRef": {"name": "acct"}}
+    others.remember(key, body("b", spec))
+    first = others.get(key)
+    assert first is not None and first.provider == ("InferenceProvider", "ml", "acct")
+    others.remember(key, body("b", spec))
+    assert others.get(key) is first and len(changes) == 1, "an unchanged object changes nothing"
+    others.remember(
+        key, body("b", spec, status={"conditions": [{"type": "Ready", "status": "True"}]})
+    )
+    moved = others.get(key)
+    assert moved is not None and (moved.ready, moved.provider) == ("True", first.provider)
+    assert len(changes) == 2
+    others.remember(key, body("b", {"providerRef": {"name": "other"}}, generation=2))
+    edited = others.get(key)
+    assert edited is not None and edited.provider == ("InferenceProvider", "ml", "other")
+    others.remember(key, body("b", ns_spec("b"), generation=3))
+    assert others.get(key) is None and key in others, "no record once it names no object"
+
+
+def test_budget_keys_are_kept_once_per_account() -> None:
+    """Each event's spec builds its budget key anew; a member keeps one copy per account."""
+    others = Others(lambda: None)
+    for name in ("b", "c"):
+        others.remember(("ml", name), body(name, ns_spec("shared")))
+    assert others.share(("ml", "b")) == pytest.approx(0.5), "counted: neither polled here"
+    kept = {id(b.key) for b in others._budget_of.values()}
+    assert len(kept) == 1
 
 
 def test_an_inventory_counts_as_watched_the_endpoints_other_members_poll() -> None:
@@ -213,8 +233,9 @@ def test_an_inventory_counts_as_watched_the_endpoints_other_members_poll() -> No
     acct = ("InferenceProvider", "ml", "acct")
     others = Others(lambda: None)
     spec = {"providerRef": {"name": "acct"}, "friendli": {"endpointId": "ep-7"}}
-    others.remember(("ml", "b"), remote_of(body("b", spec)))
-    others.remember(("ml", "c"), remote_of(body("c", {"friendli": {"endpointId": "ep-8"}})))
+    others.remember(("ml", "b"), body("b", spec))
+    others.remember(("ml", "c"), body("c", {"friendli": {"endpointId": "ep-8"}}))
     assert others.provider_specs(acct) == [{"spec": {"friendli": {"endpointId": "ep-7"}}}]
-    moved = updated(others.get(("ml", "b")), body("b", spec, status={"conditions": []}))
-    assert moved.declared == ("friendli", "ep-7"), "kept across status writes"
+    others.remember(("ml", "b"), body("b", spec, status={"conditions": []}))
+    moved = others.get(("ml", "b"))
+    assert moved is not None and moved.declared == ("friendli", "ep-7"), "kept across writes"

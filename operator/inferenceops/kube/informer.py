@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -229,4 +230,5 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
 
 def _key(obj: Mapping[str, Any]) -> _Key:
     meta = obj.get("metadata") or {}
-    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+    # Interned: the set of every key would keep one copy of its namespace per object otherwise.
+    return sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))
