@@ -16,9 +16,9 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, OnErrorOmit
@@ -123,6 +123,46 @@ class _IdPage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     data: dict[str, OnErrorOmit[_Status]]
     nextCursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS)] | None = None
+
+
+_Page = TypeVar("_Page", _ListPage, _IdPage)
+
+
+async def _pages(
+    client: httpx.AsyncClient,
+    base: str,
+    model: type[_Page],
+    headers: Mapping[str, str],
+    context: ParseContext | None = None,
+) -> AsyncGenerator[_Page, None]:
+    """The pages of the endpoint list, following `nextCursor` (polling and import read it
+    alike). A repeated cursor ends it (it would loop forever); one longer than MAX_LIST_PAGES
+    pages is refused."""
+    url = f"{base}/dedicated/beta/endpoint"
+    cursor: str | None = None
+    used: set[str] = set()
+    for _ in range(MAX_LIST_PAGES):
+        params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
+        if cursor:
+            params["cursor"] = cursor
+        page = await get_json(
+            client,
+            url,
+            model,
+            headers=headers,
+            params=params,
+            max_bytes=MAX_PAGE_BYTES,
+            context=context,
+        )
+        yield page
+        cursor = page.nextCursor
+        if not cursor or cursor in used:
+            return
+        used.add(cursor)
+    raise ProviderError(
+        ErrorReason.BAD_RESPONSE,
+        f"endpoint list did not end after {MAX_LIST_PAGES} pages of {LIST_PAGE_SIZE}",
+    )
 
 
 class _Details(BaseModel):
@@ -295,57 +335,25 @@ class FriendliProvider(Provider[FriendliConfig]):
     ) -> tuple[dict[str, _Status], ProviderError | None]:
         """Status of the wanted endpoints the list shows, and the error that cut it short."""
         found: dict[str, _Status] = {}
-        cursor: str | None = None
-        used: set[str] = set()
-        for _ in range(MAX_LIST_PAGES):
-            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
-            if cursor:
-                params["cursor"] = cursor
-            try:
-                page = await get_json(
-                    client,
-                    f"{base}/dedicated/beta/endpoint",
-                    _ListPage,
-                    headers=headers,
-                    params=params,
-                    max_bytes=MAX_PAGE_BYTES,
-                    context=ParseContext(wanted=wanted),
-                )
-            except ProviderError as err:
-                return found, err
-            found.update(page.data)
-            cursor = page.nextCursor
-            # Stop as soon as every wanted endpoint is seen; a repeated cursor would loop forever.
-            if wanted <= found.keys() or not cursor or cursor in used:
-                break
-            used.add(cursor)
+        pages = _pages(client, base, _ListPage, headers, ParseContext(wanted=wanted))
+        try:
+            async for page in pages:
+                found.update(page.data)
+                if wanted <= found.keys():  # every wanted endpoint seen: no more pages
+                    break
+        except ProviderError as err:
+            return found, err
+        finally:
+            await pages.aclose()
         return found, None
 
     async def list_endpoints(
         self, client: httpx.AsyncClient, account: Target[FriendliConfig]
     ) -> AsyncIterator[list[RemoteEndpoint]]:
-        url = f"{account.config.base_url()}/dedicated/beta/endpoint"
-        headers = _headers(account)
-        cursor: str | None = None
-        used: set[str] = set()
-        for _ in range(MAX_LIST_PAGES):
-            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
-            if cursor:
-                params["cursor"] = cursor
-            page = await get_json(
-                client, url, _IdPage, headers=headers, params=params, max_bytes=MAX_PAGE_BYTES
-            )
+        async for page in _pages(client, account.config.base_url(), _IdPage, _headers(account)):
             yield [
                 RemoteEndpoint(i, i, {"endpointId": i}) for i in page.data if _SAFE_ID.fullmatch(i)
             ]
-            cursor = page.nextCursor
-            if not cursor or cursor in used:
-                return
-            used.add(cursor)
-        raise ProviderError(
-            ErrorReason.BAD_RESPONSE,
-            f"endpoint list did not end after {MAX_LIST_PAGES} pages of {LIST_PAGE_SIZE}",
-        )
 
     async def _status(
         self,
