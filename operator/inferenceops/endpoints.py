@@ -23,7 +23,7 @@ from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .providers import Observation
 from .timestamps import parse_timestamp
 
-__all__ = ["RECONCILE_ANNOTATION", "Endpoint", "Endpoints", "Key", "ReverseIndex"]
+__all__ = ["RECONCILE_ANNOTATION", "Endpoint", "Endpoints", "Key", "ReverseIndex", "key_of"]
 
 RECONCILE_ANNOTATION = "inferenceops.io/reconcile-requested-at"
 
@@ -106,6 +106,12 @@ def _names(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
     meta = body.get("metadata") or {}
     # Interned: a few namespaces, thousands of endpoints each keeping its own copy otherwise.
     return meta, sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))
+
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    """The (namespace, name) of an InferenceEndpoint as the API server hands it over."""
+    _, namespace, name = _names(body)
+    return namespace, name
 
 
 class Endpoints:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from .endpoints import Endpoint, Endpoints, Key
+from .endpoints import Endpoint, Endpoints, Key, key_of
 from .membership import Owns
 from .metrics import Metrics
 from .provider_status import AccountOutcomes
@@ -101,8 +100,7 @@ class Handover:
     def accepts(self, body: Mapping[str, Any]) -> bool:
         """Whether this member polls the endpoint listed, added or modified; one another member
         polls is remembered by identity only (and forgotten here if it was tracked)."""
-        meta = body.get("metadata") or {}
-        key = (sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+        key = key_of(body)
         if self._owns(key):
             self._others.forget(key)
             return True
@@ -147,8 +145,8 @@ class Handover:
         return taken
 
     def _take(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+        key = key_of(body)
+        uid = str((body.get("metadata") or {}).get("uid"))
         # Only what is still remembered as listed: a newer watch event may have come meanwhile.
-        if key in self._taking and self._others.same_object(key, str(meta.get("uid"))):
+        if key in self._taking and self._others.same_object(key, uid):
             self._intake.upsert(body, taken=True)

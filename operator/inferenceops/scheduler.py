@@ -24,7 +24,7 @@ from .aiotasks import Detached
 from .api import ParsedSpec
 from .arrivals import Arrivals
 from .clock import SYSTEM_CLOCK, Clock
-from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key
+from .endpoints import RECONCILE_ANNOTATION, Endpoint, Endpoints, Key, key_of
 from .gates import PollSlots
 from .handover import Handover, Relist
 from .kube.secrets import SecretCache
@@ -162,8 +162,7 @@ class Scheduler:
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event (`kube.informer`): type None for an object of a listing."""
         if event_type == "DELETED":
-            meta = body.get("metadata") or {}
-            self.forget(str(meta.get("namespace", "")), str(meta.get("name", "")))
+            self.forget(*key_of(body))
         else:
             self.upsert(body, initial=event_type is None)
 
@@ -172,7 +171,7 @@ class Scheduler:
     ) -> None:
         """A resource was listed (`initial`: at start; `taken`: on taking it over), or changed."""
         meta = body.get("metadata") or {}
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        namespace, name = key_of(body)
         if meta.get("deletionTimestamp"):
             self.forget(namespace, name)
             return
