@@ -200,6 +200,17 @@ class Others:
 
     def count(self, key: Key, budget: Hashable | None, *, owned: bool) -> None:
         """`key` now draws from `budget` (None: from none), polled here or not."""
+        kept = self._budget_of.get(key)
+        if (
+            kept is not None
+            and budget is not None
+            and kept is self._budgets.get(budget)
+            and owned == (key in self._owned)
+        ):
+            # Unchanged (most events): the key stored stays the first one seen. Storing each
+            # event's would pin that event's key tuple and name string, scattered through the
+            # memory the event was parsed into.
+            return
         old = self._budget_of.pop(key, None)
         if old is not None:
             old.total -= 1

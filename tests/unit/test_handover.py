@@ -13,7 +13,7 @@ import pytest
 
 from inferenceops.accounts import AccountPool, AccountSettings
 from inferenceops.kube.secrets import SecretCache
-from inferenceops.remote import Others
+from inferenceops.remote import Others, budget_key
 from inferenceops.scheduler import Scheduler
 from inferenceops.timestamps import format_timestamp
 
@@ -239,3 +239,18 @@ def test_an_inventory_counts_as_watched_the_endpoints_other_members_poll() -> No
     others.remember(("ml", "b"), body("b", spec, status={"conditions": []}))
     moved = others.get(("ml", "b"))
     assert moved is not None and moved.declared == ("friendli", "ep-7"), "kept across writes"
+
+
+def test_an_unchanged_event_does_not_replace_the_key_kept() -> None:
+    """Each watch event brings its own key tuple and name string; keeping the latest would pin
+    one of each per endpoint another member polls, inside the memory its event was parsed
+    into. The first one seen stays."""
+    others = Others(lambda: None)
+    first = ("ml", "b")
+    others.remember(first, body("b", ns_spec("b")))
+    later = ("ml", "".join(["b"]))
+    others.remember(later, body("b", ns_spec("b"), generation=2))
+    kept = next(k for k in others._budget_of if k == first)
+    assert kept is first
+    others.count(later, budget_key("ml", ns_spec("b")), owned=True)
+    assert others.share(first) == 1.0, "taken over here: counted as owned"
