@@ -197,6 +197,7 @@ class Operator:
                 duration=member.lease_duration,
                 metrics=metrics,
                 clock=clock,
+                owner=member.owner,
             )
             owns = self.membership.owns
             # Under the third of the duration between this member's fencing and anyone else's

@@ -314,6 +314,7 @@ def _run(args: argparse.Namespace) -> int:
     from .app import MembershipSettings, OperatorSettings
     from .handlers import Launch, registry
     from .kube.client import own_namespace
+    from .kube.leases import own_pod
     from .metrics import Metrics
     from .scheduler import SchedulerSettings
 
@@ -322,6 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     except InvalidSpecError as err:
         return _fail(EXIT_USAGE, f"--poll-time-refresh: {err}")
     refresh = timedelta(seconds=refresh_seconds) if refresh_seconds else None
+    lease_namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or own_namespace()
     if args.lease_duration < 3:
         return _fail(EXIT_USAGE, "--lease-duration must be at least 3 (seconds)")
     try:
@@ -352,10 +354,9 @@ def _run(args: argparse.Namespace) -> int:
         membership=MembershipSettings(
             group=args.group,
             member_id=args.member_id or os.environ.get("POD_NAME") or default_member_id(),
-            lease_namespace=args.lease_namespace
-            or os.environ.get("POD_NAMESPACE")
-            or own_namespace(),
+            lease_namespace=lease_namespace,
             lease_duration=args.lease_duration,
+            owner=own_pod(lease_namespace),
         ),
     )
     metrics = Metrics()

@@ -58,6 +58,9 @@ class MembershipSettings:
     member_id: str = "inferenceops"
     lease_namespace: str = "default"
     lease_duration: int = 15
+    #: The ownerReference its Lease carries (kube.leases.pod_owner): the member's Pod, when it
+    #: runs in one in the Lease's namespace.
+    owner: Mapping[str, str] | None = None
 
 
 #: Whether this member owns a key (`Membership.owns`).
@@ -121,8 +124,9 @@ class Membership:
         duration: int = 15,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        owner: Mapping[str, str] | None = None,
     ) -> None:
-        self._lease = HeldLease(store, group, member, duration, clock)
+        self._lease = HeldLease(store, group, member, duration, clock, owner)
         self.member = member
         self.group = group
         self.name = self._lease.name

@@ -720,7 +720,16 @@ def test_new_image_tag_rolls_the_pods(node: Any, emulator: EmulatorClient) -> No
 
 def test_helm_uninstall_keeps_the_crd_and_the_users_resources(node: Any) -> None:
     endpoints_before = sorted(summaries(node))
-    members = {p["metadata"]["name"] for p in operator_pods(node)}
+    pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in operator_pods(node)}
+    leases = _json(
+        node, "get", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}"
+    )["items"]
+    owners = {
+        lease["spec"]["holderIdentity"]: lease["metadata"].get("ownerReferences")
+        for lease in leases
+    }
+    for name, uid in pods.items():  # each pod's Lease is owned by that pod
+        assert owners.get(name) == [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
     node.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait", "--timeout", "3m")
     wait_until("the operator pods gone", lambda: not operator_pods(node), 120)
 
@@ -734,12 +743,10 @@ def test_helm_uninstall_keeps_the_crd_and_the_users_resources(node: Any) -> None
     ):
         left = node.kubectl("get", kinds, *scope, "-l", instance, "-o", "name").stdout.split()
         assert left == [], left
-    # The members' Leases outlive them here: the uninstall deletes their Lease Role together with
-    # the Deployment, so a stopping pod may no longer delete its own (charts/inferenceops/README.md
-    # says to delete them). Nothing but the last members' Leases is there, and nobody renews them.
-    left = lease_holders(node)
-    assert set(left) <= members, left
-    node.kubectl("delete", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}")
+    # The uninstall deletes the Lease Role together with the Deployment, so a stopping pod may
+    # no longer delete its own Lease; each names its pod as owner, and the garbage collector
+    # deletes it with the pod.
+    wait_until("the members' Leases gone", lambda: not lease_holders(node), 60)
     node.kubectl("get", "crd", "inferenceendpoints.inferenceops.io")
     assert sorted(summaries(node)) == endpoints_before
     ready = [n for n in EXAMPLES_READY if condition(endpoint(node, n), "Ready")["status"] == "True"]

@@ -313,6 +313,7 @@ def _assert_replicas(docs: list[dict[str, Any]], ns: str, replicas: int) -> None
     env = {e["name"]: e.get("valueFrom") for e in c["env"]}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     assert not [a for a in c["args"] if a.startswith("--shard")]
     assert "INFERENCEOPS_SHARD_INDEX" not in env
     selector = dep["spec"]["selector"]["matchLabels"]
@@ -650,7 +651,7 @@ def test_scheduling_env_and_image(control_plane: Any, tmp_path: Path, ns: str) -
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert c["args"][1:3] == ["--log-format=text", "--log-level=debug"]
     assert c["args"][-1] == "--some-flag=1"
-    assert c["env"][2:] == values["extraEnv"]  # after POD_NAME and POD_NAMESPACE
+    assert c["env"][3:] == values["extraEnv"]  # after POD_NAME, POD_NAMESPACE and POD_UID
     assert pod["nodeSelector"] == values["nodeSelector"]
     assert pod["tolerations"] == values["tolerations"]
     assert pod["affinity"] == values["affinity"]

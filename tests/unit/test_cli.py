@@ -281,6 +281,28 @@ def test_run_membership_flags_and_their_defaults(monkeypatch: pytest.MonkeyPatch
     assert member is not None and member.member_id.endswith(f"-{os.getpid()}")
 
 
+def test_run_makes_the_pod_its_lease_owner_only_in_the_pods_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The garbage collector deletes a Lease whose owner Pod is gone (a `helm uninstall` removes
+    the Lease Role before the pods stop); an owner in another namespace would count as gone."""
+    monkeypatch.setenv("POD_NAME", "inferenceops-7d9c-x2")
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    member = _launch_of(monkeypatch).settings.membership
+    assert member is not None and member.owner is None, "no POD_UID: no owner"
+    monkeypatch.setenv("POD_UID", "0f6c3d52-1b1e-4a59-9d7e-6b1b2f0b7a11")
+    member = _launch_of(monkeypatch).settings.membership
+    assert member is not None
+    assert member.owner == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": "inferenceops-7d9c-x2",
+        "uid": "0f6c3d52-1b1e-4a59-9d7e-6b1b2f0b7a11",
+    }
+    member = _launch_of(monkeypatch, "--lease-namespace=elsewhere").settings.membership
+    assert member is not None and member.owner is None
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

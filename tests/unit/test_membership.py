@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from inferenceops.kube.errors import ApiConflict, ApiForbidden, ApiNotFound
+from inferenceops.kube.leases import pod_owner
 from inferenceops.membership import Membership, MembershipError, owner
 from inferenceops.metrics import Metrics
 
@@ -108,11 +109,17 @@ class CutOff:
 
 
 class Member:
-    def __init__(self, leases: Leases, name: str) -> None:
+    def __init__(self, leases: Leases, name: str, owner: Mapping[str, str] | None = None) -> None:
         self.way = CutOff(leases)
         self.metrics = Metrics()
         self.membership = Membership(
-            self.way, "g", name, duration=DURATION, metrics=self.metrics, clock=VirtualClock()
+            self.way,
+            "g",
+            name,
+            duration=DURATION,
+            metrics=self.metrics,
+            clock=VirtualClock(),
+            owner=owner,
         )
         self.leases = leases
         self.task: asyncio.Task[None] | None = None
@@ -320,6 +327,30 @@ async def test_a_stale_lease_of_the_same_member_is_taken_over() -> None:
     await new.start()
     await _until(lambda: _covered([new]), 2.0)
     await new.crash()
+
+
+async def test_every_write_of_the_lease_names_the_pod_as_its_owner() -> None:
+    """The garbage collector deletes the Lease of a Pod that is gone only if the Lease still
+    names it: a renewal (a PUT) without the reference would drop it, and so would taking over a
+    stale Lease of the same member id."""
+    leases = Leases()
+    written: list[Mapping[str, Any]] = []
+    leases.watchers.append(lambda kind, body: written.append(body))
+    pod = pod_owner("inferenceops-7d9c-x2", "0f6c3d52-1b1e-4a59-9d7e-6b1b2f0b7a11")
+    elsewhere = Leases()
+    await Member(elsewhere, "no-pod").membership.start()
+    assert "ownerReferences" not in elsewhere.objects["g-no-pod"]["metadata"]
+    old = Member(leases, "same", pod)
+    await old.start()
+    await asyncio.sleep(DURATION)  # a few renewals
+    await old.crash()
+    new = Member(leases, "same", pod)
+    await new.start()
+    await _until(lambda: _covered([new]), 2.0)
+    await new.crash()
+    mine = [b for b in written if b["metadata"]["name"] == "g-same"]
+    assert len(mine) >= 4
+    assert all(b["metadata"]["ownerReferences"] == [pod] for b in mine)
 
 
 async def test_no_rbac_for_leases_fails_start_up_with_one_clear_line() -> None:

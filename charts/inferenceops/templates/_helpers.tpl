@@ -181,6 +181,11 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.namespace
+        # The Lease names its Pod as owner: deleted with the Pod even when the member cannot.
+        - name: POD_UID
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.uid
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -6,6 +6,7 @@ and deleted on a graceful stop.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -28,6 +29,8 @@ __all__ = [
     "lease_name",
     "leases_path",
     "micro_time",
+    "own_pod",
+    "pod_owner",
 ]
 
 GROUP_LABEL = "inferenceops.io/group"
@@ -61,6 +64,7 @@ def lease_body(
     renewed: datetime,
     view: str | None,
     version: str | None = None,
+    owner: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
@@ -68,6 +72,9 @@ def lease_body(
         # Always sent, so that a PUT clears an old ack ("" is no view's hash).
         "annotations": {VIEW_ANNOTATION: view or ""},
     }
+    if owner is not None:
+        # Sent with every write: a PUT without it would drop it.
+        meta["ownerReferences"] = [dict(owner)]
     if version is not None:
         meta["resourceVersion"] = version
     return {
@@ -130,16 +137,40 @@ class LeaseApi:
             return found
 
 
+def pod_owner(name: str, uid: str) -> dict[str, str]:
+    """An ownerReference to the member's own Pod (in the Lease's namespace): when the Pod object
+    is deleted, Kubernetes' garbage collector deletes the Lease with it, even if the member could
+    not (a `helm uninstall` removes the Lease Role before its pods stop)."""
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
+
+
+def own_pod(lease_namespace: str, environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+    """The Pod this copy runs in (POD_NAME, POD_UID and POD_NAMESPACE from the downward API) as
+    its Lease's owner, if the Lease is in the Pod's namespace: an owner named in another
+    namespace counts as gone, and the garbage collector would delete the Lease at once."""
+    name, uid = environ.get("POD_NAME"), environ.get("POD_UID")
+    if not (name and uid) or environ.get("POD_NAMESPACE") != lease_namespace:
+        return None
+    return pod_owner(name, uid)
+
+
 class HeldLease:
     """One member's own Lease: created (a stale one of the same name taken over), replaced with
     its resourceVersion on each renewal, recreated if deleted under it."""
 
     def __init__(
-        self, store: LeaseStore, group: str, member: str, duration: int, clock: Clock
+        self,
+        store: LeaseStore,
+        group: str,
+        member: str,
+        duration: int,
+        clock: Clock,
+        owner: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.group, self.member, self.duration = group, member, duration
         self.name = lease_name(group, member)
+        self._owner = owner
         self._clock = clock
         self._acquired = clock.now()
         self._version: str | None = None
@@ -155,6 +186,7 @@ class HeldLease:
             renewed=self._clock.now(),
             view=view,
             version=self._version,
+            owner=self._owner,
         )
         try:
             written = await (self._create(body) if create else self.store.replace(body))
