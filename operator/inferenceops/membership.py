@@ -19,6 +19,13 @@ host's clock is trusted. Fencing: a member that has not renewed for `renew_deadl
 duration, counted from when its last successful renewal was sent) owns nothing; the others drop
 it only a whole duration after they last saw it renew, so it stopped at least a third of the
 duration before anyone takes its keys.
+
+Leaving: a member stopping gracefully marks its Lease as left (annotation `inferenceops.io/left`)
+once it has released everything, then deletes it; the others drop it at once. A Lease deleted by
+anyone else (kubectl, or the garbage collector deleting it with its force-deleted pod: it names
+the pod as owner) may belong to a member still polling, so the others drop it only when it would
+have expired, and the member itself owns nothing from the moment it sees the deletion until it
+holds a new Lease and the view is acked again.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any, Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
 from .kube.errors import ApiForbidden
-from .kube.leases import VIEW_ANNOTATION, HeldLease, LeaseStore
+from .kube.leases import LEFT_ANNOTATION, VIEW_ANNOTATION, HeldLease, LeaseStore
 from .metrics import Metrics
 
 __all__ = [
@@ -112,6 +119,8 @@ class _Seen:
     observed_at: float
     duration: float
     view: str
+    #: Its Lease was deleted by someone else: live until it would have expired, then forgotten.
+    deleted: bool = False
 
 
 class Membership:
@@ -152,6 +161,9 @@ class Membership:
         self._writing = asyncio.Lock()
         self._lost_logged = False
         self._stopped = False
+        #: Set when the Lease must be written now, not at the next renewal.
+        self._renew_now = asyncio.Event()
+        self._deleted_at = -float("inf")
 
     # --- who owns what ------------------------------------------------------------------------
 
@@ -186,8 +198,16 @@ class Membership:
         meta = body.get("metadata") or {}
         if not member or (member == self.member and meta.get("name") != self.name):
             return
-        if event_type == "DELETED":
-            self._seen.pop(member, None)
+        if (meta.get("annotations") or {}).get(LEFT_ANNOTATION):
+            self._seen.pop(member, None)  # it left gracefully: its keys are free at once
+        elif event_type == "DELETED" and member == self.member:
+            self._deleted_under_us(str(meta.get("uid") or ""))
+        elif event_type == "DELETED":
+            # Deleted by someone else (kubectl, the garbage collector after a force-deleted
+            # pod) while it may still be polling: live until its Lease would have expired, and
+            # it stops as soon as it sees the deletion itself.
+            if (seen := self._seen.get(member)) is not None:
+                seen.deleted = True
         else:
             renewed = str(spec.get("renewTime") or "")
             now = self._clock.monotonic()
@@ -201,7 +221,32 @@ class Membership:
             seen.view, seen.duration = view, duration
         self._changed.set()
 
+    def _deleted_under_us(self, uid: str) -> None:
+        """Our own Lease was deleted, not by us: the others may take our keys as soon as it
+        expires, so own nothing from now on, and hold a new Lease at once (then rejoin)."""
+        if self._stopped or (uid and uid != self._lease.uid):
+            return  # our own leave, or an older Lease of ours
+        log.warning(
+            "its Lease %s was deleted by someone else; stopped polling until it holds a new one "
+            "and the members ack the view again",
+            self.name,
+        )
+        # Not held (so nothing is written) until the new Lease is; the next step releases
+        # everything and acks the view afresh.
+        self._renewed_at = -float("inf")
+        self.view, self._acquired, self._ack = (), None, None
+        now = self._clock.monotonic()
+        if now - self._deleted_at >= self.renew_every:
+            # A new Lease at once, but not again and again: deleted again soon after, its owner
+            # (the pod) is gone and the garbage collector deletes every new one.
+            self._renew_now.set()
+        self._deleted_at = now
+
     def _live(self, now: float) -> tuple[str, ...]:
+        for gone in [
+            m for m, s in self._seen.items() if s.deleted and s.observed_at + s.duration <= now
+        ]:
+            del self._seen[gone]
         if now - self._self_seen_at < self.duration:
             live = {
                 m
@@ -243,7 +288,10 @@ class Membership:
 
     async def _keep_renewing(self) -> None:
         while True:
-            await asyncio.sleep(self.renew_every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.renew_every):
+                    await self._renew_now.wait()
+            self._renew_now.clear()
             was_held = self.held
             try:
                 async with asyncio.timeout(self.renew_every):
@@ -336,11 +384,14 @@ class Membership:
         )
 
     async def leave(self) -> None:
-        """A graceful stop: release everything, then delete the Lease (the others see it gone
-        at once and take over)."""
+        """A graceful stop: release everything, mark the Lease as left (the others take over at
+        once), then delete it."""
         self._stopped = True
         self.view, self._acquired = (), None
         await self.assignee.release()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.renew_every):
+                await self._lease.write(None, left=True)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.renew_every):
                 await self._lease.store.delete(self.name)

@@ -44,6 +44,8 @@ class Leases:
         self.version += 1
         stored = copy.deepcopy(dict(body))
         stored["metadata"]["resourceVersion"] = str(self.version)
+        old = self.objects.get(stored["metadata"]["name"])
+        stored["metadata"]["uid"] = old["metadata"]["uid"] if old else f"uid-{self.version}"
         self.objects[stored["metadata"]["name"]] = stored
         self._deliver(kind, stored)
         return copy.deepcopy(stored)
@@ -359,3 +361,38 @@ async def test_no_rbac_for_leases_fails_start_up_with_one_clear_line() -> None:
     m = Member(leases, "x")
     with pytest.raises(MembershipError, match="Leases in namespace ops: its RBAC needs leases"):
         await m.membership.start()
+
+
+async def test_a_lease_deleted_under_a_live_member_never_gives_its_keys_to_two() -> None:
+    """Someone else deletes a live member's Lease (kubectl, or the garbage collector after its
+    pod was force-deleted): it may still be polling, so the others wait for the Lease to expire
+    while the member drops everything at once, holds a new Lease and rejoins."""
+    leases = Leases()
+    members = [Member(leases, n) for n in ("a", "b", "c")]
+    check = Overlaps(members)
+    try:
+        for m in members:
+            await m.start()
+        await _until(lambda: _covered(members) and all(m.owned() for m in members), DURATION)
+        share = members[0].owned()
+        await leases.delete("g-a")
+        await asyncio.sleep(WATCH_LATENCY * 1.5)  # it has seen the deletion
+        assert not members[0].owned(), "it stopped at once"
+        assert not (share & (members[1].owned() | members[2].owned())), "nobody else took it"
+        back = await _until(lambda: _covered(members) and members[0].owned() == share, DURATION)
+        assert "g-a" in leases.objects, "it holds a new Lease"
+        assert back < 1.0
+        # Dead, then deleted: the others take over when its Lease would have expired.
+        await members[0].crash()
+        await leases.delete("g-a")
+        rest = members[1:]
+        failover = await _until(lambda: _covered(rest), 2 * DURATION)
+        assert DURATION / 3 < failover <= DURATION + 1
+        await check.stop()
+        assert not check.found, check.found[:5]
+    finally:
+        await check.stop()
+        CHECKS.remove(check)
+        for m in members:
+            if m.task is not None and not m.task.done():
+                await m.crash()

@@ -20,6 +20,7 @@ from .errors import ApiConflict, ApiNotFound, check
 
 __all__ = [
     "GROUP_LABEL",
+    "LEFT_ANNOTATION",
     "MANAGED_BY",
     "VIEW_ANNOTATION",
     "HeldLease",
@@ -35,6 +36,9 @@ __all__ = [
 
 GROUP_LABEL = "inferenceops.io/group"
 VIEW_ANNOTATION = "inferenceops.io/view"
+#: Written by a member leaving gracefully just before it deletes its Lease: the others take its
+#: keys at once. A Lease deleted without it is taken for a member that went silent.
+LEFT_ANNOTATION = "inferenceops.io/left"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "inferenceops"}
 
 
@@ -65,6 +69,7 @@ def lease_body(
     view: str | None,
     version: str | None = None,
     owner: Mapping[str, str] | None = None,
+    left: bool = False,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
@@ -72,6 +77,8 @@ def lease_body(
         # Always sent, so that a PUT clears an old ack ("" is no view's hash).
         "annotations": {VIEW_ANNOTATION: view or ""},
     }
+    if left:
+        meta["annotations"][LEFT_ANNOTATION] = "true"
     if owner is not None:
         # Sent with every write: a PUT without it would drop it.
         meta["ownerReferences"] = [dict(owner)]
@@ -174,9 +181,11 @@ class HeldLease:
         self._clock = clock
         self._acquired = clock.now()
         self._version: str | None = None
+        #: The uid of the Lease last written: a deletion of an older one is not news.
+        self.uid = ""
 
-    async def write(self, view: str | None, *, create: bool = False) -> str:
-        """Create or renew it showing `view`; the renewTime written."""
+    async def write(self, view: str | None, *, create: bool = False, left: bool = False) -> str:
+        """Create or renew it showing `view` (`left`: marked as left); the renewTime written."""
         body = lease_body(
             self.name,
             self.group,
@@ -187,6 +196,7 @@ class HeldLease:
             view=view,
             version=self._version,
             owner=self._owner,
+            left=left,
         )
         try:
             written = await (self._create(body) if create else self.store.replace(body))
@@ -197,7 +207,9 @@ class HeldLease:
             found = await self.store.get(self.name)
             self._version = str(found["metadata"].get("resourceVersion"))
             raise
-        self._version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        meta = written.get("metadata") or {}
+        self._version = str(meta.get("resourceVersion") or "")
+        self.uid = str(meta.get("uid") or "")
         return str(body["spec"]["renewTime"])
 
     async def _create(self, body: dict[str, Any]) -> Mapping[str, Any]:
