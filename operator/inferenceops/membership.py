@@ -42,6 +42,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .kube.errors import ApiForbidden
 from .kube.leases import LEFT_ANNOTATION, VIEW_ANNOTATION, HeldLease, LeaseStore
 from .metrics import Metrics
+from .peers import Peers
 
 __all__ = [
     "Assignee",
@@ -113,16 +114,6 @@ class _Nobody:
         return 0
 
 
-@dataclass(slots=True)
-class _Seen:
-    renewed: str
-    observed_at: float
-    duration: float
-    view: str
-    #: Its Lease was deleted by someone else: live until it would have expired, then forgotten.
-    deleted: bool = False
-
-
 class Membership:
     def __init__(
         self,
@@ -145,10 +136,7 @@ class Membership:
         self._metrics = metrics
         self._clock = clock
         self.assignee: Assignee = _Nobody()
-        self._seen: dict[str, _Seen] = {}
-        #: When our own renewals were last seen through the watch: if the watch stops, others'
-        #: silence means nothing and nobody is dropped on it.
-        self._self_seen_at = -float("inf")
+        self._peers = Peers(member, self.duration)
         self._renewed_at = -float("inf")  # when the last successful renewal was sent
         self._ack: str | None = None  # the view hash our Lease shows
         #: (ack, renewTime of the first write that showed it): acks of others count only once
@@ -198,27 +186,18 @@ class Membership:
         meta = body.get("metadata") or {}
         if not member or (member == self.member and meta.get("name") != self.name):
             return
-        if (meta.get("annotations") or {}).get(LEFT_ANNOTATION):
-            self._seen.pop(member, None)  # it left gracefully: its keys are free at once
+        annotations = meta.get("annotations") or {}
+        if annotations.get(LEFT_ANNOTATION):
+            self._peers.seen.pop(member, None)  # it left gracefully: its keys are free at once
         elif event_type == "DELETED" and member == self.member:
             self._deleted_under_us(str(meta.get("uid") or ""))
         elif event_type == "DELETED":
-            # Deleted by someone else (kubectl, the garbage collector after a force-deleted
-            # pod) while it may still be polling: live until its Lease would have expired, and
-            # it stops as soon as it sees the deletion itself.
-            if (seen := self._seen.get(member)) is not None:
-                seen.deleted = True
+            # By someone else (kubectl, the garbage collector after a force-deleted pod): it
+            # may still be polling until it sees the deletion itself.
+            self._peers.deleted(member)
         else:
-            renewed = str(spec.get("renewTime") or "")
-            now = self._clock.monotonic()
-            seen = self._seen.get(member)
-            view = str((meta.get("annotations") or {}).get(VIEW_ANNOTATION) or "")
-            duration = float(spec.get("leaseDurationSeconds") or self.duration)
-            if seen is None or seen.renewed != renewed:
-                seen = self._seen[member] = _Seen(renewed, now, duration, view)
-                if member == self.member:
-                    self._self_seen_at = now
-            seen.view, seen.duration = view, duration
+            view = str(annotations.get(VIEW_ANNOTATION) or "")
+            self._peers.renewed(member, spec, view, self._clock.monotonic())
         self._changed.set()
 
     def _deleted_under_us(self, uid: str) -> None:
@@ -243,20 +222,7 @@ class Membership:
         self._deleted_at = now
 
     def _live(self, now: float) -> tuple[str, ...]:
-        for gone in [
-            m for m, s in self._seen.items() if s.deleted and s.observed_at + s.duration <= now
-        ]:
-            del self._seen[gone]
-        if now - self._self_seen_at < self.duration:
-            live = {
-                m
-                for m, s in self._seen.items()
-                if m != self.member and s.observed_at + s.duration > now
-            }
-        else:
-            # Our own renewals do not show in the watch: others' silence means nothing. Keep
-            # whom the last view had (and is not deleted); drop no one, bring no one back.
-            live = {m for m in self.view if m != self.member and m in self._seen}
+        live = self._peers.live_others(now, self.view)
         if self.held:
             live.add(self.member)
         return tuple(sorted(live))
@@ -333,7 +299,7 @@ class Membership:
 
     def _next_deadline(self) -> float:
         now = self._clock.monotonic()
-        times = [s.observed_at + s.duration for m, s in self._seen.items() if m != self.member]
+        times = self._peers.expiries()
         if self.held:
             times.append(self._renewed_at + self.renew_deadline)
         upcoming = [t - now for t in times if t > now]
@@ -372,13 +338,13 @@ class Membership:
         if not self.held or self.member not in self.view:
             return False
         ack = view_hash(self.view)
-        mine = self._seen.get(self.member)
+        mine = self._peers.seen.get(self.member)
         if self._ack != ack or self._ack_written[0] != ack:
             return False
         if mine is None or mine.view != ack or mine.renewed < self._ack_written[1]:
             return False  # the watch has not caught up with our own ack yet
         return all(
-            (seen := self._seen.get(m)) is not None and seen.view == ack
+            (seen := self._peers.seen.get(m)) is not None and seen.view == ack
             for m in self.view
             if m != self.member
         )
