@@ -355,10 +355,9 @@ class Membership:
         self._stopped = True
         self.view, self._acquired = (), None
         await self.assignee.release()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # one bound for both: a stop is not held up
             async with asyncio.timeout(self.renew_every):
-                await self._lease.write(None, left=True)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.renew_every):
+                with contextlib.suppress(Exception):
+                    await self._lease.write(None, left=True)
                 await self._lease.store.delete(self.name)
         self._publish()
