@@ -9,7 +9,6 @@ No time and no asyncio: when anything is polled is the scheduler's.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Hashable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from . import status as st
 from .api import InvalidSpecError, ParsedSpec, parse_spec
 from .api.v1alpha1 import DEFAULT_POLL_INTERVAL_SECONDS
+from .kube.informer import object_key as key_of
 from .kube.secrets import SecretCache
 from .provider_objects import ObjectKey, ProviderObjects, Unresolved, ref_key
 from .providers import Observation
@@ -103,15 +103,7 @@ class Endpoint:
 
 
 def _names(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
-    meta = body.get("metadata") or {}
-    # Interned: a few namespaces, thousands of endpoints each keeping its own copy otherwise.
-    return meta, sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))
-
-
-def key_of(body: Mapping[str, Any]) -> Key:
-    """The (namespace, name) of an InferenceEndpoint as the API server hands it over."""
-    _, namespace, name = _names(body)
-    return namespace, name
+    return body.get("metadata") or {}, *key_of(body)
 
 
 class Endpoints:

@@ -33,7 +33,7 @@ from ..metrics import Metrics
 from .client import ApiSession
 from .errors import ApiError, ApiGone, check
 
-__all__ = ["Informer", "ObjectHandler"]
+__all__ = ["Informer", "ObjectHandler", "object_key"]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Informer:
         async for page in self._pages(path):
             self._heard(path)
             for item in page.get("items") or []:
-                seen.add(_key(item))
+                seen.add(object_key(item))
                 self._handler(None, item)
             version = str((page.get("metadata") or {}).get("resourceVersion") or version)
         for namespace, name in known - seen:
@@ -170,9 +170,9 @@ class Informer:
                 if kind == "BOOKMARK":
                     continue
                 if kind == "DELETED":
-                    known.discard(_key(obj))
+                    known.discard(object_key(obj))
                 elif kind in ("ADDED", "MODIFIED"):
-                    known.add(_key(obj))
+                    known.add(object_key(obj))
                 else:
                     continue
                 self._handler(kind, obj)
@@ -228,7 +228,9 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
         yield json.loads(buffer)
 
 
-def _key(obj: Mapping[str, Any]) -> _Key:
+def object_key(obj: Mapping[str, Any]) -> _Key:
+    """The (namespace, name) of an object as the API server hands it over; the handlers key
+    what they keep by it too."""
     meta = obj.get("metadata") or {}
-    # Interned: the set of every key would keep one copy of its namespace per object otherwise.
+    # Interned: a few namespaces, thousands of objects each keeping its own copy otherwise.
     return sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))

@@ -24,6 +24,7 @@ import aiohttp
 from ..providers import SecretKeyRef
 from .client import ApiSession
 from .errors import ApiError, ApiNotFound
+from .informer import object_key
 
 __all__ = ["SecretCache", "SecretMissing", "SecretPending", "get_secret"]
 
@@ -97,8 +98,7 @@ class SecretCache:
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A Secret of a listing (type None) or a watch event (`kube.informer.ObjectHandler`)."""
-        meta = body.get("metadata") or {}
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        namespace, name = object_key(body)
         if event_type == "DELETED":
             self.delete(namespace, name)
         else:
