@@ -43,7 +43,6 @@ class _Tracked(Protocol):
     @property
     def key(self) -> Key: ...
 
-    namespace: str
     uid: str
     spec: Mapping[str, Any]
     status: dict[str, Any]
@@ -137,27 +136,15 @@ class Others:
 
     def remember(self, key: Key, body: Mapping[str, Any]) -> None:
         """`key` as a listing or watch event shows it, polled by another member."""
-        meta = body.get("metadata") or {}
-        self._note(
-            key,
-            str(meta.get("uid", "")),
-            str(meta.get("namespace", "")),
-            body.get("spec") or {},
-            body.get("status") or {},
-        )
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        self._note(key, uid, body.get("spec") or {}, body.get("status") or {})
 
     def remember_entry(self, entry: _Tracked) -> None:
         """`entry`, polled here until now, is another member's."""
-        self._note(entry.key, entry.uid, entry.namespace, entry.spec, entry.status)
+        self._note(entry.key, entry.uid, entry.spec, entry.status)
 
-    def _note(
-        self,
-        key: Key,
-        uid: str,
-        namespace: str,
-        spec: Mapping[str, Any],
-        status: Mapping[str, Any],
-    ) -> None:
+    def _note(self, key: Key, uid: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        namespace = key[0]
         self._uids[key] = hash(uid)
         self.count(key, budget_key(namespace, spec), owned=False)
         provider = ref_key(namespace, spec)
