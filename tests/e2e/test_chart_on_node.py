@@ -513,12 +513,16 @@ def pollers(emulator: EmulatorClient, names: tuple[str, ...]) -> dict[str, dict[
     return {name: dict(clients.get(name, {})) for name in names}
 
 
-def lease_holders(node: Any) -> dict[str, str]:
-    """The release's membership Leases: holder (pod name) -> Lease name."""
-    leases = _json(
+def leases(node: Any) -> list[dict[str, Any]]:
+    """The release's membership Leases."""
+    return _json(
         node, "get", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}"
     )["items"]
-    return {lease["spec"]["holderIdentity"]: lease["metadata"]["name"] for lease in leases}
+
+
+def lease_holders(node: Any) -> dict[str, str]:
+    """The release's membership Leases: holder (pod name) -> Lease name."""
+    return {lease["spec"]["holderIdentity"]: lease["metadata"]["name"] for lease in leases(node)}
 
 
 def members_seen(node: Any, pod: str) -> float:
@@ -721,12 +725,9 @@ def test_new_image_tag_rolls_the_pods(node: Any, emulator: EmulatorClient) -> No
 def test_helm_uninstall_keeps_the_crd_and_the_users_resources(node: Any) -> None:
     endpoints_before = sorted(summaries(node))
     pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in operator_pods(node)}
-    leases = _json(
-        node, "get", "leases", "-n", OPERATOR_NS, "-l", f"inferenceops.io/group={RELEASE}"
-    )["items"]
     owners = {
         lease["spec"]["holderIdentity"]: lease["metadata"].get("ownerReferences")
-        for lease in leases
+        for lease in leases(node)
     }
     for name, uid in pods.items():  # each pod's Lease is owned by that pod
         assert owners.get(name) == [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
