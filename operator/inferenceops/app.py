@@ -31,7 +31,7 @@ from .kube.leases import GROUP_LABEL, LeaseApi, leases_path
 from .kube.secrets import Fetch, SecretCache
 from .kube.writer import ApiWriter, StatusSink
 from .membership import Membership, MembershipError, MembershipSettings, Owns, owns_all
-from .memory import keep_frozen
+from .memory import keep_frozen, keep_released, release_free_memory
 from .metrics import Metrics
 from .provider_objects import ObjectKey, ProviderObjects
 from .provider_status import ProviderStatus, ProviderStatusSink
@@ -272,6 +272,8 @@ class Operator:
         )
         self.spawn(self.scheduler.run(), "inferenceops-scheduler")
         self.spawn(keep_frozen(), "inferenceops-gc")
+        if release_free_memory():  # glibc (the image's): there is memory to give back
+            self.spawn(keep_released(), "inferenceops-heap")
         # Each provider object's status is written by the one member that owns its key.
         self.spawn(self.core.provider_status.run(), "inferenceops-provider-status")
         # Listed by the member that writes the object's status: one listing per account per
