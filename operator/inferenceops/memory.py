@@ -16,9 +16,9 @@ megabytes of it: pydantic-core parses a body into a tree of its own (about 8 MB 
 listing of 1,000 endpoints with their workers) before it validates, and frees it at once; so do
 the bodies themselves and each LIST page from the API server. That memory stayed in the
 operator's RSS, which the kubelet and the cluster's memory accounting count, for nothing.
-`malloc_trim(0)` returns every free page; at 10,000 endpoints one replica's RSS went from 231 to
-222 MB and each of three members' from about 145 to 131 (docs/performance.md). It costs well under
-a millisecond.
+`malloc_trim(0)` returns every free page; at 10,000 endpoints one replica's RSS went from 231-236
+to ~226 MB and each of three members' from 141-148 to ~133 (docs/performance.md, "Member
+memory"). It costs well under a millisecond.
 """
 
 from __future__ import annotations
