@@ -66,7 +66,7 @@ class MembershipSettings:
     member_id: str = "inferenceops"
     lease_namespace: str = "default"
     lease_duration: int = 15
-    #: The ownerReference its Lease carries (kube.leases.pod_owner): the member's Pod, when it
+    #: The ownerReference its Lease carries (kube.leases.own_pod): the member's Pod, when it
     #: runs in one in the Lease's namespace.
     owner: Mapping[str, str] | None = None
 
@@ -188,7 +188,7 @@ class Membership:
             return
         annotations = meta.get("annotations") or {}
         if annotations.get(LEFT_ANNOTATION):
-            self._peers.seen.pop(member, None)  # it left gracefully: its keys are free at once
+            self._peers.left(member)  # gracefully: its keys are free at once
         elif event_type == "DELETED" and member == self.member:
             self._deleted_under_us(str(meta.get("uid") or ""))
         elif event_type == "DELETED":

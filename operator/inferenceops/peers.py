@@ -45,6 +45,9 @@ class Peers:
                 self.self_seen_at = now
         seen.view, seen.duration = view, duration
 
+    def left(self, member: str) -> None:
+        self.seen.pop(member, None)
+
     def deleted(self, member: str) -> None:
         if (seen := self.seen.get(member)) is not None:
             seen.deleted = True

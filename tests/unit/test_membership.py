@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from inferenceops.kube.errors import ApiConflict, ApiForbidden, ApiNotFound
-from inferenceops.kube.leases import pod_owner
+from inferenceops.kube.leases import own_pod
 from inferenceops.membership import Membership, MembershipError, owner
 from inferenceops.metrics import Metrics
 
@@ -338,7 +338,15 @@ async def test_every_write_of_the_lease_names_the_pod_as_its_owner() -> None:
     leases = Leases()
     written: list[Mapping[str, Any]] = []
     leases.watchers.append(lambda kind, body: written.append(body))
-    pod = pod_owner("inferenceops-7d9c-x2", "0f6c3d52-1b1e-4a59-9d7e-6b1b2f0b7a11")
+    pod = own_pod(
+        "ns",
+        {
+            "POD_NAME": "inferenceops-7d9c-x2",
+            "POD_UID": "0f6c3d52-1b1e-4a59-9d7e-6b1b2f0b7a11",
+            "POD_NAMESPACE": "ns",
+        },
+    )
+    assert pod is not None
     elsewhere = Leases()
     await Member(elsewhere, "no-pod").membership.start()
     assert "ownerReferences" not in elsewhere.objects["g-no-pod"]["metadata"]

@@ -31,7 +31,6 @@ __all__ = [
     "leases_path",
     "micro_time",
     "own_pod",
-    "pod_owner",
 ]
 
 GROUP_LABEL = "inferenceops.io/group"
@@ -144,21 +143,16 @@ class LeaseApi:
             return found
 
 
-def pod_owner(name: str, uid: str) -> dict[str, str]:
-    """An ownerReference to the member's own Pod (in the Lease's namespace): when the Pod object
-    is deleted, Kubernetes' garbage collector deletes the Lease with it, even if the member could
-    not (a `helm uninstall` removes the Lease Role before its pods stop)."""
-    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
-
-
 def own_pod(lease_namespace: str, environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
-    """The Pod this copy runs in (POD_NAME, POD_UID and POD_NAMESPACE from the downward API) as
-    its Lease's owner, if the Lease is in the Pod's namespace: an owner named in another
-    namespace counts as gone, and the garbage collector would delete the Lease at once."""
+    """An ownerReference to the Pod this copy runs in (POD_NAME, POD_UID and POD_NAMESPACE from
+    the downward API), for its Lease: when the Pod object is deleted, Kubernetes' garbage
+    collector deletes the Lease with it, even if the member could not (a `helm uninstall` removes
+    the Lease Role before its pods stop). None unless the Lease is in the Pod's namespace: an
+    owner named in another namespace counts as gone, and the Lease would be deleted at once."""
     name, uid = environ.get("POD_NAME"), environ.get("POD_UID")
     if not (name and uid) or environ.get("POD_NAMESPACE") != lease_namespace:
         return None
-    return pod_owner(name, uid)
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
 
 
 class HeldLease:
